@@ -1,0 +1,49 @@
+"""Small file helpers shared by the BEIR and TREC readers (internal)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def open_text(path: PathLike, mode: str = "r") -> IO[str]:
+    """Open a UTF-8 text file, transparently gunzipping ``*.gz`` files.
+
+    Raises a ``FileNotFoundError`` naming the file when it does not exist for reading.
+    """
+    p = Path(path)
+    if "r" in mode and not p.is_file():
+        # A plain open() error names the path too, but saying what was expected helps more.
+        kind = "directory, not a file" if p.is_dir() else "no such file"
+        raise FileNotFoundError(f"{p}: {kind}")
+    if p.suffix == ".gz":
+        return gzip.open(p, mode + "t", encoding="utf-8", newline="\n")  # type: ignore[return-value]
+    # newline="\n": split lines on "\n" only, so a stray "\r" inside a field cannot cut a
+    # record in two; a "\r\n" terminator is stripped by the readers.
+    return open(p, mode, encoding="utf-8", newline="\n")
+
+
+def numbered_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` for the non-blank lines of a text file.
+
+    Line numbers start at 1; the line terminator (``\\n`` or ``\\r\\n``) is removed.
+    """
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield lineno, line
+
+
+def malformed(path: PathLike, lineno: int, message: str) -> ValueError:
+    """The error for a bad line: a ``ValueError`` saying ``file:line: message``.
+
+    Bad file content is always a ``ValueError``, even when the problem is a JSON value of
+    the wrong type, so that callers catch one exception type for a malformed file.
+    """
+    return ValueError(f"{path}:{lineno}: {message}")

@@ -1,0 +1,376 @@
+//! Chinese segmentation that reproduces Python jieba 0.42.1 token for token.
+//!
+//! jieba-rs does the heavy lifting (dictionary trie, DAG, route, HMM Viterbi).
+//! It deliberately departs from Python jieba in a few places, which this layer
+//! undoes so that our output equals `jieba.cut` / `jieba.cut_for_search` /
+//! `jieba.cut(cut_all=True)`:
+//!
+//! 1. Block splitting: Python's `re_han_default` covers U+4E00..U+9FD5 only,
+//!    jieba-rs also CJK extensions and U+9FD6..U+9FFF. We split blocks
+//!    ourselves with Python's classes and hand jieba-rs one block at a time.
+//! 2. HMM mode: for a run of unknown non-Han characters (`WES-5.4.5`), jieba-rs
+//!    keeps connector-joined runs whole; Python splits them with
+//!    `[a-zA-Z0-9]+(?:\.\d+)?%?` (`WES`, `-`, `5.4`, `.`, `5`). We re-split such
+//!    tokens with Python's pattern.
+//! 3. Search mode: jieba-rs also adds the parts of connector-joined tokens; we
+//!    build search mode from the precise cut exactly as Python does.
+//! 4. Full mode: jieba-rs emits every dictionary word; Python emits single
+//!    characters only where no longer word starts and the previous word does
+//!    not cover them. We rebuild Python's walk from jieba-rs's word list.
+
+use std::io::BufRead;
+
+use jieba_rs::Jieba;
+
+use crate::error::{Error, Result};
+
+/// Segmentation mode, as in jieba.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutMode {
+    /// `jieba.cut(text, HMM=hmm)`
+    Precise,
+    /// `jieba.cut_for_search(text, HMM=hmm)`
+    Search,
+    /// `jieba.cut(text, cut_all=True)`
+    Full,
+}
+
+impl CutMode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "default" | "precise" => Ok(CutMode::Precise),
+            "search" => Ok(CutMode::Search),
+            "all" | "full" => Ok(CutMode::Full),
+            _ => Err(Error::invalid(format!(
+                "unknown segmentation mode {s:?}: expected \"default\", \"search\" or \"all\""
+            ))),
+        }
+    }
+}
+
+/// Python jieba's `re_han_default` class: `[\u4E00-\u9FD5a-zA-Z0-9+#&\._%\-]`.
+#[inline]
+fn is_han_default(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FD5}')
+        || c.is_ascii_alphanumeric()
+        || matches!(c, '+' | '#' | '&' | '.' | '_' | '%' | '-')
+}
+
+/// Python jieba's `re_han_cut_all` class: `[\u4E00-\u9FD5]`.
+#[inline]
+fn is_han_cut_all(c: char) -> bool {
+    matches!(c, '\u{4E00}'..='\u{9FD5}')
+}
+
+/// Complement of `re_skip_cut_all = [^a-zA-Z0-9+#\n]`.
+#[inline]
+fn is_kept_run_cut_all(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '#' | '\n')
+}
+
+/// Python's `str.isspace()` set, used by `re_skip_default = (\r\n|\s)`.
+#[inline]
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}')
+}
+
+/// Split `text` into maximal runs where `class` is constant.
+fn runs(text: &str, class: impl Fn(char) -> bool) -> impl Iterator<Item = (&str, bool)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let mut chars = rest.char_indices();
+        let (_, first) = chars.next()?;
+        let want = class(first);
+        let end = chars.find(|&(_, c)| class(c) != want).map_or(rest.len(), |(i, _)| i);
+        let (run, tail) = rest.split_at(end);
+        rest = tail;
+        Some((run, want))
+    })
+}
+
+/// Python jieba's HMM-path split of a non-Han run: `re_skip.split(blk)` with
+/// `re_skip = ([a-zA-Z0-9]+(?:\.\d+)?%?)`, empty pieces left out.
+fn python_skip_split<'a>(s: &'a str, out: &mut Vec<&'a str>) {
+    let b = s.as_bytes();
+    let mut gap_start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i + 1 < b.len() && b[i] == b'.' && b[i + 1].is_ascii_digit() {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        if i < b.len() && b[i] == b'%' {
+            i += 1;
+        }
+        if gap_start < start {
+            out.push(&s[gap_start..start]);
+        }
+        out.push(&s[start..i]);
+        gap_start = i;
+    }
+    if gap_start < b.len() {
+        out.push(&s[gap_start..]);
+    }
+}
+
+/// A jieba-compatible segmenter. Cheap to share between threads (`&self` only).
+pub struct Segmenter {
+    jieba: Jieba,
+}
+
+impl Default for Segmenter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Segmenter {
+    /// The default jieba dictionary (the `dict.txt` shipped with jieba 0.42.1).
+    pub fn new() -> Self {
+        Segmenter { jieba: Jieba::new() }
+    }
+
+    /// No dictionary: for analyzers that never segment Chinese.
+    pub fn empty() -> Self {
+        Segmenter { jieba: Jieba::empty() }
+    }
+
+    pub fn jieba(&self) -> &Jieba {
+        &self.jieba
+    }
+
+    /// Add a word as `jieba.add_word(word, freq, tag)` does; `None` freq means
+    /// `suggest_freq(word)`. Returns the frequency used.
+    pub fn add_word(&mut self, word: &str, freq: Option<usize>, tag: Option<&str>) -> Result<usize> {
+        let word = word.trim();
+        if word.is_empty() {
+            return Err(Error::invalid("add_word: the word is empty"));
+        }
+        Ok(self.jieba.add_word(word, freq, tag))
+    }
+
+    /// Load a user dictionary: one `word [freq] [tag]` per line, as
+    /// `jieba.load_userdict` reads it.
+    pub fn load_user_dict<R: BufRead>(&mut self, reader: R, source: &str) -> Result<()> {
+        for (no, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| Error::invalid(format!("{source}: line {}: {e}", no + 1)))?;
+            let line = line.trim_start_matches('\u{feff}').trim();
+            if line.is_empty() {
+                continue;
+            }
+            // As jieba: the word may contain spaces; freq and tag are the
+            // trailing fields when they look like them.
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let (word, freq, tag) = match parts.as_slice() {
+                [w] => (w.to_string(), None, None),
+                [init @ .., f] if f.parse::<usize>().is_ok() => {
+                    (init.join(" "), f.parse::<usize>().ok(), None)
+                }
+                [init @ .., f, t] if f.parse::<usize>().is_ok() && !init.is_empty() => {
+                    (init.join(" "), f.parse::<usize>().ok(), Some(*t))
+                }
+                _ => (parts.join(" "), None, None),
+            };
+            self.add_word(&word, freq, tag)?;
+        }
+        Ok(())
+    }
+
+    /// Suggested frequency that keeps `word` together, as `jieba.suggest_freq(word)`.
+    pub fn suggest_freq(&self, word: &str) -> usize {
+        self.jieba.suggest_freq(word)
+    }
+
+    fn has_word(&self, word: &str) -> bool {
+        self.jieba.has_word(word)
+    }
+
+    /// Segment `text` and pass every token (whitespace included) to `emit`.
+    pub fn cut_each<'a>(&self, text: &'a str, mode: CutMode, hmm: bool, emit: &mut dyn FnMut(&'a str)) {
+        match mode {
+            CutMode::Precise => self.cut_precise(text, hmm, emit),
+            CutMode::Search => self.cut_precise(text, hmm, &mut |w: &'a str| {
+                // jieba.cut_for_search: the 2- and 3-character dictionary
+                // words inside each longer word come before it.
+                let n = w.chars().count();
+                if n > 2 {
+                    let offs: Vec<usize> = w.char_indices().map(|(i, _)| i).chain([w.len()]).collect();
+                    for i in 0..n - 1 {
+                        let g = &w[offs[i]..offs[i + 2]];
+                        if self.has_word(g) {
+                            emit(g);
+                        }
+                    }
+                    if n > 3 {
+                        for i in 0..n - 2 {
+                            let g = &w[offs[i]..offs[i + 3]];
+                            if self.has_word(g) {
+                                emit(g);
+                            }
+                        }
+                    }
+                }
+                emit(w);
+            }),
+            CutMode::Full => self.cut_full(text, emit),
+        }
+    }
+
+    /// Segment into owned tokens, whitespace-only tokens left out.
+    pub fn cut(&self, text: &str, mode: CutMode, hmm: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        self.cut_each(text, mode, hmm, &mut |w| {
+            if !w.chars().all(is_py_space) {
+                out.push(w.to_string());
+            }
+        });
+        out
+    }
+
+    fn cut_precise<'a>(&self, text: &'a str, hmm: bool, emit: &mut dyn FnMut(&'a str)) {
+        let mut pieces: Vec<&'a str> = Vec::new();
+        for (run, is_han) in runs(text, is_han_default) {
+            if is_han {
+                for tok in self.jieba.cut(run, hmm) {
+                    let w = tok.word;
+                    // Only an HMM-path token of unknown ASCII with a
+                    // connector can differ from Python (see module docs).
+                    if hmm
+                        && w.len() > 1
+                        && w.is_ascii()
+                        && w.bytes().any(|b| !b.is_ascii_alphanumeric())
+                        && !self.has_word(w)
+                    {
+                        pieces.clear();
+                        python_skip_split(w, &mut pieces);
+                        for p in pieces.drain(..) {
+                            emit(p);
+                        }
+                    } else {
+                        emit(w);
+                    }
+                }
+            } else {
+                // re_skip_default = (\r\n|\s): whitespace pieces whole, every
+                // other character on its own.
+                let mut it = run.char_indices().peekable();
+                while let Some((i, c)) = it.next() {
+                    if c == '\r' && matches!(it.peek(), Some(&(_, '\n'))) {
+                        it.next();
+                        emit(&run[i..i + 2]);
+                    } else {
+                        emit(&run[i..i + c.len_utf8()]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn cut_full<'a>(&self, text: &'a str, emit: &mut dyn FnMut(&'a str)) {
+        for (run, is_han) in runs(text, is_han_cut_all) {
+            if is_han {
+                self.cut_full_han(run, emit);
+            } else {
+                // re_skip_cut_all.split: each skipped character alone, runs of
+                // [a-zA-Z0-9+#\n] whole.
+                for (piece, kept) in runs(run, is_kept_run_cut_all) {
+                    if kept {
+                        emit(piece);
+                    } else {
+                        for (i, c) in piece.char_indices() {
+                            emit(&piece[i..i + c.len_utf8()]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Python jieba's `__cut_all` over one Han block.
+    fn cut_full_han<'a>(&self, block: &'a str, emit: &mut dyn FnMut(&'a str)) {
+        let offs: Vec<usize> = block.char_indices().map(|(i, _)| i).chain([block.len()]).collect();
+        let n = offs.len() - 1;
+        // dag[k] = ends (exclusive, in chars) of dictionary words starting at k.
+        let mut dag: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for tok in self.jieba.cut_all(block) {
+            if tok.start < n {
+                dag[tok.start].push(tok.end);
+            }
+        }
+        let mut old_j: isize = -1;
+        for (k, ends) in dag.iter_mut().enumerate() {
+            if ends.is_empty() {
+                ends.push(k + 1);
+            }
+            ends.sort_unstable();
+            ends.dedup();
+            if ends.len() == 1 && k as isize > old_j {
+                let j = ends[0];
+                emit(&block[offs[k]..offs[j]]);
+                old_j = j as isize - 1;
+            } else {
+                for &j in ends.iter() {
+                    if j > k + 1 {
+                        emit(&block[offs[k]..offs[j]]);
+                        old_j = j as isize - 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(s: &Segmenter, t: &str, m: CutMode, hmm: bool) -> Vec<String> {
+        s.cut(t, m, hmm)
+    }
+
+    #[test]
+    fn precise_matches_jieba_examples() {
+        let s = Segmenter::new();
+        // Outputs of Python jieba 0.42.1.
+        assert_eq!(cut(&s, "我来到北京清华大学", CutMode::Precise, true), ["我", "来到", "北京", "清华大学"]);
+        assert_eq!(
+            cut(&s, "他来到了网易杭研大厦", CutMode::Precise, true),
+            ["他", "来到", "了", "网易", "杭研", "大厦"]
+        );
+        assert_eq!(cut(&s, "版本3.6.3发布了", CutMode::Precise, true), ["版本", "3.6", ".", "3", "发布", "了"]);
+        assert_eq!(cut(&s, "COVID-19疫情期间", CutMode::Precise, true), ["COVID", "-", "19", "疫情", "期间"]);
+    }
+
+    #[test]
+    fn search_and_full_match_jieba_examples() {
+        let s = Segmenter::new();
+        assert_eq!(
+            cut(&s, "小明硕士毕业于中国科学院计算所", CutMode::Search, true),
+            ["小明", "硕士", "毕业", "于", "中国", "科学", "学院", "科学院", "中国科学院", "计算", "计算所"]
+        );
+        assert_eq!(
+            cut(&s, "我来到北京清华大学", CutMode::Full, false),
+            ["我", "来到", "北京", "清华", "清华大学", "华大", "大学"]
+        );
+    }
+
+    #[test]
+    fn skip_split_is_python_regex() {
+        let mut v = Vec::new();
+        python_skip_split("WES-5.4.5", &mut v);
+        assert_eq!(v, ["WES", "-", "5.4", ".", "5"]);
+        v.clear();
+        python_skip_split("a__b%", &mut v);
+        assert_eq!(v, ["a", "__", "b%"]);
+    }
+}

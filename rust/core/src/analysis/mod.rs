@@ -1,0 +1,238 @@
+//! Text analysis: text -> tokens for BM25 and keyword extraction.
+//!
+//! Chinese goes through jieba (identical to Python jieba, see [`chinese`]),
+//! Latin script through UAX #29 words, lowercasing, stopwords and a Snowball
+//! stemmer ([`english`]). `Language::Auto` sends runs of Han characters to
+//! jieba and everything else to the Latin pipeline, so mixed text such as
+//! `Python 3.11 的新特性` gives sensible tokens for every part.
+
+pub mod chinese;
+pub mod english;
+pub mod keywords;
+pub mod stopwords;
+
+use rayon::prelude::*;
+
+pub use chinese::{CutMode, Segmenter};
+pub use english::NamedStemmer;
+pub use stopwords::StopWords;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    Auto,
+    Zh,
+    En,
+}
+
+impl Language {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Language::Auto),
+            "zh" | "chinese" => Ok(Language::Zh),
+            "en" | "english" => Ok(Language::En),
+            _ => Err(Error::invalid(format!("unknown language {s:?}: expected \"auto\", \"zh\" or \"en\""))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Auto => "auto",
+            Language::Zh => "zh",
+            Language::En => "en",
+        }
+    }
+}
+
+/// Is `c` a Han ideograph (CJK unified, extensions, compatibility)?
+#[inline]
+pub fn is_han(c: char) -> bool {
+    matches!(c,
+        '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}'
+        | '\u{20000}'..='\u{2EBEF}' | '\u{2F800}'..='\u{2FA1F}' | '\u{30000}'..='\u{3134F}')
+}
+
+/// An analysis pipeline. Immutable once built, so one analyzer serves many threads.
+pub struct Analyzer {
+    pub language: Language,
+    pub mode: CutMode,
+    pub hmm: bool,
+    pub lowercase: bool,
+    pub keep_punctuation: bool,
+    /// Drop Latin tokens of one character (as bm25s's `\w\w+` pattern does).
+    pub min_latin_len: usize,
+    pub stopwords: StopWords,
+    pub stemmer: Option<NamedStemmer>,
+    segmenter: Segmenter,
+}
+
+impl Analyzer {
+    pub fn new(
+        language: Language,
+        mode: CutMode,
+        hmm: bool,
+        lowercase: bool,
+        keep_punctuation: bool,
+        stopwords: StopWords,
+        stemmer: Option<NamedStemmer>,
+    ) -> Self {
+        // Segmenting is skipped for English, so only build the dictionary when needed.
+        let segmenter = if language == Language::En { Segmenter::empty() } else { Segmenter::new() };
+        Analyzer {
+            language,
+            mode,
+            hmm,
+            lowercase,
+            keep_punctuation,
+            min_latin_len: 2,
+            stopwords,
+            stemmer,
+            segmenter,
+        }
+    }
+
+    pub fn segmenter(&self) -> &Segmenter {
+        &self.segmenter
+    }
+
+    pub fn segmenter_mut(&mut self) -> &mut Segmenter {
+        &mut self.segmenter
+    }
+
+    /// Tokenize one text.
+    pub fn tokenize(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        self.tokenize_into(text, &mut |t| out.push(t));
+        out
+    }
+
+    /// Tokenize many texts in parallel (rayon), order kept.
+    pub fn tokenize_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<String>> {
+        texts.par_iter().map(|t| self.tokenize(t.as_ref())).collect()
+    }
+
+    /// Tokenize, handing each token to `emit` (no per-text Vec needed).
+    pub fn tokenize_into(&self, text: &str, emit: &mut dyn FnMut(String)) {
+        match self.language {
+            Language::En => self.latin(text, emit),
+            Language::Zh => self.chinese(text, emit),
+            Language::Auto => {
+                // Han runs (with the ASCII jieba keeps beside them, such as
+                // `T恤`) go to jieba; other text to the Latin pipeline.
+                let mut start = 0;
+                let mut in_han = false;
+                for (i, c) in text.char_indices() {
+                    let h = is_han(c);
+                    if h != in_han {
+                        if i > start {
+                            self.route(&text[start..i], in_han, emit);
+                        }
+                        start = i;
+                        in_han = h;
+                    }
+                }
+                if start < text.len() {
+                    self.route(&text[start..], in_han, emit);
+                }
+            }
+        }
+    }
+
+    fn route(&self, run: &str, han: bool, emit: &mut dyn FnMut(String)) {
+        if han {
+            self.chinese(run, emit)
+        } else {
+            self.latin(run, emit)
+        }
+    }
+
+    fn chinese(&self, text: &str, emit: &mut dyn FnMut(String)) {
+        self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
+            if w.chars().all(char::is_whitespace) {
+                return;
+            }
+            if !w.chars().any(char::is_alphanumeric) {
+                if self.keep_punctuation {
+                    emit(w.to_string());
+                }
+                return;
+            }
+            if w.chars().any(is_han) {
+                let tok = if self.lowercase { w.to_lowercase() } else { w.to_string() };
+                if !self.stopwords.contains(&tok) {
+                    emit(tok);
+                }
+            } else {
+                self.latin_word(w, emit);
+            }
+        });
+    }
+
+    fn latin(&self, text: &str, emit: &mut dyn FnMut(String)) {
+        english::words(text, self.keep_punctuation, &mut |w, is_word| {
+            if is_word {
+                self.latin_word(w, emit);
+            } else {
+                emit(w.to_string());
+            }
+        });
+    }
+
+    fn latin_word(&self, w: &str, emit: &mut dyn FnMut(String)) {
+        // Inside the jieba-compatible configuration nothing is dropped.
+        if self.min_latin_len > 1 && !self.keep_punctuation && w.chars().nth(1).is_none() {
+            return;
+        }
+        let tok = if self.lowercase { w.to_lowercase() } else { w.to_string() };
+        if self.stopwords.contains(&tok) {
+            return;
+        }
+        match &self.stemmer {
+            Some(s) => emit(s.stem(&tok).into_owned()),
+            None => emit(tok),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analyzer(lang: Language) -> Analyzer {
+        let sw = match lang {
+            Language::En => StopWords::english(),
+            Language::Zh => StopWords::chinese(),
+            Language::Auto => {
+                let mut s = StopWords::english();
+                s.extend(&StopWords::chinese());
+                s
+            }
+        };
+        let stem = if lang == Language::Zh { None } else { Some(NamedStemmer::new("english").unwrap()) };
+        Analyzer::new(lang, CutMode::Search, true, true, false, sw, stem)
+    }
+
+    #[test]
+    fn english_pipeline() {
+        let a = analyzer(Language::En);
+        assert_eq!(a.tokenize("The Running dogs, of Europe!"), ["run", "dog", "europ"]);
+    }
+
+    #[test]
+    fn mixed_text() {
+        let a = analyzer(Language::Auto);
+        let t = a.tokenize("Python 3.11 的新特性和GPU显存");
+        assert!(t.contains(&"python".to_string()), "{t:?}");
+        assert!(t.contains(&"3.11".to_string()), "{t:?}");
+        assert!(t.contains(&"特性".to_string()), "{t:?}");
+        assert!(t.contains(&"gpu".to_string()), "{t:?}");
+        assert!(t.contains(&"显存".to_string()), "{t:?}");
+    }
+
+    #[test]
+    fn jieba_compatible_configuration() {
+        let a = Analyzer::new(Language::Zh, CutMode::Precise, true, false, true, StopWords::default(), None);
+        assert_eq!(a.tokenize("我来到北京清华大学。"), ["我", "来到", "北京", "清华大学", "。"]);
+    }
+}

@@ -1,0 +1,174 @@
+//! Building an index: tokens -> vocabulary -> per-term postings, in parallel.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::postings::{encode_term, PostingsStore, TAIL_PAD};
+use super::{Bm25Index, Params, TermInfo};
+use crate::error::{Error, Result};
+
+/// Documents per parallel work unit.
+const CHUNK: usize = 2048;
+
+/// One chunk's documents as (local term id, tf) lists plus its local vocabulary.
+struct ChunkCounts {
+    words: Vec<String>,
+    doc_terms: Vec<Vec<(u32, u32)>>,
+    doc_lens: Vec<u32>,
+}
+
+fn count_chunk(range: std::ops::Range<usize>, tokens_of: &(impl Fn(usize, &mut dyn FnMut(&str)) + Sync)) -> ChunkCounts {
+    let mut local: FxHashMap<String, u32> = FxHashMap::default();
+    let mut words = Vec::new();
+    let mut doc_terms = Vec::with_capacity(range.len());
+    let mut doc_lens = Vec::with_capacity(range.len());
+    let mut tf: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut order: Vec<u32> = Vec::new();
+    for i in range {
+        tf.clear();
+        order.clear();
+        let mut len = 0u32;
+        tokens_of(i, &mut |t: &str| {
+            len += 1;
+            let id = match local.get(t) {
+                Some(&id) => id,
+                None => {
+                    let id = words.len() as u32;
+                    local.insert(t.to_string(), id);
+                    words.push(t.to_string());
+                    id
+                }
+            };
+            let e = tf.entry(id).or_insert(0);
+            if *e == 0 {
+                order.push(id);
+            }
+            *e += 1;
+        });
+        doc_terms.push(order.iter().map(|id| (*id, tf[id])).collect());
+        doc_lens.push(len);
+    }
+    ChunkCounts { words, doc_terms, doc_lens }
+}
+
+impl Bm25Index {
+    /// Build from `n_docs` documents; `tokens_of(i, emit)` emits document i's tokens.
+    /// Called from many threads at once (rayon); progress(done) is called per chunk.
+    pub fn build(
+        params: Params,
+        n_docs: usize,
+        tokens_of: impl Fn(usize, &mut dyn FnMut(&str)) + Sync,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Self> {
+        params.validate()?;
+        if n_docs == 0 {
+            return Err(Error::invalid("cannot index an empty corpus: give at least one document"));
+        }
+        if n_docs > u32::MAX as usize - 1 {
+            return Err(Error::invalid("too many documents for one index (at most 2^32 - 2)"));
+        }
+        let ranges: Vec<_> = (0..n_docs).step_by(CHUNK).map(|s| s..(s + CHUNK).min(n_docs)).collect();
+        let chunks: Vec<ChunkCounts> = ranges
+            .into_par_iter()
+            .map(|r| {
+                let n = r.len();
+                let c = count_chunk(r, &tokens_of);
+                progress(n);
+                c
+            })
+            .collect();
+
+        // Global ids in order of first appearance (deterministic for any thread count).
+        let mut term_ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut vocab: Vec<String> = Vec::new();
+        let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(chunks.len());
+        for c in &chunks {
+            let remap = c
+                .words
+                .iter()
+                .map(|w| {
+                    *term_ids.entry(w.clone()).or_insert_with(|| {
+                        vocab.push(w.clone());
+                        (vocab.len() - 1) as u32
+                    })
+                })
+                .collect();
+            remaps.push(remap);
+        }
+        let doc_lens: Vec<u32> = chunks.iter().flat_map(|c| c.doc_lens.iter().copied()).collect();
+        let total_tokens: u64 = doc_lens.iter().map(|&l| l as u64).sum();
+        let avgdl = total_tokens as f64 / n_docs as f64;
+
+        // Transpose doc -> terms into term -> docs (CSR), docs ascending.
+        let v = vocab.len();
+        let mut df = vec![0u32; v];
+        for (c, remap) in chunks.iter().zip(&remaps) {
+            for terms in &c.doc_terms {
+                for &(t, _) in terms {
+                    df[remap[t as usize] as usize] += 1;
+                }
+            }
+        }
+        let mut start = Vec::with_capacity(v + 1);
+        let mut acc = 0usize;
+        start.push(0);
+        for &d in &df {
+            acc += d as usize;
+            start.push(acc);
+        }
+        let mut fill = start.clone();
+        let mut post_docs = vec![0u32; acc];
+        let mut post_tfs = vec![0u32; acc];
+        let mut doc = 0u32;
+        for (c, remap) in chunks.iter().zip(&remaps) {
+            for terms in &c.doc_terms {
+                for &(t, tf) in terms {
+                    let g = remap[t as usize] as usize;
+                    post_docs[fill[g]] = doc;
+                    post_tfs[fill[g]] = tf;
+                    fill[g] += 1;
+                }
+                doc += 1;
+            }
+        }
+        drop(chunks);
+
+        let kn: Vec<f32> = doc_lens.iter().map(|&l| params.kn(l, avgdl)).collect();
+        // Encode terms in parallel, then lay the regions end to end.
+        let encoded: Vec<(Vec<u8>, u32, f32)> = (0..v)
+            .into_par_iter()
+            .map(|t| {
+                let (s, e) = (start[t], start[t + 1]);
+                let mut buf = Vec::new();
+                let (nb, mx) = encode_term(
+                    &post_docs[s..e],
+                    &post_tfs[s..e],
+                    |d, tf| params.tf_weight(tf as f32, kn[d as usize]),
+                    &mut buf,
+                );
+                (buf, nb, mx)
+            })
+            .collect();
+        let total: usize = encoded.iter().map(|e| e.0.len()).sum();
+        let mut store = Vec::with_capacity(total + TAIL_PAD);
+        let mut terms = Vec::with_capacity(v);
+        for (t, (buf, nb, mx)) in encoded.into_iter().enumerate() {
+            terms.push(TermInfo { df: df[t], n_blocks: nb, offset: store.len() as u64, max_tf_weight: mx });
+            store.extend_from_slice(&buf);
+        }
+        store.extend_from_slice(&[0u8; TAIL_PAD]);
+
+        Ok(Bm25Index {
+            params,
+            vocab,
+            term_ids,
+            terms,
+            doc_lens,
+            kn,
+            avgdl,
+            total_tokens,
+            postings: PostingsStore::Owned(store),
+            meta: String::new(),
+        })
+    }
+}

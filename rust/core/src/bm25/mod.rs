@@ -1,0 +1,92 @@
+//! BM25: five scoring variants over compressed postings with exact,
+//! MaxScore-pruned top-k search, BM25 sparse vectors, and index files.
+
+mod build;
+mod io;
+mod postings;
+mod scoring;
+mod search;
+
+pub use scoring::{Method, Params};
+
+use rustc_hash::FxHashMap;
+
+use postings::PostingsStore;
+
+/// Per-term statistics and where its postings are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TermInfo {
+    pub df: u32,
+    pub n_blocks: u32,
+    /// Byte offset of the term's region in the postings store.
+    pub offset: u64,
+    /// Largest (tfpart - tfpart0) over the term's postings, rounded up.
+    pub max_tf_weight: f32,
+}
+
+/// A BM25 index over documents `0..n_docs`.
+pub struct Bm25Index {
+    params: Params,
+    vocab: Vec<String>,
+    term_ids: FxHashMap<String, u32>,
+    terms: Vec<TermInfo>,
+    doc_lens: Vec<u32>,
+    /// k1 * (1 - b + b * len / avgdl) per document, for the tf part.
+    kn: Vec<f32>,
+    avgdl: f64,
+    total_tokens: u64,
+    postings: PostingsStore,
+    /// Opaque text saved with the index (the Python layer stores its analyzer settings).
+    pub meta: String,
+}
+
+impl Bm25Index {
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    pub fn n_docs(&self) -> usize {
+        self.doc_lens.len()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    pub fn vocab(&self) -> &[String] {
+        &self.vocab
+    }
+
+    pub fn term_id(&self, token: &str) -> Option<u32> {
+        self.term_ids.get(token).copied()
+    }
+
+    pub fn doc_lens(&self) -> &[u32] {
+        &self.doc_lens
+    }
+
+    pub fn avgdl(&self) -> f64 {
+        self.avgdl
+    }
+
+    pub fn n_postings(&self) -> u64 {
+        self.terms.iter().map(|t| t.df as u64).sum()
+    }
+
+    /// Bytes used by compressed postings (block headers included).
+    pub fn postings_bytes(&self) -> usize {
+        self.postings.len()
+    }
+
+    /// Document frequency of a token, 0 when unknown.
+    pub fn df(&self, token: &str) -> u32 {
+        self.term_id(token).map_or(0, |t| self.terms[t as usize].df)
+    }
+
+    pub(crate) fn idf(&self, term: u32) -> f64 {
+        self.params.method.idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! Query evaluation: exhaustive scores, exact top-k with MaxScore pruning,
+//! batches in parallel, and BM25 as sparse vectors.
+
+use rayon::prelude::*;
+
+use super::postings::{Cursor, END};
+use super::Bm25Index;
+use crate::error::{Error, Result};
+use crate::topk::TopK;
+
+/// A query resolved against the vocabulary: (term id, count) in first-seen order,
+/// as bm25s counts repeated query tokens once per occurrence.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub terms: Vec<(u32, u32)>,
+}
+
+/// Ranked hits of one query: (doc id, score), best first.
+pub type Hits = Vec<(u32, f32)>;
+
+impl Bm25Index {
+    /// Resolve query tokens; tokens not in the vocabulary are ignored.
+    pub fn query<S: AsRef<str>>(&self, tokens: &[S]) -> Query {
+        let mut terms: Vec<(u32, u32)> = Vec::new();
+        for t in tokens {
+            if let Some(id) = self.term_id(t.as_ref()) {
+                match terms.iter_mut().find(|(i, _)| *i == id) {
+                    Some(e) => e.1 += 1,
+                    None => terms.push((id, 1)),
+                }
+            }
+        }
+        Query { terms }
+    }
+
+    /// Score every query term contributes to a document that lacks it (BM25L/BM25+ only).
+    fn absent_constant(&self, q: &Query) -> f64 {
+        let a = self.params.tf_part_absent() as f64;
+        if a == 0.0 {
+            return 0.0;
+        }
+        q.terms.iter().map(|&(t, c)| c as f64 * self.idf(t) * a).sum()
+    }
+
+    /// BM25 score of every document (exhaustive; the reference for `search`).
+    pub fn get_scores(&self, q: &Query) -> Vec<f32> {
+        let n = self.n_docs();
+        let mut acc = vec![0f64; n];
+        let store = self.postings.bytes();
+        for &(t, c) in &q.terms {
+            let info = self.terms[t as usize];
+            let w = c as f64 * self.idf(t);
+            let mut cur = Cursor::new(store, info.offset as usize, info.n_blocks as usize);
+            while cur.doc != END {
+                let d = cur.doc as usize;
+                acc[d] += w * self.params.tf_weight(cur.tf() as f32, self.kn[d]) as f64;
+                cur.next();
+            }
+        }
+        let base = self.absent_constant(q);
+        acc.into_iter().map(|s| (s + base) as f32).collect()
+    }
+
+    /// Exact top-k: same hits and order as sorting `get_scores` by
+    /// (score desc, doc id asc), without scoring documents that cannot enter.
+    pub fn search(&self, q: &Query, k: usize) -> Hits {
+        let n = self.n_docs();
+        let k = k.min(n);
+        if k == 0 {
+            return Vec::new();
+        }
+        let store = self.postings.bytes();
+        // Terms by upper bound, ascending: MaxScore's non-essential prefix.
+        let mut terms: Vec<(f64, f64, Cursor)> = q
+            .terms
+            .iter()
+            .map(|&(t, c)| {
+                let info = self.terms[t as usize];
+                let w = c as f64 * self.idf(t);
+                let ub = w * info.max_tf_weight as f64;
+                (ub, w, Cursor::new(store, info.offset as usize, info.n_blocks as usize))
+            })
+            .filter(|(_, w, _)| *w > 0.0)
+            .collect();
+        terms.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let m = terms.len();
+        let mut prefix = vec![0f64; m];
+        let mut s = 0.0;
+        for (i, t) in terms.iter().enumerate() {
+            s += t.0;
+            // A slight over-estimate keeps float rounding from pruning a real hit.
+            prefix[i] = s * (1.0 + 1e-9);
+        }
+        // Scores are ranked as the f32 the caller sees, (sum + base), so that
+        // ties resolve exactly as in `get_scores`.
+        let base = self.absent_constant(q);
+        for p in prefix.iter_mut() {
+            *p += base;
+        }
+        let mut top = TopK::new(k);
+        let mut first_essential = 0usize;
+        let params = self.params;
+        loop {
+            let mut d = END;
+            for t in &terms[first_essential..] {
+                d = d.min(t.2.doc);
+            }
+            if d == END {
+                break;
+            }
+            let kn = self.kn[d as usize];
+            let mut score = base;
+            for t in terms[first_essential..].iter_mut() {
+                if t.2.doc == d {
+                    score += t.1 * params.tf_weight(t.2.tf() as f32, kn) as f64;
+                    t.2.next();
+                }
+            }
+            let theta = top.threshold() as f64;
+            let mut alive = true;
+            for i in (0..first_essential).rev() {
+                if score + prefix[i] - base <= theta {
+                    alive = false;
+                    break;
+                }
+                let t = &mut terms[i];
+                t.2.advance(d);
+                if t.2.doc == d {
+                    score += t.1 * params.tf_weight(t.2.tf() as f32, kn) as f64;
+                }
+            }
+            if alive && (score as f32) > top.threshold() {
+                top.push(d, score as f32);
+                if top.is_full() {
+                    let theta = top.threshold() as f64;
+                    while first_essential < m && prefix[first_essential] <= theta {
+                        first_essential += 1;
+                    }
+                    if first_essential == m {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut hits = top.into_sorted();
+        // Fewer matching documents than k: the rest score the same (zero, or
+        // the BM25L/BM25+ constant) and follow in id order.
+        if hits.len() < k {
+            let mut taken: Vec<u32> = hits.iter().map(|h| h.0).collect();
+            taken.sort_unstable();
+            let mut next = 0u32;
+            let mut j = 0;
+            while hits.len() < k {
+                if j < taken.len() && taken[j] == next {
+                    j += 1;
+                } else {
+                    hits.push((next, base as f32));
+                }
+                next += 1;
+            }
+        }
+        hits
+    }
+
+    /// Search many queries in parallel on `pool` (or rayon's global pool).
+    pub fn search_batch(&self, queries: &[Query], k: usize, pool: Option<&rayon::ThreadPool>) -> Vec<Hits> {
+        let run = || queries.par_iter().map(|q| self.search(q, k)).collect();
+        match pool {
+            Some(p) => p.install(run),
+            None => run(),
+        }
+    }
+
+    /// A document as a BM25 sparse vector over this index's vocabulary and
+    /// statistics: term id -> idf * (tfpart(tf, len) - tfpart(0)). The dot
+    /// product with `query_vector` is the BM25 score (minus, for BM25L and
+    /// BM25+, the query's constant for absent terms, which does not change ranks).
+    pub fn document_vector<S: AsRef<str>>(&self, tokens: &[S]) -> (Vec<u32>, Vec<f32>) {
+        let len = tokens.len() as u32;
+        let kn = self.params.kn(len, self.avgdl);
+        let q = self.query(tokens);
+        let mut pairs: Vec<(u32, f32)> = q
+            .terms
+            .iter()
+            .map(|&(t, tf)| (t, (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32))
+            .collect();
+        pairs.sort_unstable_by_key(|p| p.0);
+        pairs.into_iter().unzip()
+    }
+
+    /// A query as a sparse vector: term id -> count.
+    pub fn query_vector<S: AsRef<str>>(&self, tokens: &[S]) -> (Vec<u32>, Vec<f32>) {
+        let mut pairs: Vec<(u32, f32)> = self.query(tokens).terms.into_iter().map(|(t, c)| (t, c as f32)).collect();
+        pairs.sort_unstable_by_key(|p| p.0);
+        pairs.into_iter().unzip()
+    }
+}
+
+/// A rayon pool of `threads` workers (None: rayon's global pool).
+pub fn thread_pool(threads: Option<usize>) -> Result<Option<rayon::ThreadPool>> {
+    match threads {
+        None => Ok(None),
+        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
+        Some(t) => rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("cannot start {t} threads: {e}"))),
+    }
+}

@@ -1,0 +1,111 @@
+//! Exact top-k selection with a deterministic order: score descending, then
+//! id ascending. Used by every index so ties always resolve the same way.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// A (score, id) pair ordered so that the *worst* hit is the heap's maximum.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Entry {
+    score: f32,
+    id: u32,
+}
+
+impl Eq for Entry {}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Lower score is worse; at equal scores the higher id is worse.
+        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Keeps the best `k` (score, id) pairs seen.
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Entry>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+    }
+
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.heap.len() >= self.k
+    }
+
+    /// Score a new hit must exceed to enter once the heap is full (ids arrive
+    /// in increasing order in document-at-a-time loops, so equal is not enough).
+    #[inline]
+    pub fn threshold(&self) -> f32 {
+        if self.is_full() {
+            self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.score)
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+
+    /// Offer a hit; ids may arrive in any order.
+    #[inline]
+    pub fn push(&mut self, id: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let e = Entry { score, id };
+        if self.heap.len() < self.k {
+            self.heap.push(e);
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if e < *worst {
+                *worst = e;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<(u32, f32)> {
+        self.heap.into_sorted_vec().into_iter().map(|e| (e.id, e.score)).collect()
+    }
+}
+
+/// Top `k` of a dense score array (ties by lower index), best first.
+pub fn top_k_dense(scores: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut t = TopK::new(k.min(scores.len()));
+    for (i, &s) in scores.iter().enumerate() {
+        if !t.is_full() || s > t.threshold() {
+            t.push(i as u32, s);
+        }
+    }
+    t.into_sorted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_break_by_id() {
+        let scores = [1.0, 3.0, 3.0, 2.0, 3.0];
+        assert_eq!(top_k_dense(&scores, 3), vec![(1, 3.0), (2, 3.0), (4, 3.0)]);
+        let mut t = TopK::new(2);
+        for (i, s) in [(4u32, 3.0f32), (2, 3.0), (1, 3.0)] {
+            t.push(i, s);
+        }
+        assert_eq!(t.into_sorted(), vec![(1, 3.0), (2, 3.0)]);
+    }
+}
