@@ -1,0 +1,546 @@
+//! Python bindings of densparse-core. Thin by design: argument conversion,
+//! GIL release around every long call, and error mapping. No algorithms here.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use densparse_core::analysis::keywords::{KeywordExtractor, KeywordMethod};
+use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, StopWords};
+use densparse_core::bm25::{thread_pool, Bm25Index, Method, Params, Query};
+use densparse_core::Error;
+
+create_exception!(_core, CorruptIndexError, PyValueError, "An index file is corrupt, truncated or not of the expected kind.");
+
+fn to_py(e: Error) -> PyErr {
+    match e {
+        Error::Invalid(m) => PyValueError::new_err(m),
+        e @ Error::Corrupt { .. } => CorruptIndexError::new_err(e.to_string()),
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(e.to_string())
+        }
+        e @ Error::Io { .. } => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// A list of str, with an error naming the first item that is not one.
+fn str_list(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!("{what} must be a list of str, not a single str")));
+    }
+    let mut out = Vec::new();
+    for (i, item) in obj.try_iter().map_err(|_| PyTypeError::new_err(format!("{what} must be a list of str")))?.enumerate()
+    {
+        let item = item?;
+        match item.downcast::<PyString>() {
+            Ok(s) => out.push(s.to_cow()?.into_owned()),
+            Err(_) => {
+                return Err(PyTypeError::new_err(format!(
+                    "{what}[{i}] is {}, expected str",
+                    item.get_type().name()?
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A list of token lists.
+fn token_lists(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for (i, item) in obj.try_iter()?.enumerate() {
+        out.push(str_list(&item?, &format!("{what}[{i}]"))?);
+    }
+    Ok(out)
+}
+
+/// Run `work` without the GIL on a helper thread while this thread reports
+/// progress to the Python callable `progress(n_done_increment)`.
+fn with_progress<T: Send>(
+    py: Python<'_>,
+    progress: Option<&Bound<'_, PyAny>>,
+    work: impl FnOnce(&(dyn Fn(usize) + Sync)) -> T + Send,
+) -> PyResult<T> {
+    let done = AtomicUsize::new(0);
+    let finished = AtomicBool::new(false);
+    let tick = |n: usize| {
+        done.fetch_add(n, Ordering::Relaxed);
+    };
+    let Some(cb) = progress else {
+        return Ok(py.allow_threads(|| work(&tick)));
+    };
+    let cb = cb.clone().unbind();
+    let mut reported = 0usize;
+    let mut cb_err: Option<PyErr> = None;
+    let result = py.allow_threads(|| {
+        std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let r = work(&tick);
+                finished.store(true, Ordering::Release);
+                r
+            });
+            loop {
+                let fin = finished.load(Ordering::Acquire);
+                let now = done.load(Ordering::Relaxed);
+                if now > reported && cb_err.is_none() {
+                    Python::with_gil(|py| {
+                        if let Err(e) = cb.call1(py, (now - reported,)) {
+                            cb_err = Some(e);
+                        }
+                    });
+                    reported = now;
+                }
+                if fin {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            h.join().expect("worker thread panicked")
+        })
+    });
+    match cb_err {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
+}
+
+// ---------------------------------------------------------------- Analyzer
+
+/// Text analysis: jieba-identical Chinese segmentation, English words with
+/// stopwords and Snowball stems, mixed text, keywords. Thread-safe.
+#[pyclass(module = "densparse._core", name = "Analyzer", frozen, subclass)]
+pub struct PyAnalyzer {
+    inner: Arc<RwLock<an::Analyzer>>,
+    config: Py<PyDict>,
+}
+
+fn resolve_stopwords(lang: Language, sw: &Bound<'_, PyAny>) -> PyResult<(StopWords, PyObject)> {
+    let py = sw.py();
+    if sw.is_none() {
+        return Ok((StopWords::default(), py.None()));
+    }
+    if let Ok(s) = sw.downcast::<PyString>() {
+        let s = s.to_cow()?.into_owned();
+        let words = match (s.as_str(), lang) {
+            ("auto", Language::En) | ("en", _) => StopWords::english(),
+            ("auto", Language::Zh) | ("zh", _) => StopWords::chinese(),
+            ("auto", Language::Auto) => {
+                let mut w = StopWords::english();
+                w.extend(&StopWords::chinese());
+                w
+            }
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "stopwords={s:?}: expected \"auto\", \"en\", \"zh\", None or a list of words"
+                )))
+            }
+        };
+        return Ok((words, s.into_pyobject(py)?.into_any().unbind()));
+    }
+    let list = str_list(sw, "stopwords")?;
+    let obj = PyList::new(py, &list)?.into_any().unbind();
+    Ok((StopWords::from_words(list), obj))
+}
+
+#[pymethods]
+impl PyAnalyzer {
+    #[new]
+    #[pyo3(signature = (language="auto", mode="default", hmm=true, stopwords=None, stemmer=None,
+                        lowercase=true, keep_punctuation=false, user_dict=None, char_ngrams=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        language: &str,
+        mode: &str,
+        hmm: bool,
+        stopwords: Option<&Bound<'_, PyAny>>,
+        stemmer: Option<&Bound<'_, PyAny>>,
+        lowercase: bool,
+        keep_punctuation: bool,
+        user_dict: Option<PathBuf>,
+        char_ngrams: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let lang = Language::parse(language).map_err(to_py)?;
+        let cut = CutMode::parse(mode).map_err(to_py)?;
+        // densparse.Analyzer (Python) passes every argument, "auto" included;
+        // here a missing argument means None.
+        let none = py.None().into_bound(py);
+        let sw_arg = stopwords.cloned().unwrap_or_else(|| none.clone());
+        let (sw, sw_obj) = resolve_stopwords(lang, &sw_arg)?;
+        let stem_arg = stemmer.cloned().unwrap_or_else(|| none.clone());
+        let stem = if stem_arg.is_none() {
+            None
+        } else {
+            let name: String = stem_arg.extract().map_err(|_| PyTypeError::new_err("stemmer must be a str or None"))?;
+            match (name.as_str(), lang) {
+                ("auto", Language::Zh) => None,
+                ("auto", _) => Some(NamedStemmer::new("english").map_err(to_py)?),
+                (n, _) => Some(NamedStemmer::new(n).map_err(to_py)?),
+            }
+        };
+        let ng_arg = char_ngrams.cloned().unwrap_or_else(|| none.clone());
+        let ngrams = if ng_arg.is_none() {
+            None
+        } else if ng_arg.extract::<String>().is_ok_and(|s| s == "auto") {
+            // Retrieval analyzers for Chinese add Han unigrams and bigrams; the
+            // jieba-identical configuration (keep_punctuation=True) does not.
+            (lang != Language::En && !keep_punctuation).then_some((1, 2))
+        } else {
+            let (lo, hi): (usize, usize) = ng_arg
+                .extract()
+                .map_err(|_| PyTypeError::new_err("char_ngrams must be \"auto\", None or a (min, max) tuple"))?;
+            if lo == 0 || hi < lo || hi > 8 {
+                return Err(PyValueError::new_err(format!("char_ngrams=({lo}, {hi}): need 1 <= min <= max <= 8")));
+            }
+            Some((lo, hi))
+        };
+        let mut a = an::Analyzer::new(lang, cut, hmm, lowercase, keep_punctuation, sw, stem);
+        a.char_ngrams = ngrams;
+        if let Some(p) = &user_dict {
+            if lang == Language::En {
+                return Err(PyValueError::new_err("user_dict needs a Chinese analyzer (language=\"zh\" or \"auto\")"));
+            }
+            let f = std::fs::File::open(p).map_err(|e| to_py(Error::io(p, e)))?;
+            a.segmenter_mut()
+                .load_user_dict(std::io::BufReader::new(f), &p.display().to_string())
+                .map_err(to_py)?;
+        }
+        let config = PyDict::new(py);
+        config.set_item("language", lang.name())?;
+        config.set_item("mode", mode)?;
+        config.set_item("hmm", hmm)?;
+        config.set_item("stopwords", sw_obj)?;
+        config.set_item("stemmer", a.stemmer.as_ref().map(|s| s.name.clone()))?;
+        config.set_item("lowercase", lowercase)?;
+        config.set_item("keep_punctuation", keep_punctuation)?;
+        config.set_item("user_dict", user_dict.as_ref().map(|p| p.display().to_string()))?;
+        config.set_item("char_ngrams", ngrams)?;
+        config.set_item("added_words", PyList::empty(py))?;
+        Ok(PyAnalyzer { inner: Arc::new(RwLock::new(a)), config: config.unbind() })
+    }
+
+    /// Tokens of one text.
+    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let text: String = text
+            .downcast::<PyString>()
+            .map_err(|_| PyTypeError::new_err(format!("text must be str, not {}", text.get_type().name().unwrap())))?
+            .to_cow()?
+            .into_owned();
+        let inner = self.inner.clone();
+        Ok(py.allow_threads(|| inner.read().unwrap().tokenize(&text)))
+    }
+
+    /// Tokens of many texts, in parallel on all cores (GIL released).
+    fn tokenize_batch(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<String>>> {
+        let texts = str_list(texts, "texts")?;
+        let inner = self.inner.clone();
+        Ok(py.allow_threads(|| inner.read().unwrap().tokenize_batch(&texts)))
+    }
+
+    /// Top-k keywords with weights, as jieba.analyse (tfidf: extract_tags; textrank).
+    #[pyo3(signature = (text, k=10, method="tfidf"))]
+    fn keywords(&self, py: Python<'_>, text: String, k: usize, method: &str) -> PyResult<Vec<(String, f64)>> {
+        let m = KeywordMethod::parse(method).map_err(to_py)?;
+        let inner = self.inner.clone();
+        Ok(py.allow_threads(|| {
+            static EXTRACTOR: OnceLock<KeywordExtractor> = OnceLock::new();
+            let ex = EXTRACTOR.get_or_init(KeywordExtractor::default);
+            let a = inner.read().unwrap();
+            ex.extract(a.segmenter(), &text, k, m)
+        }))
+    }
+
+    /// Add a word to the segmentation dictionary (jieba.add_word). Returns the frequency used.
+    #[pyo3(signature = (word, freq=None, tag=None))]
+    fn add_word(&self, py: Python<'_>, word: &str, freq: Option<usize>, tag: Option<&str>) -> PyResult<usize> {
+        let mut a = self.inner.write().unwrap();
+        if a.language == Language::En {
+            return Err(PyValueError::new_err("add_word needs a Chinese analyzer (language=\"zh\" or \"auto\")"));
+        }
+        let f = a.segmenter_mut().add_word(word, freq, tag).map_err(to_py)?;
+        let cfg = self.config.bind(py);
+        if let Some(list) = cfg.get_item("added_words")? {
+            list.downcast::<PyList>()?.append((word, f, tag))?;
+        }
+        Ok(f)
+    }
+
+    /// Frequency that would keep `word` in one piece (jieba.suggest_freq).
+    fn suggest_freq(&self, word: &str) -> usize {
+        self.inner.read().unwrap().segmenter().suggest_freq(word)
+    }
+
+    /// The settings this analyzer was built with (JSON-serialisable).
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.config.bind(py).copy()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let c = self.config.bind(py);
+        let get = |k: &str| -> PyResult<String> { Ok(c.get_item(k)?.map_or("None".into(), |v| v.repr().map(|r| r.to_string()).unwrap_or_default())) };
+        Ok(format!(
+            "Analyzer(language={}, mode={}, hmm={}, stemmer={}, char_ngrams={}, lowercase={})",
+            get("language")?,
+            get("mode")?,
+            get("hmm")?,
+            get("stemmer")?,
+            get("char_ngrams")?,
+            get("lowercase")?
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- BM25
+
+/// A BM25 index (compressed postings, exact MaxScore top-k). The Python class
+/// `densparse.BM25` wraps this with analyzers and friendlier arguments.
+#[pyclass(module = "densparse._core", name = "BM25Index", frozen)]
+pub struct PyBm25Index {
+    inner: Arc<Bm25Index>,
+}
+
+type SearchResult<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
+fn hits_to_numpy(py: Python<'_>, hits: Vec<Vec<(u32, f32)>>, k: usize) -> SearchResult<'_> {
+    let q = hits.len();
+    let mut ids = Vec::with_capacity(q * k);
+    let mut scores = Vec::with_capacity(q * k);
+    for h in hits {
+        debug_assert_eq!(h.len(), k);
+        for (d, s) in h {
+            ids.push(d as i64);
+            scores.push(s);
+        }
+    }
+    (
+        Array2::from_shape_vec((q, k), ids).unwrap().into_pyarray(py),
+        Array2::from_shape_vec((q, k), scores).unwrap().into_pyarray(py),
+    )
+}
+
+fn sparse_to_py(py: Python<'_>, v: Vec<(Vec<u32>, Vec<f32>)>) -> PyResult<Bound<'_, PyList>> {
+    let items: Vec<Bound<'_, PyTuple>> = v
+        .into_iter()
+        .map(|(i, x)| {
+            let i: Vec<i64> = i.into_iter().map(|t| t as i64).collect();
+            PyTuple::new(py, [PyArray1::from_vec(py, i).into_any(), PyArray1::from_vec(py, x).into_any()])
+        })
+        .collect::<PyResult<_>>()?;
+    PyList::new(py, items)
+}
+
+impl PyBm25Index {
+    fn analyzer_of(a: &Bound<'_, PyAnalyzer>) -> Arc<RwLock<an::Analyzer>> {
+        a.get().inner.clone()
+    }
+}
+
+#[pymethods]
+impl PyBm25Index {
+    /// Build from texts, analysed in parallel with `analyzer`.
+    #[staticmethod]
+    #[pyo3(signature = (texts, analyzer, method="lucene", k1=1.5, b=0.75, delta=0.5, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_texts(
+        py: Python<'_>,
+        texts: &Bound<'_, PyAny>,
+        analyzer: &Bound<'_, PyAnalyzer>,
+        method: &str,
+        k1: f32,
+        b: f32,
+        delta: f32,
+        progress: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let params = Params { method: Method::parse(method).map_err(to_py)?, k1, b, delta };
+        let texts = str_list(texts, "corpus")?;
+        let a = Self::analyzer_of(analyzer);
+        let idx = with_progress(py, progress, |tick| {
+            let a = a.read().unwrap();
+            Bm25Index::build(params, texts.len(), |i, emit| a.tokenize_into(&texts[i], &mut |t| emit(&t)), tick)
+        })?
+        .map_err(to_py)?;
+        Ok(PyBm25Index { inner: Arc::new(idx) })
+    }
+
+    /// Build from token lists (already analysed).
+    #[staticmethod]
+    #[pyo3(signature = (tokens, method="lucene", k1=1.5, b=0.75, delta=0.5, progress=None))]
+    fn from_tokens(
+        py: Python<'_>,
+        tokens: &Bound<'_, PyAny>,
+        method: &str,
+        k1: f32,
+        b: f32,
+        delta: f32,
+        progress: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let params = Params { method: Method::parse(method).map_err(to_py)?, k1, b, delta };
+        let docs = token_lists(tokens, "corpus")?;
+        let idx = with_progress(py, progress, |tick| {
+            Bm25Index::build(params, docs.len(), |i, emit| docs[i].iter().for_each(|t| emit(t)), tick)
+        })?
+        .map_err(to_py)?;
+        Ok(PyBm25Index { inner: Arc::new(idx) })
+    }
+
+    /// Scores of every document for one query given as tokens.
+    fn get_scores<'py>(&self, py: Python<'py>, tokens: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let toks = str_list(tokens, "query")?;
+        let inner = self.inner.clone();
+        let s = py.allow_threads(|| inner.get_scores(&inner.query(&toks)));
+        Ok(PyArray1::from_vec(py, s))
+    }
+
+    /// Top-k for queries given as token lists: (ids [Q, k'], scores [Q, k']).
+    #[pyo3(signature = (queries, k=10, threads=None))]
+    fn search_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'_, PyAny>,
+        k: usize,
+        threads: Option<usize>,
+    ) -> PyResult<SearchResult<'py>> {
+        let qs = token_lists(queries, "queries")?;
+        let inner = self.inner.clone();
+        let k = k.min(inner.n_docs());
+        let hits = py.allow_threads(|| -> Result<_, Error> {
+            let pool = thread_pool(threads)?;
+            let queries: Vec<Query> = qs.iter().map(|q| inner.query(q)).collect();
+            Ok(inner.search_batch(&queries, k, pool.as_ref()))
+        });
+        Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
+    }
+
+    /// Top-k for query texts analysed with `analyzer` (analysis runs in parallel too).
+    #[pyo3(signature = (queries, analyzer, k=10, threads=None))]
+    fn search_texts<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'_, PyAny>,
+        analyzer: &Bound<'_, PyAnalyzer>,
+        k: usize,
+        threads: Option<usize>,
+    ) -> PyResult<SearchResult<'py>> {
+        let qs = str_list(queries, "queries")?;
+        let a = Self::analyzer_of(analyzer);
+        let inner = self.inner.clone();
+        let k = k.min(inner.n_docs());
+        let hits = py.allow_threads(|| -> Result<_, Error> {
+            use rayon::prelude::*;
+            let pool = thread_pool(threads)?;
+            let a = a.read().unwrap();
+            let run = || qs.par_iter().map(|q| inner.search(&inner.query(&a.tokenize(q)), k)).collect::<Vec<_>>();
+            Ok(match pool {
+                Some(p) => p.install(run),
+                None => run(),
+            })
+        });
+        Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
+    }
+
+    /// BM25 sparse vectors of documents given as token lists: [(term ids, weights)].
+    fn document_vectors<'py>(&self, py: Python<'py>, docs: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let docs = token_lists(docs, "documents")?;
+        let inner = self.inner.clone();
+        let v = py.allow_threads(|| {
+            use rayon::prelude::*;
+            docs.par_iter().map(|d| inner.document_vector(d)).collect::<Vec<_>>()
+        });
+        sparse_to_py(py, v)
+    }
+
+    /// BM25 sparse vectors of queries given as token lists: [(term ids, counts)].
+    fn query_vectors<'py>(&self, py: Python<'py>, queries: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let qs = token_lists(queries, "queries")?;
+        let v = qs.iter().map(|q| self.inner.query_vector(q)).collect();
+        sparse_to_py(py, v)
+    }
+
+    /// Save atomically (temporary file, then rename); `meta` is stored verbatim.
+    #[pyo3(signature = (path, meta=""))]
+    fn save(&self, py: Python<'_>, path: PathBuf, meta: &str) -> PyResult<()> {
+        let inner = self.inner.clone();
+        let meta = meta.to_string();
+        py.allow_threads(|| inner.save_with_meta(&path, &meta))
+        .map_err(to_py)
+    }
+
+    /// Load a saved index; with mmap=True the postings are memory-mapped.
+    #[staticmethod]
+    #[pyo3(signature = (path, mmap=true))]
+    fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
+        let idx = py.allow_threads(|| Bm25Index::load(&path, mmap)).map_err(to_py)?;
+        Ok(PyBm25Index { inner: Arc::new(idx) })
+    }
+
+    #[getter]
+    fn meta(&self) -> String {
+        self.inner.meta.clone()
+    }
+    #[getter]
+    fn n_docs(&self) -> usize {
+        self.inner.n_docs()
+    }
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    #[getter]
+    fn n_postings(&self) -> u64 {
+        self.inner.n_postings()
+    }
+    #[getter]
+    fn postings_bytes(&self) -> usize {
+        self.inner.postings_bytes()
+    }
+    #[getter]
+    fn avgdl(&self) -> f64 {
+        self.inner.avgdl()
+    }
+    #[getter]
+    fn method(&self) -> &'static str {
+        self.inner.params().method.name()
+    }
+    #[getter]
+    fn k1(&self) -> f32 {
+        self.inner.params().k1
+    }
+    #[getter]
+    fn b(&self) -> f32 {
+        self.inner.params().b
+    }
+    #[getter]
+    fn delta(&self) -> f32 {
+        self.inner.params().delta
+    }
+    /// The vocabulary, in term-id order.
+    fn vocab(&self) -> Vec<String> {
+        self.inner.vocab().to_vec()
+    }
+    /// Document frequency of a token (0 if unknown).
+    fn df(&self, token: &str) -> u32 {
+        self.inner.df(token)
+    }
+    /// Token count of every document.
+    fn doc_lens<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        PyArray1::from_vec(py, self.inner.doc_lens().to_vec())
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyAnalyzer>()?;
+    m.add_class::<PyBm25Index>()?;
+    m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

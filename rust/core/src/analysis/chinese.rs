@@ -14,9 +14,11 @@
 //!    tokens with Python's pattern.
 //! 3. Search mode: jieba-rs also adds the parts of connector-joined tokens; we
 //!    build search mode from the precise cut exactly as Python does.
-//! 4. Full mode: jieba-rs emits every dictionary word; Python emits single
+//! 4. Full mode: jieba-rs emits every dictionary word and splits blocks its
+//!    own way; Python 0.42.1 uses the default block classes, emits single
 //!    characters only where no longer word starts and the previous word does
-//!    not cover them. We rebuild Python's walk from jieba-rs's word list.
+//!    not cover them, and joins runs of ASCII alphanumerics. We walk Python's
+//!    DAG ourselves with dictionary look-ups.
 
 use std::io::BufRead;
 
@@ -54,18 +56,6 @@ fn is_han_default(c: char) -> bool {
     matches!(c, '\u{4E00}'..='\u{9FD5}')
         || c.is_ascii_alphanumeric()
         || matches!(c, '+' | '#' | '&' | '.' | '_' | '%' | '-')
-}
-
-/// Python jieba's `re_han_cut_all` class: `[\u4E00-\u9FD5]`.
-#[inline]
-fn is_han_cut_all(c: char) -> bool {
-    matches!(c, '\u{4E00}'..='\u{9FD5}')
-}
-
-/// Complement of `re_skip_cut_all = [^a-zA-Z0-9+#\n]`.
-#[inline]
-fn is_kept_run_cut_all(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '+' | '#' | '\n')
 }
 
 /// Python's `str.isspace()` set, used by `re_skip_default = (\r\n|\s)`.
@@ -126,6 +116,9 @@ fn python_skip_split<'a>(s: &'a str, out: &mut Vec<&'a str>) {
 /// A jieba-compatible segmenter. Cheap to share between threads (`&self` only).
 pub struct Segmenter {
     jieba: Jieba,
+    /// Longest dictionary word in characters (16 in jieba's dict.txt), the
+    /// reach of full mode's dictionary look-ups.
+    max_word_chars: usize,
 }
 
 impl Default for Segmenter {
@@ -137,12 +130,12 @@ impl Default for Segmenter {
 impl Segmenter {
     /// The default jieba dictionary (the `dict.txt` shipped with jieba 0.42.1).
     pub fn new() -> Self {
-        Segmenter { jieba: Jieba::new() }
+        Segmenter { jieba: Jieba::new(), max_word_chars: 16 }
     }
 
     /// No dictionary: for analyzers that never segment Chinese.
     pub fn empty() -> Self {
-        Segmenter { jieba: Jieba::empty() }
+        Segmenter { jieba: Jieba::empty(), max_word_chars: 16 }
     }
 
     pub fn jieba(&self) -> &Jieba {
@@ -156,6 +149,7 @@ impl Segmenter {
         if word.is_empty() {
             return Err(Error::invalid("add_word: the word is empty"));
         }
+        self.max_word_chars = self.max_word_chars.max(word.chars().count());
         Ok(self.jieba.add_word(word, freq, tag))
     }
 
@@ -277,46 +271,76 @@ impl Segmenter {
     }
 
     fn cut_full<'a>(&self, text: &'a str, emit: &mut dyn FnMut(&'a str)) {
-        for (run, is_han) in runs(text, is_han_cut_all) {
+        // jieba 0.42.1 splits full mode with the default classes too; a
+        // non-block run is cut at whitespace and each other piece kept whole.
+        for (run, is_han) in runs(text, is_han_default) {
             if is_han {
-                self.cut_full_han(run, emit);
+                self.cut_full_block(run, emit);
             } else {
-                // re_skip_cut_all.split: each skipped character alone, runs of
-                // [a-zA-Z0-9+#\n] whole.
-                for (piece, kept) in runs(run, is_kept_run_cut_all) {
-                    if kept {
-                        emit(piece);
-                    } else {
-                        for (i, c) in piece.char_indices() {
-                            emit(&piece[i..i + c.len_utf8()]);
+                let mut it = run.char_indices().peekable();
+                let mut start = 0;
+                while let Some((i, c)) = it.next() {
+                    if is_py_space(c) {
+                        if start < i {
+                            emit(&run[start..i]);
                         }
+                        let end = if c == '\r' && matches!(it.peek(), Some(&(_, '\n'))) {
+                            it.next();
+                            i + 2
+                        } else {
+                            i + c.len_utf8()
+                        };
+                        emit(&run[i..end]);
+                        start = end;
                     }
+                }
+                if start < run.len() {
+                    emit(&run[start..]);
                 }
             }
         }
     }
 
-    /// Python jieba's `__cut_all` over one Han block.
-    fn cut_full_han<'a>(&self, block: &'a str, emit: &mut dyn FnMut(&'a str)) {
+    /// Python jieba's `__cut_all` over one block, its `eng_scan` included.
+    fn cut_full_block<'a>(&self, block: &'a str, emit: &mut dyn FnMut(&'a str)) {
         let offs: Vec<usize> = block.char_indices().map(|(i, _)| i).chain([block.len()]).collect();
-        let n = offs.len() - 1;
-        // dag[k] = ends (exclusive, in chars) of dictionary words starting at k.
-        let mut dag: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for tok in self.jieba.cut_all(block) {
-            if tok.start < n {
-                dag[tok.start].push(tok.end);
-            }
-        }
+        let chars: Vec<char> = block.chars().collect();
+        let n = chars.len();
+        let is_eng = |c: char| c.is_ascii_alphanumeric();
         let mut old_j: isize = -1;
-        for (k, ends) in dag.iter_mut().enumerate() {
+        let mut eng_scan = false;
+        let mut eng_start = 0usize;
+        let mut eng_end = 0usize;
+        let mut ends: Vec<usize> = Vec::with_capacity(8);
+        for k in 0..n {
+            // DAG row k: ends (exclusive) of dictionary words starting at k.
+            ends.clear();
+            for len in 1..=self.max_word_chars.min(n - k) {
+                if self.has_word(&block[offs[k]..offs[k + len]]) {
+                    ends.push(k + len);
+                }
+            }
             if ends.is_empty() {
                 ends.push(k + 1);
             }
-            ends.sort_unstable();
-            ends.dedup();
+            if eng_scan && !is_eng(chars[k]) {
+                eng_scan = false;
+                emit(&block[offs[eng_start]..offs[eng_end]]);
+            }
             if ends.len() == 1 && k as isize > old_j {
                 let j = ends[0];
-                emit(&block[offs[k]..offs[j]]);
+                if is_eng(chars[k]) {
+                    // Python appends the word to the buffer; words are
+                    // contiguous here, so the buffer is a slice.
+                    if !eng_scan {
+                        eng_scan = true;
+                        eng_start = k;
+                    }
+                    eng_end = j;
+                }
+                if !eng_scan {
+                    emit(&block[offs[k]..offs[j]]);
+                }
                 old_j = j as isize - 1;
             } else {
                 for &j in ends.iter() {
@@ -326,6 +350,9 @@ impl Segmenter {
                     }
                 }
             }
+        }
+        if eng_scan {
+            emit(&block[offs[eng_start]..offs[eng_end]]);
         }
     }
 }

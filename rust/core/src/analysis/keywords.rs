@@ -1,7 +1,7 @@
 //! Keyword extraction as `jieba.analyse` does it: TF-IDF (`extract_tags`) and
 //! TextRank (`textrank`, nouns and verbs only), over jieba tokens.
 
-use jieba_rs::{KeywordExtract, TextRank, TfIdf};
+use jieba_rs::{KeywordExtract, KeywordExtractConfig, TextRank, TfIdf};
 
 use super::chinese::Segmenter;
 use crate::error::{Error, Result};
@@ -30,7 +30,11 @@ pub struct KeywordExtractor {
 
 impl Default for KeywordExtractor {
     fn default() -> Self {
-        KeywordExtractor { tfidf: TfIdf::default(), textrank: TextRank::default() }
+        // jieba.analyse cuts with the HMM on; jieba-rs defaults to off.
+        let config = || KeywordExtractConfig::builder().use_hmm(true).build();
+        let mut tfidf = TfIdf::default();
+        *tfidf.config_mut() = config();
+        KeywordExtractor { tfidf, textrank: TextRank::new(5, config()) }
     }
 }
 

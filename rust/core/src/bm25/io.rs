@@ -20,6 +20,11 @@ pub const VERSION: u32 = 1;
 impl Bm25Index {
     /// Save atomically: a failed save leaves any existing file at `path` intact.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_with_meta(path, &self.meta)
+    }
+
+    /// Save with another `meta` text (the index itself is shared and immutable).
+    pub fn save_with_meta(&self, path: &Path, meta: &str) -> Result<()> {
         let mut w = FileWriter::new(KIND, VERSION);
         let mut p = Vec::new();
         p.put_u32(self.params.method.code());
@@ -30,7 +35,7 @@ impl Bm25Index {
         p.put_u64(self.n_docs() as u64);
         p.put_u64(self.total_tokens);
         w.section("params", p);
-        w.section("meta", self.meta.as_bytes().to_vec());
+        w.section("meta", meta.as_bytes().to_vec());
 
         let mut v = Vec::new();
         v.put_u32(self.vocab.len() as u32);

@@ -8,6 +8,7 @@ mod scoring;
 mod search;
 
 pub use scoring::{Method, Params};
+pub use search::{thread_pool, Hits, Query};
 
 use rustc_hash::FxHashMap;
 

@@ -195,12 +195,6 @@ impl<'a> Cursor<'a> {
         u32::from_le_bytes(self.header(bi)[0..4].try_into().unwrap())
     }
 
-    /// Upper bound of the tf weight in the current block.
-    #[inline]
-    pub fn block_max(&self) -> f32 {
-        f32::from_le_bytes(self.header(self.block)[4..8].try_into().unwrap())
-    }
-
     fn load_block(&mut self, bi: usize) {
         let h = self.header(bi);
         let n = h[14] as usize + 1;

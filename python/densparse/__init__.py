@@ -1,0 +1,24 @@
+"""densparse: the retrieval half of RAG, with a Rust core.
+
+Quick tour::
+
+    import densparse
+    bm25 = densparse.BM25(analyzer=densparse.Analyzer(language="auto"))
+    bm25.index(["房东不退押金怎么办", "How to get a deposit back"])
+    ids, scores = bm25.search("押金", k=2)
+
+See the README for the full API: analysis (jieba-identical Chinese, English),
+BM25 (five variants, sparse vectors, save/load) and evaluation (densparse.eval).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from densparse._core import CorruptIndexError, __version__
+from densparse.analysis import Analyzer
+from densparse.bm25 import BM25
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = ["BM25", "Analyzer", "CorruptIndexError", "__version__"]

@@ -1,0 +1,62 @@
+"""The Analyzer: text -> tokens (implemented in Rust, configured here)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Optional, Union
+
+from densparse import _core
+
+StopwordsArg = Union[str, Sequence[str], None]
+
+
+class Analyzer(_core.Analyzer):
+    """Text analysis for retrieval, in Rust.
+
+    Args:
+        language: ``"auto"`` (Han runs to jieba, the rest to the English
+            pipeline), ``"zh"`` (all text through jieba) or ``"en"``.
+        mode: jieba mode: ``"default"`` (precise), ``"search"`` (cut_for_search)
+            or ``"all"`` (full mode).
+        hmm: jieba's HMM for unknown words (precise and search modes).
+        stopwords: ``"auto"`` (English for en, Chinese for zh, both for auto),
+            ``"en"``, ``"zh"``, ``None`` or a list of words.
+        stemmer: ``"auto"`` (Snowball English except for zh), ``None`` or a
+            Snowball language name (``"english"``, ``"french"``, ...).
+        lowercase: lowercase tokens.
+        keep_punctuation: keep punctuation tokens (and one-letter Latin words).
+        user_dict: a jieba user dictionary file (``word [freq] [tag]`` lines).
+        char_ngrams: ``"auto"`` adds Han character unigrams and bigrams for
+            zh/auto retrieval analyzers (not with ``keep_punctuation=True``),
+            ``None`` or a ``(min, max)`` length range.
+
+    ``Analyzer(language="zh", mode=M, hmm=H, stopwords=None, lowercase=False,
+    keep_punctuation=True)`` returns exactly Python jieba 0.42.1's segmentation
+    in mode M, whitespace-only tokens left out.
+    """
+
+    def __new__(
+        cls,
+        language: str = "auto",
+        mode: str = "default",
+        hmm: bool = True,
+        stopwords: StopwordsArg = "auto",
+        stemmer: Optional[str] = "auto",
+        lowercase: bool = True,
+        keep_punctuation: bool = False,
+        user_dict: Union[str, os.PathLike, None] = None,
+        char_ngrams: Union[str, tuple[int, int], None] = "auto",
+    ) -> Analyzer:
+        return super().__new__(
+            cls,
+            language,
+            mode,
+            hmm,
+            stopwords,
+            stemmer,
+            lowercase,
+            keep_punctuation,
+            None if user_dict is None else os.fspath(user_dict),
+            char_ngrams,
+        )

@@ -1,0 +1,184 @@
+"""The ``densparse`` command: index, search, eval, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from densparse.analysis import Analyzer
+from densparse.bm25 import METHODS, BM25
+
+INDEX_FILE = "index.bm25"
+DOCS_FILE = "docs.jsonl"
+DATA = Path(__file__).parent / "data"
+
+
+def _doc_text(doc: dict, use_title: bool) -> str:
+    title, text = doc.get("title") or "", doc.get("text") or ""
+    return f"{title} {text}".strip() if use_title else text
+
+
+def build_index(
+    corpus: dict,
+    out: Path,
+    language: str,
+    method: str,
+    k1: float,
+    b: float,
+    use_title: bool,
+    mode: str,
+    quiet: bool,
+) -> BM25:
+    """Index a {doc_id: {title, text}} corpus into directory ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    ids = list(corpus)
+    bm25 = BM25(method=method, k1=k1, b=b, analyzer=Analyzer(language=language, mode=mode))
+    bm25.index([_doc_text(corpus[i], use_title) for i in ids], show_progress=not quiet)
+    bm25.save(out / INDEX_FILE)
+    with open(out / DOCS_FILE, "w", encoding="utf-8") as f:
+        for i in ids:
+            f.write(json.dumps({"id": i, "title": corpus[i].get("title", "")}, ensure_ascii=False) + "\n")
+    return bm25
+
+
+def _load(dir_: Path) -> tuple[BM25, list[dict]]:
+    if not (dir_ / INDEX_FILE).exists():
+        raise SystemExit(f"densparse: {dir_} holds no index (expected {dir_ / INDEX_FILE}); run `densparse index` first")
+    bm25 = BM25.load(dir_ / INDEX_FILE)
+    with open(dir_ / DOCS_FILE, encoding="utf-8") as f:
+        docs = [json.loads(line) for line in f]
+    return bm25, docs
+
+
+def _print_hits(docs: list[dict], ids, scores, out=sys.stdout) -> None:
+    for rank, (i, s) in enumerate(zip(ids, scores), 1):
+        if s <= 0:  # documents that share no term with the query
+            break
+        d = docs[int(i)]
+        print(f"  {rank:>2}. {s:8.4f}  {d['id']:<12} {d.get('title', '')}", file=out)
+
+
+def cmd_index(a: argparse.Namespace) -> int:
+    from densparse.eval import load_corpus
+
+    t0 = time.perf_counter()
+    corpus = load_corpus(a.corpus)
+    bm25 = build_index(corpus, Path(a.output), a.language, a.method, a.k1, a.b, a.title, a.mode, a.quiet)
+    st = bm25.stats()
+    print(
+        f"indexed {st['n_docs']} documents, {st['vocab_size']} terms, {st['n_postings']} postings "
+        f"({st['bytes_per_posting']:.2f} bytes each) in {time.perf_counter() - t0:.2f}s -> {a.output}"
+    )
+    return 0
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    bm25, docs = _load(Path(a.index))
+    ids, scores = bm25.search(a.query, k=a.k)
+    print(f"query: {a.query}")
+    _print_hits(docs, ids, scores)
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from densparse.eval import evaluate, load_qrels, load_queries, write_run
+
+    bm25, docs = _load(Path(a.index))
+    qrels = load_qrels(a.qrels)
+    queries = load_queries(a.queries)
+    qids = [q for q in qrels if q in queries]
+    if not qids:
+        raise SystemExit("densparse: no query in the qrels has a text in the queries file")
+    ids, scores = bm25.search([queries[q] for q in qids], k=a.k)
+    run = {q: {docs[int(i)]["id"]: float(s) for i, s in zip(ids[n], scores[n])} for n, q in enumerate(qids)}
+    metrics = [m.strip() for m in a.metrics.split(",")]
+    res = evaluate(qrels, run, metrics=metrics)
+    if a.run:
+        write_run(a.run, run, tag="densparse-bm25")
+    print(f"{len(qids)} queries, {bm25.n_docs} documents, top {a.k}")
+    width = max(len(m) for m in res)
+    for m, v in res.items():
+        print(f"  {m:<{width}}  {v:.4f}")
+    return 0
+
+
+def run_demo(out=sys.stdout, k: int = 3) -> dict:
+    """Index the bundled bilingual sample corpus and run its sample queries."""
+    from densparse.eval import evaluate, load_corpus
+
+    corpus = load_corpus(DATA / "sample_corpus.jsonl")
+    with open(DATA / "sample_queries.jsonl", encoding="utf-8") as f:
+        queries = [json.loads(line) for line in f]
+    ids = list(corpus)
+    bm25 = BM25(analyzer=Analyzer(language="auto"))
+    bm25.index([_doc_text(corpus[i], True) for i in ids], show_progress=False)
+    print(f"densparse demo: BM25 over {len(ids)} sample documents (Chinese, English, mixed)\n", file=out)
+    hit_ids, hit_scores = bm25.search([q["text"] for q in queries], k=k)
+    run = {}
+    for q, hi, hs in zip(queries, hit_ids, hit_scores):
+        print(f"query: {q['text']}", file=out)
+        _print_hits([{"id": i, "title": corpus[i]["title"]} for i in ids], hi, hs, out)
+        print(file=out)
+        run[q["_id"]] = {ids[int(i)]: float(s) for i, s in zip(hi, hs)}
+    qrels = {q["_id"]: {d: 1 for d in q["relevant"]} for q in queries}
+    res = evaluate(qrels, run, metrics=(f"ndcg@{k}", f"recall@{k}"))
+    print("  ".join(f"{m} = {v:.3f}" for m, v in res.items()), file=out)
+    return res
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    run_demo()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="densparse", description="Fast BM25 retrieval for Chinese and English.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", help="index a BEIR corpus.jsonl", description="Index a corpus with BM25.")
+    s.add_argument("corpus", help="corpus.jsonl with {_id, title, text} per line")
+    s.add_argument("-o", "--output", required=True, help="index directory to write")
+    s.add_argument("--language", default="auto", choices=["auto", "zh", "en"])
+    s.add_argument("--mode", default="default", choices=["default", "search", "all"], help="jieba mode")
+    s.add_argument("--method", default="lucene", choices=METHODS)
+    s.add_argument("--k1", type=float, default=1.5)
+    s.add_argument("--b", type=float, default=0.75)
+    s.add_argument("--title", action=argparse.BooleanOptionalAction, default=True, help="index title + text")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("search", help="search an index", description="Search an index with one query.")
+    s.add_argument("index", help="index directory")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=10, help="number of hits")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("eval", help="evaluate an index on queries and qrels", description="Evaluate retrieval.")
+    s.add_argument("index", help="index directory")
+    s.add_argument("--queries", required=True, help="queries.jsonl")
+    s.add_argument("--qrels", required=True, help="qrels .tsv (query-id corpus-id score)")
+    s.add_argument("-k", type=int, default=100, help="hits retrieved per query")
+    s.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,map@100")
+    s.add_argument("--run", help="also write a TREC run file here")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("demo", help="index a built-in bilingual sample and search it", description="Demo.")
+    s.set_defaults(func=cmd_demo)
+
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return a.func(a)
+    except (ValueError, OSError) as e:
+        print(f"densparse: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Analysis: jieba parity, English pipeline, mixed text, keywords, dictionaries."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import densparse
+from densparse import Analyzer
+
+jieba = pytest.importorskip("jieba", reason="jieba is the reference for segmentation (pip install jieba)")
+jieba.setLogLevel(60)
+
+
+def jieba_ref(text: str, mode: str, hmm: bool) -> list[str]:
+    if mode == "search":
+        toks = jieba.lcut_for_search(text, HMM=hmm)
+    elif mode == "all":
+        toks = jieba.lcut(text, cut_all=True)
+    else:
+        toks = jieba.lcut(text, HMM=hmm)
+    return [t for t in toks if t.strip()]
+
+
+def segmenter(mode: str, hmm: bool) -> Analyzer:
+    return Analyzer(language="zh", mode=mode, hmm=hmm, stopwords=None, lowercase=False, keep_punctuation=True)
+
+
+TRICKY = [
+    "我来到北京清华大学",
+    "版本3.6.3发布了，WES-5.4.5型号",
+    "COVID-19疫情期间，x86_64架构和co-operation",
+    "增长50%的利润，C++和C#都是语言，a_b_c变量名",
+    "访问http://a.b/c?d=1&e=2网站，邮箱abc@x.com联系",
+    "３．５万元，Ｈｅｌｌｏ世界，䶮是一个字，𠮷野家",
+    "我爱北京天安门\r\n南京市长江大桥  空格\t制表",
+    "U.S.A.和U.K.，12.5.6.7版本，-1.5%增长",
+    "小明硕士毕业于中国科学院计算所，后在日本京都大学深造",
+]
+
+
+@pytest.mark.parametrize("mode,hmm", [("default", True), ("default", False), ("search", True), ("search", False), ("all", False)])
+def test_jieba_parity_tricky(mode, hmm):
+    a = segmenter(mode, hmm)
+    for t in TRICKY:
+        assert a.tokenize(t) == jieba_ref(t, mode, hmm), t
+
+
+@pytest.mark.parametrize("mode,hmm", [("default", True), ("default", False), ("search", True), ("all", False)])
+def test_jieba_parity_stard(stard_texts, mode, hmm):
+    a = segmenter(mode, hmm)
+    got = a.tokenize_batch(stard_texts)
+    n_tokens = 0
+    for text, toks in zip(stard_texts, got):
+        ref = jieba_ref(text, mode, hmm)
+        n_tokens += len(ref)
+        assert toks == ref, text[:80]
+    assert n_tokens > 100_000
+
+
+def test_english_pipeline():
+    a = Analyzer(language="en")
+    assert a.tokenize("The Running dogs of Europe, and a cat!") == ["run", "dog", "europ", "cat"]
+    assert Analyzer(language="en", stemmer=None, stopwords=None).tokenize("The Dogs") == ["the", "dogs"]
+    assert Analyzer(language="en", stopwords=["dog"], stemmer=None).tokenize("dog cat") == ["cat"]
+    assert Analyzer(language="en", stemmer="french").tokenize("continuellement") == ["continuel"]
+
+
+def test_mixed_text_gives_tokens_for_every_part():
+    toks = Analyzer().tokenize("Python 3.11 的新特性: GPU显存不足 when running 2024年")
+    for t in ["python", "3.11", "特性", "gpu", "显存", "不足", "run", "2024", "年"]:
+        assert t in toks, (t, toks)
+
+
+def test_char_ngrams_and_defaults():
+    zh = Analyzer(language="zh")
+    toks = zh.tokenize("房东不退押金")
+    assert "押金" in toks and "押" in toks and "东不" in toks
+    assert Analyzer(language="zh", char_ngrams=None).tokenize("房东不退押金") == ["房东", "退", "押金"]
+    assert zh.config["char_ngrams"] == (1, 2)
+    assert Analyzer(language="en").config["char_ngrams"] is None
+
+
+def test_tokenize_batch_equals_single_and_threads():
+    a = Analyzer()
+    texts = [t * (i % 3 + 1) for i, t in enumerate(TRICKY * 20)]
+    want = [a.tokenize(t) for t in texts]
+    assert a.tokenize_batch(texts) == want
+    out = {}
+
+    def work(n):
+        out[n] = a.tokenize_batch(texts)
+
+    ts = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(v == want for v in out.values())
+
+
+def test_keywords_tfidf_equal_jieba():
+    import jieba.analyse
+
+    a = Analyzer(language="zh")
+    for text in TRICKY[-1:] + [
+        "今天纽约的天气真好啊，京华大酒店的张尧经理吃了一只北京烤鸭。后天纽约的天气不好，昨天纽约的天气也不好，北京烤鸭真好吃",
+        "此外，公司拟对全资子公司吉林欧亚置业有限公司增资4.3亿元，增资后，吉林欧亚置业注册资本由7000万元增加到5亿元。",
+    ]:
+        got = a.keywords(text, k=5)
+        ref = jieba.analyse.extract_tags(text, topK=5, withWeight=True)
+        assert [w for w, _ in got] == [w for w, _ in ref]
+        for (_, x), (_, y) in zip(got, ref):
+            assert x == pytest.approx(y, rel=1e-9)
+
+
+def test_keywords_textrank_finds_key_terms():
+    a = Analyzer(language="zh")
+    text = "今天纽约的天气真好啊，京华大酒店的张尧经理吃了一只北京烤鸭。后天纽约的天气不好，昨天纽约的天气也不好，北京烤鸭真好吃"
+    words = [w for w, _ in a.keywords(text, k=3, method="textrank")]
+    assert set(words) == {"纽约", "天气", "北京烤鸭"}
+    with pytest.raises(ValueError, match="keyword method"):
+        a.keywords(text, method="nope")
+
+
+def test_user_dict_and_add_word(tmp_path):
+    text = "韩玉赏鉴的是石墨烯材料"
+    base = segmenter("default", True)
+    assert "韩玉赏鉴" not in base.tokenize(text)
+    d = tmp_path / "user.txt"
+    d.write_text("韩玉赏鉴 3 nr\n石墨烯\n", encoding="utf-8")
+    a = Analyzer(language="zh", stopwords=None, lowercase=False, keep_punctuation=True, user_dict=d)
+    jieba.load_userdict(str(d))
+    try:
+        assert a.tokenize(text) == jieba_ref(text, "default", True)
+        assert "韩玉赏鉴" in a.tokenize(text)
+        b = segmenter("default", True)
+        b.add_word("是石", 100000)
+        jieba.add_word("是石", 100000)
+        assert b.tokenize(text) == jieba_ref(text, "default", True)
+    finally:
+        jieba.del_word("是石")
+        jieba.del_word("韩玉赏鉴")
+        jieba.del_word("石墨烯")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="language"):
+        Analyzer(language="fr")
+    with pytest.raises(ValueError, match="mode"):
+        Analyzer(mode="fast")
+    with pytest.raises(ValueError, match="stemmer"):
+        Analyzer(stemmer="klingon")
+    with pytest.raises(FileNotFoundError):
+        Analyzer(language="zh", user_dict="/nonexistent/dict.txt")
+    with pytest.raises(TypeError, match="expected str"):
+        Analyzer().tokenize_batch(["ok", 3])
+    with pytest.raises(TypeError):
+        Analyzer().tokenize(None)
+    assert isinstance(densparse.Analyzer(), densparse.analysis.Analyzer)
