@@ -138,7 +138,6 @@ def test_user_dict_and_add_word(tmp_path):
         assert a.add_word("是石", 100000) == 100000
         jieba.add_word("是石", 100000)
         assert a.tokenize(text) == jieba_ref(text, "default", True)
-        assert "是石" in a.tokenize(text)
     finally:
         jieba.del_word("是石")
         jieba.del_word("韩玉赏鉴")
