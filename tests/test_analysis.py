@@ -9,8 +9,16 @@ import pytest
 import densparse
 from densparse import Analyzer
 
-jieba = pytest.importorskip("jieba", reason="jieba is the reference for segmentation (pip install jieba)")
+jieba = pytest.importorskip(
+    "jieba", reason="jieba is the reference for segmentation (pip install jieba)"
+)
 jieba.setLogLevel(60)
+
+
+NEWS = (
+    "今天纽约的天气真好啊，京华大酒店的张尧经理吃了一只北京烤鸭。"
+    "后天纽约的天气不好，昨天纽约的天气也不好，北京烤鸭真好吃"
+)
 
 
 def jieba_ref(text: str, mode: str, hmm: bool) -> list[str]:
@@ -24,7 +32,9 @@ def jieba_ref(text: str, mode: str, hmm: bool) -> list[str]:
 
 
 def segmenter(mode: str, hmm: bool) -> Analyzer:
-    return Analyzer(language="zh", mode=mode, hmm=hmm, stopwords=None, lowercase=False, keep_punctuation=True)
+    return Analyzer(
+        language="zh", mode=mode, hmm=hmm, stopwords=None, lowercase=False, keep_punctuation=True
+    )
 
 
 TRICKY = [
@@ -40,14 +50,19 @@ TRICKY = [
 ]
 
 
-@pytest.mark.parametrize("mode,hmm", [("default", True), ("default", False), ("search", True), ("search", False), ("all", False)])
+@pytest.mark.parametrize(
+    "mode,hmm",
+    [("default", True), ("default", False), ("search", True), ("search", False), ("all", False)],
+)
 def test_jieba_parity_tricky(mode, hmm):
     a = segmenter(mode, hmm)
     for t in TRICKY:
         assert a.tokenize(t) == jieba_ref(t, mode, hmm), t
 
 
-@pytest.mark.parametrize("mode,hmm", [("default", True), ("default", False), ("search", True), ("all", False)])
+@pytest.mark.parametrize(
+    "mode,hmm", [("default", True), ("default", False), ("search", True), ("all", False)]
+)
 def test_jieba_parity_stard(stard_texts, mode, hmm):
     a = segmenter(mode, hmm)
     got = a.tokenize_batch(stard_texts)
@@ -62,7 +77,10 @@ def test_jieba_parity_stard(stard_texts, mode, hmm):
 def test_english_pipeline():
     a = Analyzer(language="en")
     assert a.tokenize("The Running dogs of Europe, and a cat!") == ["run", "dog", "europ", "cat"]
-    assert Analyzer(language="en", stemmer=None, stopwords=None).tokenize("The Dogs") == ["the", "dogs"]
+    assert Analyzer(language="en", stemmer=None, stopwords=None).tokenize("The Dogs") == [
+        "the",
+        "dogs",
+    ]
     assert Analyzer(language="en", stopwords=["dog"], stemmer=None).tokenize("dog cat") == ["cat"]
     assert Analyzer(language="en", stemmer="french").tokenize("continuellement") == ["continuel"]
 
@@ -77,7 +95,11 @@ def test_char_ngrams_and_defaults():
     zh = Analyzer(language="zh")
     toks = zh.tokenize("房东不退押金")
     assert "押金" in toks and "押" in toks and "东不" in toks
-    assert Analyzer(language="zh", char_ngrams=None).tokenize("房东不退押金") == ["房东", "退", "押金"]
+    assert Analyzer(language="zh", char_ngrams=None).tokenize("房东不退押金") == [
+        "房东",
+        "退",
+        "押金",
+    ]
     assert zh.config["char_ngrams"] == (1, 2)
     assert Analyzer(language="en").config["char_ngrams"] is None
 
@@ -104,8 +126,9 @@ def test_keywords_tfidf_equal_jieba():
     import jieba.analyse
 
     a = Analyzer(language="zh")
-    for text in TRICKY[-1:] + [
-        "今天纽约的天气真好啊，京华大酒店的张尧经理吃了一只北京烤鸭。后天纽约的天气不好，昨天纽约的天气也不好，北京烤鸭真好吃",
+    for text in [
+        TRICKY[-1],
+        NEWS,
         "此外，公司拟对全资子公司吉林欧亚置业有限公司增资4.3亿元，增资后，吉林欧亚置业注册资本由7000万元增加到5亿元。",
     ]:
         got = a.keywords(text, k=5)
@@ -117,7 +140,7 @@ def test_keywords_tfidf_equal_jieba():
 
 def test_keywords_textrank_finds_key_terms():
     a = Analyzer(language="zh")
-    text = "今天纽约的天气真好啊，京华大酒店的张尧经理吃了一只北京烤鸭。后天纽约的天气不好，昨天纽约的天气也不好，北京烤鸭真好吃"
+    text = NEWS
     words = [w for w, _ in a.keywords(text, k=3, method="textrank")]
     assert set(words) == {"纽约", "天气", "北京烤鸭"}
     with pytest.raises(ValueError, match="keyword method"):

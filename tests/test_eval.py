@@ -5,11 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
 from densparse.eval import (
     DEFAULT_METRICS,
     BeirDataset,
@@ -240,8 +240,8 @@ def test_float32_and_infinite_scores(pytrec_eval):
     assert_parity(pytrec_eval, qrels, as_float)
 
 
-def test_speed_scifact_sized():
-    # 300 queries x 1000 documents, SciFact's shape: must take well under a second.
+def test_scifact_sized_run(pytrec_eval):
+    # 300 queries x 1000 documents, SciFact's shape (timing lives in benches/, not here).
     rng = np.random.default_rng(0)
     ids = [str(i) for i in rng.choice(10**8, 5000, replace=False)]
     qrels, run = {}, {}
@@ -249,12 +249,7 @@ def test_speed_scifact_sized():
         pick = rng.choice(5000, 1000, replace=False)
         run[str(q)] = {ids[j]: float(s) for j, s in zip(pick, rng.random(1000))}
         qrels[str(q)] = {ids[j]: 1 for j in rng.choice(5000, 2, replace=False)}
-    best = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        evaluate(qrels, run, ALL_METRICS)
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.5, f"evaluate took {best:.3f} s"
+    assert_parity(pytrec_eval, qrels, run)
 
 
 # --------------------------------------------------------------------------- real data

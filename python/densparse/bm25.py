@@ -13,8 +13,8 @@ from typing import Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse.analysis import Analyzer
 from densparse._progress import Progress, wants_progress
+from densparse.analysis import Analyzer
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,8 @@ def _analyzer_from_config(cfg: dict) -> Analyzer:
     tmp = None
     if cfg.get("user_dict_text") is not None:
         # The dictionary's words travel inside the index file, not by path.
-        tmp = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8")
-        tmp.write(cfg["user_dict_text"])
-        tmp.close()
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as tmp:
+            tmp.write(cfg["user_dict_text"])
         user_dict = tmp.name
     try:
         a = Analyzer(
@@ -78,7 +77,9 @@ class BM25:
         analyzer: Optional[Analyzer] = None,
     ) -> None:
         if method not in METHODS:
-            raise ValueError(f"unknown BM25 method {method!r}: expected one of {', '.join(METHODS)}")
+            raise ValueError(
+                f"unknown BM25 method {method!r}: expected one of {', '.join(METHODS)}"
+            )
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a densparse.Analyzer, not {type(analyzer).__name__}")
         self.method, self.k1, self.b, self.delta = method, float(k1), float(b), float(delta)
@@ -86,7 +87,9 @@ class BM25:
         self._index: Optional[_core.BM25Index] = None
 
     # ------------------------------------------------------------ indexing
-    def index(self, corpus: Sequence[Union[str, Sequence[str]]], show_progress: Optional[bool] = None) -> BM25:
+    def index(
+        self, corpus: Sequence[Union[str, Sequence[str]]], show_progress: Optional[bool] = None
+    ) -> BM25:
         """Index ``corpus``: a list of texts (analysed in parallel) or of token lists.
 
         Document ids are positions in ``corpus``. Returns ``self``.
@@ -97,11 +100,19 @@ class BM25:
         if not corpus:
             raise ValueError("cannot index an empty corpus: give at least one document")
         enabled = wants_progress(show_progress, len(corpus))
-        log.info("indexing %d documents with BM25 (%s, k1=%g, b=%g)", len(corpus), self.method, self.k1, self.b)
+        log.info(
+            "indexing %d documents with BM25 (%s, k1=%g, b=%g)",
+            len(corpus),
+            self.method,
+            self.k1,
+            self.b,
+        )
         params = dict(method=self.method, k1=self.k1, b=self.b, delta=self.delta)
         with Progress(len(corpus), "BM25 index", enabled) as tick:
             if isinstance(corpus[0], str):
-                self._index = _core.BM25Index.from_texts(corpus, self.analyzer, progress=tick, **params)
+                self._index = _core.BM25Index.from_texts(
+                    corpus, self.analyzer, progress=tick, **params
+                )
             else:
                 self._index = _core.BM25Index.from_tokens(corpus, progress=tick, **params)
         log.info(
@@ -201,7 +212,9 @@ class BM25:
         cfg = dict(self.analyzer.config)
         if cfg.get("user_dict"):
             cfg["user_dict_text"] = Path(cfg["user_dict"]).read_text(encoding="utf-8")
-        meta = json.dumps({"format": _FORMAT, "version": _core.__version__, "analyzer": cfg}, ensure_ascii=False)
+        meta = json.dumps(
+            {"format": _FORMAT, "version": _core.__version__, "analyzer": cfg}, ensure_ascii=False
+        )
         self._idx.save(os.fspath(path), meta)
         log.info("saved BM25 index to %s", path)
 
@@ -251,4 +264,5 @@ class BM25:
 
     def __repr__(self) -> str:
         n = self._index.n_docs if self._index is not None else 0
-        return f"BM25(method={self.method!r}, k1={self.k1}, b={self.b}, delta={self.delta}, n_docs={n})"
+        params = f"method={self.method!r}, k1={self.k1}, b={self.b}, delta={self.delta}"
+        return f"BM25({params}, n_docs={n})"

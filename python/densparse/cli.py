@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from densparse.analysis import Analyzer
-from densparse.bm25 import METHODS, BM25
+from densparse.bm25 import BM25, METHODS
 
 INDEX_FILE = "index.bm25"
 DOCS_FILE = "docs.jsonl"
@@ -42,20 +42,27 @@ def build_index(
     bm25.save(out / INDEX_FILE)
     with open(out / DOCS_FILE, "w", encoding="utf-8") as f:
         for i in ids:
-            f.write(json.dumps({"id": i, "title": corpus[i].get("title", "")}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps({"id": i, "title": corpus[i].get("title", "")}, ensure_ascii=False)
+                + "\n"
+            )
     return bm25
 
 
 def _load(dir_: Path) -> tuple[BM25, list[dict]]:
     if not (dir_ / INDEX_FILE).exists():
-        raise SystemExit(f"densparse: {dir_} holds no index (expected {dir_ / INDEX_FILE}); run `densparse index` first")
+        raise SystemExit(
+            f"densparse: {dir_} holds no index (expected {dir_ / INDEX_FILE}); "
+            "run `densparse index` first"
+        )
     bm25 = BM25.load(dir_ / INDEX_FILE)
     with open(dir_ / DOCS_FILE, encoding="utf-8") as f:
         docs = [json.loads(line) for line in f]
     return bm25, docs
 
 
-def _print_hits(docs: list[dict], ids, scores, out=sys.stdout) -> None:
+def _print_hits(docs: list[dict], ids, scores, out=None) -> None:
+    out = out or sys.stdout
     for rank, (i, s) in enumerate(zip(ids, scores), 1):
         if s <= 0:  # documents that share no term with the query
             break
@@ -68,11 +75,14 @@ def cmd_index(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     corpus = load_corpus(a.corpus)
-    bm25 = build_index(corpus, Path(a.output), a.language, a.method, a.k1, a.b, a.title, a.mode, a.quiet)
+    bm25 = build_index(
+        corpus, Path(a.output), a.language, a.method, a.k1, a.b, a.title, a.mode, a.quiet
+    )
     st = bm25.stats()
     print(
         f"indexed {st['n_docs']} documents, {st['vocab_size']} terms, {st['n_postings']} postings "
-        f"({st['bytes_per_posting']:.2f} bytes each) in {time.perf_counter() - t0:.2f}s -> {a.output}"
+        f"({st['bytes_per_posting']:.2f} bytes each) in {time.perf_counter() - t0:.2f}s"
+        f" -> {a.output}"
     )
     return 0
 
@@ -95,7 +105,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if not qids:
         raise SystemExit("densparse: no query in the qrels has a text in the queries file")
     ids, scores = bm25.search([queries[q] for q in qids], k=a.k)
-    run = {q: {docs[int(i)]["id"]: float(s) for i, s in zip(ids[n], scores[n])} for n, q in enumerate(qids)}
+    run = {
+        q: {docs[int(i)]["id"]: float(s) for i, s in zip(ids[n], scores[n])}
+        for n, q in enumerate(qids)
+    }
     metrics = [m.strip() for m in a.metrics.split(",")]
     res = evaluate(qrels, run, metrics=metrics)
     if a.run:
@@ -107,8 +120,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(out=sys.stdout, k: int = 3) -> dict:
+def run_demo(out=None, k: int = 3) -> dict:
     """Index the bundled bilingual sample corpus and run its sample queries."""
+    out = out or sys.stdout
     from densparse.eval import evaluate, load_corpus
 
     corpus = load_corpus(DATA / "sample_corpus.jsonl")
@@ -117,7 +131,10 @@ def run_demo(out=sys.stdout, k: int = 3) -> dict:
     ids = list(corpus)
     bm25 = BM25(analyzer=Analyzer(language="auto"))
     bm25.index([_doc_text(corpus[i], True) for i in ids], show_progress=False)
-    print(f"densparse demo: BM25 over {len(ids)} sample documents (Chinese, English, mixed)\n", file=out)
+    print(
+        f"densparse demo: BM25 over {len(ids)} sample documents (Chinese, English, mixed)\n",
+        file=out,
+    )
     hit_ids, hit_scores = bm25.search([q["text"] for q in queries], k=k)
     run = {}
     for q, hi, hs in zip(queries, hit_ids, hit_scores):
@@ -137,29 +154,41 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="densparse", description="Fast BM25 retrieval for Chinese and English.")
+    p = argparse.ArgumentParser(
+        prog="densparse", description="Fast BM25 retrieval for Chinese and English."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("index", help="index a BEIR corpus.jsonl", description="Index a corpus with BM25.")
+    s = sub.add_parser(
+        "index", help="index a BEIR corpus.jsonl", description="Index a corpus with BM25."
+    )
     s.add_argument("corpus", help="corpus.jsonl with {_id, title, text} per line")
     s.add_argument("-o", "--output", required=True, help="index directory to write")
     s.add_argument("--language", default="auto", choices=["auto", "zh", "en"])
-    s.add_argument("--mode", default="default", choices=["default", "search", "all"], help="jieba mode")
+    s.add_argument(
+        "--mode", default="default", choices=["default", "search", "all"], help="jieba mode"
+    )
     s.add_argument("--method", default="lucene", choices=METHODS)
     s.add_argument("--k1", type=float, default=1.5)
     s.add_argument("--b", type=float, default=0.75)
-    s.add_argument("--title", action=argparse.BooleanOptionalAction, default=True, help="index title + text")
+    s.add_argument(
+        "--title", action=argparse.BooleanOptionalAction, default=True, help="index title + text"
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_index)
 
-    s = sub.add_parser("search", help="search an index", description="Search an index with one query.")
+    s = sub.add_parser(
+        "search", help="search an index", description="Search an index with one query."
+    )
     s.add_argument("index", help="index directory")
     s.add_argument("query")
     s.add_argument("-k", type=int, default=10, help="number of hits")
     s.set_defaults(func=cmd_search)
 
-    s = sub.add_parser("eval", help="evaluate an index on queries and qrels", description="Evaluate retrieval.")
+    s = sub.add_parser(
+        "eval", help="evaluate an index on queries and qrels", description="Evaluate retrieval."
+    )
     s.add_argument("index", help="index directory")
     s.add_argument("--queries", required=True, help="queries.jsonl")
     s.add_argument("--qrels", required=True, help="qrels .tsv (query-id corpus-id score)")
@@ -168,11 +197,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("--run", help="also write a TREC run file here")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("demo", help="index a built-in bilingual sample and search it", description="Demo.")
+    s = sub.add_parser(
+        "demo", help="index a built-in bilingual sample and search it", description="Demo."
+    )
     s.set_defaults(func=cmd_demo)
 
     a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return a.func(a)
     except (ValueError, OSError) as e:

@@ -1,0 +1,97 @@
+"""Type stubs for the Rust extension densparse._core."""
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import Callable, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class CorruptIndexError(ValueError):
+    """An index file is corrupt, truncated or not of the expected kind."""
+
+class Analyzer:
+    def __new__(
+        cls,
+        language: str = "auto",
+        mode: str = "default",
+        hmm: bool = True,
+        stopwords: Union[str, Sequence[str], None] = None,
+        stemmer: Optional[str] = None,
+        lowercase: bool = True,
+        keep_punctuation: bool = False,
+        user_dict: Union[str, PathLike[str], None] = None,
+        char_ngrams: Union[str, tuple[int, int], None] = None,
+    ) -> Analyzer: ...
+    def tokenize(self, text: str) -> list[str]: ...
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]: ...
+    def keywords(self, text: str, k: int = 10, method: str = "tfidf") -> list[tuple[str, float]]: ...
+    def add_word(self, word: str, freq: Optional[int] = None, tag: Optional[str] = None) -> int: ...
+    def suggest_freq(self, word: str) -> int: ...
+    @property
+    def config(self) -> dict: ...
+
+SearchResult = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+SparseVectors = list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+
+class BM25Index:
+    @staticmethod
+    def from_texts(
+        texts: Sequence[str],
+        analyzer: Analyzer,
+        method: str = "lucene",
+        k1: float = 1.5,
+        b: float = 0.75,
+        delta: float = 0.5,
+        progress: Optional[Callable[[int], object]] = None,
+    ) -> BM25Index: ...
+    @staticmethod
+    def from_tokens(
+        tokens: Sequence[Sequence[str]],
+        method: str = "lucene",
+        k1: float = 1.5,
+        b: float = 0.75,
+        delta: float = 0.5,
+        progress: Optional[Callable[[int], object]] = None,
+    ) -> BM25Index: ...
+    def get_scores(self, tokens: Sequence[str]) -> npt.NDArray[np.float32]: ...
+    def search_tokens(
+        self, queries: Sequence[Sequence[str]], k: int = 10, threads: Optional[int] = None
+    ) -> SearchResult: ...
+    def search_texts(
+        self,
+        queries: Sequence[str],
+        analyzer: Analyzer,
+        k: int = 10,
+        threads: Optional[int] = None,
+    ) -> SearchResult: ...
+    def document_vectors(self, docs: Sequence[Sequence[str]]) -> SparseVectors: ...
+    def query_vectors(self, queries: Sequence[Sequence[str]]) -> SparseVectors: ...
+    def save(self, path: Union[str, PathLike[str]], meta: str = "") -> None: ...
+    @staticmethod
+    def load(path: Union[str, PathLike[str]], mmap: bool = True) -> BM25Index: ...
+    @property
+    def meta(self) -> str: ...
+    @property
+    def n_docs(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def n_postings(self) -> int: ...
+    @property
+    def postings_bytes(self) -> int: ...
+    @property
+    def avgdl(self) -> float: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def k1(self) -> float: ...
+    @property
+    def b(self) -> float: ...
+    @property
+    def delta(self) -> float: ...
+    def vocab(self) -> list[str]: ...
+    def df(self, token: str) -> int: ...
+    def doc_lens(self) -> npt.NDArray[np.uint32]: ...
