@@ -95,15 +95,12 @@ fn textrank(seg: &Segmenter, text: &str, k: usize) -> Vec<(String, f64)> {
             wid[i] = Some(id);
         }
     }
-    for i in 0..tags.len() {
-        let Some(a) = wid[i] else { continue };
-        for j in i + 1..i + SPAN {
-            if j >= tags.len() {
-                break;
-            }
-            let Some(b) = wid[j] else { continue };
-            let e = pair_index.entry((a, b)).or_insert_with(|| {
-                pairs.push(((a, b), 0.0));
+    for (i, &a) in wid.iter().enumerate() {
+        let Some(a) = a else { continue };
+        // jieba pairs each kept word with the kept words among the next SPAN - 1 tokens.
+        for b in wid[i + 1..(i + SPAN).min(wid.len())].iter().flatten() {
+            let e = pair_index.entry((a, *b)).or_insert_with(|| {
+                pairs.push(((a, *b), 0.0));
                 pairs.len() - 1
             });
             pairs[*e].1 += 1.0;
