@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
 use numpy::ndarray::Array2;
@@ -12,11 +12,15 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use rustc_hash::FxHashMap;
 
 use densparse_core::analysis::keywords::{KeywordExtractor, KeywordMethod};
 use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, StopWords};
 use densparse_core::bm25::{thread_pool, Bm25Index, Method, Params, Query};
 use densparse_core::Error;
+
+/// Texts up to this many bytes are tokenized without releasing the GIL.
+const SHORT_TEXT: usize = 4096;
 
 create_exception!(_core, CorruptIndexError, PyValueError, "An index file is corrupt, truncated or not of the expected kind.");
 
@@ -114,13 +118,32 @@ fn with_progress<T: Send>(
 
 // ---------------------------------------------------------------- Analyzer
 
+/// Read-lock an analyzer while holding the GIL without ever blocking on the
+/// lock with the GIL held (a writer in `add_word` waits without the GIL, and a
+/// reader on another thread may need the GIL back before it can finish).
+fn read_with_gil<'a>(py: Python<'_>, lock: &'a RwLock<an::Analyzer>) -> RwLockReadGuard<'a, an::Analyzer> {
+    loop {
+        match lock.try_read() {
+            Ok(g) => return g,
+            Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+            Err(TryLockError::WouldBlock) => py.allow_threads(std::thread::yield_now),
+        }
+    }
+}
+
 /// Text analysis: jieba-identical Chinese segmentation, English words with
 /// stopwords and Snowball stems, mixed text, keywords. Thread-safe.
 #[pyclass(module = "densparse._core", name = "Analyzer", frozen, subclass)]
 pub struct PyAnalyzer {
     inner: Arc<RwLock<an::Analyzer>>,
     config: Py<PyDict>,
+    /// Python str objects of tokens seen by `tokenize`: making a str is most
+    /// of a short call's cost, and vocabularies repeat. Only touched with the GIL.
+    strings: std::sync::Mutex<FxHashMap<String, Py<PyString>>>,
 }
+
+/// Cap on `PyAnalyzer::strings` (cleared when reached).
+const STRING_CACHE: usize = 1 << 18;
 
 fn resolve_stopwords(lang: Language, sw: &Bound<'_, PyAny>) -> PyResult<(StopWords, PyObject)> {
     let py = sw.py();
@@ -224,25 +247,64 @@ impl PyAnalyzer {
         config.set_item("user_dict", user_dict.as_ref().map(|p| p.display().to_string()))?;
         config.set_item("char_ngrams", ngrams)?;
         config.set_item("added_words", PyList::empty(py))?;
-        Ok(PyAnalyzer { inner: Arc::new(RwLock::new(a)), config: config.unbind() })
+        Ok(PyAnalyzer {
+            inner: Arc::new(RwLock::new(a)),
+            config: config.unbind(),
+            strings: std::sync::Mutex::new(FxHashMap::default()),
+        })
     }
 
     /// Tokens of one text.
-    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-        let text: String = text
+    fn tokenize<'py>(&self, py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let text = text
             .downcast::<PyString>()
             .map_err(|_| PyTypeError::new_err(format!("text must be str, not {}", text.get_type().name().unwrap())))?
-            .to_cow()?
-            .into_owned();
+            .to_cow()?;
+        if text.len() <= SHORT_TEXT {
+            let a = read_with_gil(py, &self.inner);
+            // Short texts: releasing the GIL would cost more than it frees,
+            // and tokens go straight into Python strings with no Vec between.
+            let mut out: Vec<Bound<'py, PyString>> = Vec::with_capacity(text.len() / 3 + 1);
+            let mut cache = self.strings.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= STRING_CACHE {
+                cache.clear();
+            }
+            a.tokenize_into(&text, &mut |t| {
+                let s = match cache.get(t) {
+                    Some(s) => s.bind(py).clone(),
+                    None => {
+                        let s = PyString::new(py, t);
+                        cache.insert(t.to_string(), s.clone().unbind());
+                        s
+                    }
+                };
+                out.push(s);
+            });
+            return PyList::new(py, out);
+        }
         let inner = self.inner.clone();
-        Ok(py.allow_threads(|| inner.read().unwrap().tokenize(&text)))
+        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize(&text));
+        PyList::new(py, toks)
     }
 
     /// Tokens of many texts, in parallel on all cores (GIL released).
-    fn tokenize_batch(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<String>>> {
+    fn tokenize_batch<'py>(&self, py: Python<'py>, texts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let texts = str_list(texts, "texts")?;
         let inner = self.inner.clone();
-        Ok(py.allow_threads(|| inner.read().unwrap().tokenize_batch(&texts)))
+        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize_batch(&texts));
+        // Words repeat across a batch: make each distinct one a Python str once.
+        let mut interned: FxHashMap<&str, Bound<'py, PyString>> = FxHashMap::default();
+        let lists = toks
+            .iter()
+            .map(|doc| {
+                let items: Vec<Bound<'py, PyString>> = doc
+                    .iter()
+                    .map(|t| interned.entry(t.as_str()).or_insert_with(|| PyString::new(py, t)).clone())
+                    .collect();
+                PyList::new(py, items)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
     }
 
     /// Top-k keywords with weights, as jieba.analyse (tfidf: extract_tags; textrank).
@@ -253,7 +315,7 @@ impl PyAnalyzer {
         Ok(py.allow_threads(|| {
             static EXTRACTOR: OnceLock<KeywordExtractor> = OnceLock::new();
             let ex = EXTRACTOR.get_or_init(KeywordExtractor::default);
-            let a = inner.read().unwrap();
+            let a = inner.read().unwrap_or_else(|e| e.into_inner());
             ex.extract(a.segmenter(), &text, k, m)
         }))
     }
@@ -261,11 +323,16 @@ impl PyAnalyzer {
     /// Add a word to the segmentation dictionary (jieba.add_word). Returns the frequency used.
     #[pyo3(signature = (word, freq=None, tag=None))]
     fn add_word(&self, py: Python<'_>, word: &str, freq: Option<usize>, tag: Option<&str>) -> PyResult<usize> {
-        let mut a = self.inner.write().unwrap();
-        if a.language == Language::En {
-            return Err(PyValueError::new_err("add_word needs a Chinese analyzer (language=\"zh\" or \"auto\")"));
-        }
-        let f = a.segmenter_mut().add_word(word, freq, tag).map_err(to_py)?;
+        let inner = self.inner.clone();
+        let f = py
+            .allow_threads(|| {
+                let mut a = inner.write().unwrap_or_else(|e| e.into_inner());
+                if a.language == Language::En {
+                    return Err(Error::invalid("add_word needs a Chinese analyzer (language=\"zh\" or \"auto\")"));
+                }
+                a.segmenter_mut().add_word(word, freq, tag)
+            })
+            .map_err(to_py)?;
         let cfg = self.config.bind(py);
         if let Some(list) = cfg.get_item("added_words")? {
             list.downcast::<PyList>()?.append((word, f, tag))?;
@@ -274,8 +341,8 @@ impl PyAnalyzer {
     }
 
     /// Frequency that would keep `word` in one piece (jieba.suggest_freq).
-    fn suggest_freq(&self, word: &str) -> usize {
-        self.inner.read().unwrap().segmenter().suggest_freq(word)
+    fn suggest_freq(&self, py: Python<'_>, word: &str) -> usize {
+        read_with_gil(py, &self.inner).segmenter().suggest_freq(word)
     }
 
     /// The settings this analyzer was built with (JSON-serialisable).
@@ -364,8 +431,8 @@ impl PyBm25Index {
         let texts = str_list(texts, "corpus")?;
         let a = Self::analyzer_of(analyzer);
         let idx = with_progress(py, progress, |tick| {
-            let a = a.read().unwrap();
-            Bm25Index::build(params, texts.len(), |i, emit| a.tokenize_into(&texts[i], &mut |t| emit(&t)), tick)
+            let a = a.read().unwrap_or_else(|e| e.into_inner());
+            Bm25Index::build(params, texts.len(), |i, emit| a.tokenize_into(&texts[i], emit), tick)
         })?
         .map_err(to_py)?;
         Ok(PyBm25Index { inner: Arc::new(idx) })
@@ -437,7 +504,7 @@ impl PyBm25Index {
         let hits = py.allow_threads(|| -> Result<_, Error> {
             use rayon::prelude::*;
             let pool = thread_pool(threads)?;
-            let a = a.read().unwrap();
+            let a = a.read().unwrap_or_else(|e| e.into_inner());
             let run = || qs.par_iter().map(|q| inner.search(&inner.query(&a.tokenize(q)), k)).collect::<Vec<_>>();
             Ok(match pool {
                 Some(p) => p.install(run),

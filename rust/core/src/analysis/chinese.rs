@@ -58,6 +58,12 @@ fn is_han_default(c: char) -> bool {
         || matches!(c, '+' | '#' | '&' | '.' | '_' | '%' | '-')
 }
 
+/// Han characters jieba-rs puts in blocks but Python jieba does not.
+#[inline]
+fn is_wider_han(c: char) -> bool {
+    (c as u32) >= 0x3400 && !matches!(c, '\u{4E00}'..='\u{9FD5}') && crate::analysis::is_han(c)
+}
+
 /// Python's `str.isspace()` set, used by `re_skip_default = (\r\n|\s)`.
 #[inline]
 fn is_py_space(c: char) -> bool {
@@ -233,7 +239,12 @@ impl Segmenter {
 
     fn cut_precise<'a>(&self, text: &'a str, hmm: bool, emit: &mut dyn FnMut(&'a str)) {
         let mut pieces: Vec<&'a str> = Vec::new();
-        for (run, is_han) in runs(text, is_han_default) {
+        // jieba-rs's own blocks equal Python's unless the text has Han
+        // characters outside U+4E00..U+9FD5; then one call does the whole text.
+        let whole = !text.chars().any(|c| is_wider_han(c));
+        let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> =
+            if whole { Box::new(std::iter::once((text, true))) } else { Box::new(runs(text, is_han_default)) };
+        for (run, is_han) in blocks {
             if is_han {
                 for tok in self.jieba.cut(run, hmm) {
                     let w = tok.word;

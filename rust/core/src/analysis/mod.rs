@@ -108,7 +108,7 @@ impl Analyzer {
     /// Tokenize one text.
     pub fn tokenize(&self, text: &str) -> Vec<String> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        self.tokenize_into(text, &mut |t| out.push(t));
+        self.tokenize_into(text, &mut |t| out.push(t.to_string()));
         out
     }
 
@@ -118,7 +118,7 @@ impl Analyzer {
     }
 
     /// Tokenize, handing each token to `emit` (no per-text Vec needed).
-    pub fn tokenize_into(&self, text: &str, emit: &mut dyn FnMut(String)) {
+    pub fn tokenize_into(&self, text: &str, emit: &mut dyn FnMut(&str)) {
         match self.language {
             Language::En => self.latin(text, emit),
             Language::Zh => self.chinese(text, emit),
@@ -144,7 +144,7 @@ impl Analyzer {
         }
     }
 
-    fn route(&self, run: &str, han: bool, emit: &mut dyn FnMut(String)) {
+    fn route(&self, run: &str, han: bool, emit: &mut dyn FnMut(&str)) {
         if han {
             self.chinese(run, emit)
         } else {
@@ -152,7 +152,7 @@ impl Analyzer {
         }
     }
 
-    fn chinese(&self, text: &str, emit: &mut dyn FnMut(String)) {
+    fn chinese(&self, text: &str, emit: &mut dyn FnMut(&str)) {
         self.jieba_words(text, emit);
         if let Some((lo, hi)) = self.char_ngrams {
             self.han_ngrams(text, lo, hi, emit);
@@ -160,7 +160,7 @@ impl Analyzer {
     }
 
     /// Character n-grams inside each run of Han characters, stopwords dropped.
-    fn han_ngrams(&self, text: &str, lo: usize, hi: usize, emit: &mut dyn FnMut(String)) {
+    fn han_ngrams(&self, text: &str, lo: usize, hi: usize, emit: &mut dyn FnMut(&str)) {
         let mut run: Vec<usize> = Vec::new();
         let mut flush = |run: &mut Vec<usize>, end: usize| {
             run.push(end);
@@ -169,7 +169,7 @@ impl Analyzer {
                 for i in 0..n.saturating_sub(len - 1) {
                     let g = &text[run[i]..run[i + len]];
                     if !self.stopwords.contains(g) {
-                        emit(g.to_string());
+                        emit(g);
                     }
                 }
             }
@@ -187,51 +187,63 @@ impl Analyzer {
         }
     }
 
-    fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(String)) {
+    fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(&str)) {
         self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
             if w.chars().all(char::is_whitespace) {
                 return;
             }
             if !w.chars().any(char::is_alphanumeric) {
                 if self.keep_punctuation {
-                    emit(w.to_string());
+                    emit(w);
                 }
                 return;
             }
             if w.chars().any(is_han) {
-                let tok = if self.lowercase { w.to_lowercase() } else { w.to_string() };
-                if !self.stopwords.contains(&tok) {
-                    emit(tok);
-                }
+                self.with_case(w, &mut |tok| {
+                    if !self.stopwords.contains(tok) {
+                        emit(tok);
+                    }
+                });
             } else {
                 self.latin_word(w, emit);
             }
         });
     }
 
-    fn latin(&self, text: &str, emit: &mut dyn FnMut(String)) {
+    fn latin(&self, text: &str, emit: &mut dyn FnMut(&str)) {
         english::words(text, self.keep_punctuation, &mut |w, is_word| {
             if is_word {
                 self.latin_word(w, emit);
             } else {
-                emit(w.to_string());
+                emit(w);
             }
         });
     }
 
-    fn latin_word(&self, w: &str, emit: &mut dyn FnMut(String)) {
+    /// `w`, lowercased when the analyzer lowercases (allocating only if needed).
+    #[inline]
+    fn with_case(&self, w: &str, f: &mut dyn FnMut(&str)) {
+        if self.lowercase && w.chars().any(char::is_uppercase) {
+            f(&w.to_lowercase());
+        } else {
+            f(w);
+        }
+    }
+
+    fn latin_word(&self, w: &str, emit: &mut dyn FnMut(&str)) {
         // Inside the jieba-compatible configuration nothing is dropped.
         if self.min_latin_len > 1 && !self.keep_punctuation && w.chars().nth(1).is_none() {
             return;
         }
-        let tok = if self.lowercase { w.to_lowercase() } else { w.to_string() };
-        if self.stopwords.contains(&tok) {
-            return;
-        }
-        match &self.stemmer {
-            Some(s) => emit(s.stem(&tok).into_owned()),
-            None => emit(tok),
-        }
+        self.with_case(w, &mut |tok| {
+            if self.stopwords.contains(tok) {
+                return;
+            }
+            match &self.stemmer {
+                Some(s) => emit(&s.stem(tok)),
+                None => emit(tok),
+            }
+        });
     }
 }
 
