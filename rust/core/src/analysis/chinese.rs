@@ -241,7 +241,7 @@ impl Segmenter {
         let mut pieces: Vec<&'a str> = Vec::new();
         // jieba-rs's own blocks equal Python's unless the text has Han
         // characters outside U+4E00..U+9FD5; then one call does the whole text.
-        let whole = !text.chars().any(|c| is_wider_han(c));
+        let whole = !text.chars().any(is_wider_han);
         let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> =
             if whole { Box::new(std::iter::once((text, true))) } else { Box::new(runs(text, is_han_default)) };
         for (run, is_han) in blocks {
