@@ -47,3 +47,16 @@ def malformed(path: PathLike, lineno: int, message: str) -> ValueError:
     the wrong type, so that callers catch one exception type for a malformed file.
     """
     return ValueError(f"{path}:{lineno}: {message}")
+
+
+def add_judgment(
+    qrels: dict[str, dict[str, int]], qid: str, doc_id: str, rel: int, path: PathLike, lineno: int
+) -> None:
+    """Record one relevance judgment; the same pair judged twice differently is an error."""
+    judged = qrels.setdefault(qid, {})
+    old = judged.get(doc_id)
+    if old is not None and old != rel:
+        raise malformed(
+            path, lineno, f"pair ({qid!r}, {doc_id!r}) judged {old} earlier and {rel} here"
+        )
+    judged[doc_id] = rel

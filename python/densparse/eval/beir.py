@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import PathLike, malformed, numbered_lines
+from ._io import PathLike, add_judgment, malformed, numbered_lines
 
 __all__ = ["BeirDataset", "load_beir", "load_corpus", "load_qrels", "load_queries"]
 
@@ -196,13 +196,7 @@ def load_qrels(path: PathLike) -> dict[str, dict[str, int]]:
         first = False
         if not qid or not doc_id:
             raise malformed(path, lineno, f"empty query or document id in {line!r}")
-        judged = qrels.setdefault(qid, {})
-        old = judged.get(doc_id)
-        if old is not None and old != score:
-            raise malformed(
-                path, lineno, f"pair ({qid!r}, {doc_id!r}) judged {old} earlier and {score} here"
-            )
-        judged[doc_id] = score
+        add_judgment(qrels, qid, doc_id, score, path, lineno)
     return qrels
 
 

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from ._io import PathLike, malformed, numbered_lines, open_text
+from ._io import PathLike, add_judgment, malformed, numbered_lines, open_text
 
 __all__ = ["read_qrels_trec", "read_run", "write_run"]
 
@@ -137,11 +137,5 @@ def read_qrels_trec(path: PathLike) -> dict[str, dict[str, int]]:
             raise malformed(
                 path, lineno, f"relevance must be an integer, got {rel_text!r}"
             ) from None
-        judged = qrels.setdefault(qid, {})
-        old = judged.get(docid)
-        if old is not None and old != rel:
-            raise malformed(
-                path, lineno, f"pair ({qid!r}, {docid!r}) judged {old} earlier and {rel} here"
-            )
-        judged[docid] = rel
+        add_judgment(qrels, qid, docid, rel, path, lineno)
     return qrels
