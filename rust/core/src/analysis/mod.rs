@@ -240,7 +240,7 @@ impl Analyzer {
                 return;
             }
             match &self.stemmer {
-                Some(s) => emit(&s.stem(tok)),
+                Some(s) => s.stem_with(tok, emit),
                 None => emit(tok),
             }
         });

@@ -84,6 +84,11 @@ impl Bm25Index {
         self.term_id(token).map_or(0, |t| self.terms[t as usize].df)
     }
 
+    /// Document frequency of a term id.
+    pub fn df_of(&self, term: u32) -> u32 {
+        self.terms[term as usize].df
+    }
+
     pub(crate) fn idf(&self, term: u32) -> f64 {
         self.params.method.idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
     }

@@ -69,10 +69,13 @@ fn unpack(data: &[u8], bits: u8, n: usize, out: &mut [u32; BLOCK]) {
     }
     let mask = if bits == 32 { u32::MAX as u64 } else { (1u64 << bits) - 1 };
     let bits = bits as usize;
+    // One check for the whole block instead of one per value.
+    assert!((n * bits).div_ceil(8) + TAIL_PAD <= data.len(), "packed block past the end of the store");
+    let ptr = data.as_ptr();
     for (i, o) in out.iter_mut().enumerate().take(n) {
         let bit = i * bits;
-        let byte = bit / 8;
-        let word = u64::from_le_bytes(data[byte..byte + 8].try_into().unwrap());
+        // SAFETY: bit / 8 + 8 <= ceil(n * bits / 8) + TAIL_PAD <= data.len(), checked above.
+        let word = u64::from_le(unsafe { ptr.add(bit / 8).cast::<u64>().read_unaligned() });
         *o = ((word >> (bit % 8)) & mask) as u32;
     }
 }
@@ -147,6 +150,29 @@ pub fn validate_term(store: &[u8], offset: usize, n_blocks: usize, df: usize) ->
 }
 
 pub const END: u32 = u32::MAX;
+
+/// Call `f(docs, tfs_minus_1)` for every block of a term, decoded whole:
+/// the fast path for scoring a term's full list.
+pub fn for_each_block(store: &[u8], region: usize, n_blocks: usize, mut f: impl FnMut(&[u32], &[u32])) {
+    let mut docs = [0u32; BLOCK];
+    let mut tfs = [0u32; BLOCK];
+    let mut base = 0u32;
+    for bi in 0..n_blocks {
+        let h = &store[region + bi * HEADER..region + (bi + 1) * HEADER];
+        let n = h[14] as usize + 1;
+        let data = region + u32::from_le_bytes(h[8..12].try_into().unwrap()) as usize;
+        unpack(&store[data..], h[12], n, &mut docs);
+        let doc_bytes = (n * h[12] as usize).div_ceil(8);
+        unpack(&store[data + doc_bytes..], h[13], n, &mut tfs);
+        let mut acc = base;
+        for d in docs[..n].iter_mut() {
+            acc += *d;
+            *d = acc;
+        }
+        base = u32::from_le_bytes(h[0..4].try_into().unwrap());
+        f(&docs[..n], &tfs[..n]);
+    }
+}
 
 /// Walks one term's postings.
 pub struct Cursor<'a> {

@@ -3,10 +3,18 @@
 
 use rayon::prelude::*;
 
-use super::postings::{Cursor, END};
-use super::Bm25Index;
+use super::postings::{for_each_block, Cursor, END};
+use super::{Bm25Index, Method, TermInfo};
 use crate::error::{Error, Result};
 use crate::topk::TopK;
+
+/// Corpora up to this size are always searched term at a time.
+const DENSE_DOCS: usize = 1 << 16;
+
+thread_local! {
+    /// Dense score accumulator (kept zeroed between queries).
+    static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// A query resolved against the vocabulary: (term id, count) in first-seen order,
 /// as bm25s counts repeated query tokens once per occurrence.
@@ -48,27 +56,119 @@ impl Bm25Index {
         let mut acc = vec![0f64; n];
         let store = self.postings.bytes();
         for &(t, c) in &q.terms {
-            let info = self.terms[t as usize];
-            let w = c as f64 * self.idf(t);
-            let mut cur = Cursor::new(store, info.offset as usize, info.n_blocks as usize);
-            while cur.doc != END {
-                let d = cur.doc as usize;
-                acc[d] += w * self.params.tf_weight(cur.tf() as f32, self.kn[d]) as f64;
-                cur.next();
-            }
+            self.accumulate(store, t, c, &mut acc);
         }
         let base = self.absent_constant(q);
         acc.into_iter().map(|s| (s + base) as f32).collect()
     }
 
+    /// Add term `t`'s contributions (query count `c`) to `acc`, block by block.
+    #[inline]
+    fn accumulate(&self, store: &[u8], t: u32, c: u32, acc: &mut [f64]) {
+        let info = self.terms[t as usize];
+        let w = c as f64 * self.idf(t);
+        if w <= 0.0 {
+            return;
+        }
+        let p = self.params;
+        let (k1, delta, absent) = (p.k1, p.delta, p.tf_part_absent());
+        // One monomorphic loop per variant, so the inner loop has no match.
+        match p.method {
+            Method::Lucene | Method::Robertson => self.accumulate_with(store, info, w, acc, |tf, kn| tf / (tf + kn)),
+            Method::Atire => self.accumulate_with(store, info, w, acc, |tf, kn| tf * (k1 + 1.0) / (tf + kn)),
+            Method::Bm25L => self.accumulate_with(store, info, w, acc, |tf, kn| p.tf_part(tf, kn) - absent),
+            Method::Bm25Plus => {
+                self.accumulate_with(store, info, w, acc, |tf, kn| (k1 + 1.0) * tf / (kn + tf) + delta - absent)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn accumulate_with(&self, store: &[u8], info: TermInfo, w: f64, acc: &mut [f64], weight: impl Fn(f32, f32) -> f32) {
+        let kn = &self.kn[..];
+        let mut wts = [0f32; super::postings::BLOCK];
+        for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
+            // Weights first (independent divisions pipeline well), then the scatter.
+            for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
+                *x = weight((tf1 + 1) as f32, kn[d as usize]);
+            }
+            for (&d, &x) in docs.iter().zip(&wts) {
+                acc[d as usize] += w * x as f64;
+            }
+        });
+    }
+
     /// Exact top-k: same hits and order as sorting `get_scores` by
-    /// (score desc, doc id asc), without scoring documents that cannot enter.
+    /// (score desc, doc id asc). Small corpora, or queries whose postings
+    /// cover much of the corpus, are scored term at a time into a dense
+    /// accumulator (no per-document merge cost); the rest use MaxScore, which
+    /// skips documents that cannot enter the top k.
     pub fn search(&self, q: &Query, k: usize) -> Hits {
         let n = self.n_docs();
         let k = k.min(n);
         if k == 0 {
             return Vec::new();
         }
+        let postings: u64 = q.terms.iter().map(|&(t, _)| self.terms[t as usize].df as u64).sum();
+        if n <= DENSE_DOCS || postings * 4 >= n as u64 {
+            return self.search_dense(q, k);
+        }
+        self.search_maxscore(q, k)
+    }
+
+    /// Term-at-a-time into a per-thread accumulator, then top-k over the
+    /// documents touched.
+    pub(crate) fn search_dense(&self, q: &Query, k: usize) -> Hits {
+        let k = k.min(self.n_docs());
+        let n = self.n_docs();
+        let store = self.postings.bytes();
+        let base = self.absent_constant(q);
+        ACC.with(|cell| {
+            let acc = &mut *cell.borrow_mut();
+            if acc.len() < n {
+                acc.resize(n, 0.0);
+            }
+            for &(t, c) in &q.terms {
+                self.accumulate(store, t, c, &mut acc[..n]);
+            }
+            // One branch-light scan: documents that matched nothing score
+            // `base` and, ranked by id, fill in exactly as in `get_scores`.
+            let mut top = TopK::new(k);
+            let mut theta = f32::NEG_INFINITY;
+            for (d, &x) in acc[..n].iter().enumerate() {
+                let s = (x + base) as f32;
+                if s > theta {
+                    top.push(d as u32, s);
+                    theta = top.threshold();
+                }
+            }
+            acc[..n].fill(0.0);
+            self.fill(top.into_sorted(), k, base)
+        })
+    }
+
+    /// Fewer matching documents than k: the rest score the same (zero, or the
+    /// BM25L/BM25+ constant) and follow in id order.
+    fn fill(&self, mut hits: Hits, k: usize, base: f64) -> Hits {
+        if hits.len() < k {
+            let mut taken: Vec<u32> = hits.iter().map(|h| h.0).collect();
+            taken.sort_unstable();
+            let mut next = 0u32;
+            let mut j = 0;
+            while hits.len() < k {
+                if j < taken.len() && taken[j] == next {
+                    j += 1;
+                } else {
+                    hits.push((next, base as f32));
+                }
+                next += 1;
+            }
+        }
+        hits
+    }
+
+    pub(crate) fn search_maxscore(&self, q: &Query, k: usize) -> Hits {
+        let k = k.min(self.n_docs());
         let store = self.postings.bytes();
         // Terms by upper bound, ascending: MaxScore's non-essential prefix.
         let mut terms: Vec<(f64, f64, Cursor)> = q
@@ -142,24 +242,7 @@ impl Bm25Index {
                 }
             }
         }
-        let mut hits = top.into_sorted();
-        // Fewer matching documents than k: the rest score the same (zero, or
-        // the BM25L/BM25+ constant) and follow in id order.
-        if hits.len() < k {
-            let mut taken: Vec<u32> = hits.iter().map(|h| h.0).collect();
-            taken.sort_unstable();
-            let mut next = 0u32;
-            let mut j = 0;
-            while hits.len() < k {
-                if j < taken.len() && taken[j] == next {
-                    j += 1;
-                } else {
-                    hits.push((next, base as f32));
-                }
-                next += 1;
-            }
-        }
-        hits
+        self.fill(top.into_sorted(), k, base)
     }
 
     /// Search many queries in parallel on `pool` (or rayon's global pool).

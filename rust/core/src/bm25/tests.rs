@@ -40,8 +40,12 @@ fn pruned_search_equals_exhaustive() {
             let ql = 1 + r.next() % 8;
             let q: Vec<String> = (0..ql).map(|_| format!("t{}", r.zipf(2500))).collect();
             let q = idx.query(&q);
-            for k in [1, 10, 100, 5000] {
-                let got = idx.search(&q, k);
+            for (k, strategy) in [1, 10, 100, 5000].into_iter().flat_map(|k| [(k, 0), (k, 1), (k, 2)]) {
+                let got = match strategy {
+                    0 => idx.search(&q, k),
+                    1 => idx.search_maxscore(&q, k),
+                    _ => idx.search_dense(&q, k),
+                };
                 let want = top_k_dense(&idx.get_scores(&q), k);
                 assert_eq!(got.len(), want.len());
                 for (g, w) in got.iter().zip(&want) {
