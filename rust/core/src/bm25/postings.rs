@@ -221,6 +221,24 @@ impl<'a> Cursor<'a> {
         u32::from_le_bytes(self.header(bi)[0..4].try_into().unwrap())
     }
 
+    /// Upper bound of the tf weight this term can give document `target`
+    /// (the bound of the block that would hold it, 0 if none can), found from
+    /// the block headers alone without decoding anything.
+    #[inline]
+    pub fn bound_at(&self, target: u32) -> f32 {
+        if self.doc == END || self.doc > target {
+            return 0.0;
+        }
+        let mut bi = self.block;
+        while bi < self.n_blocks && self.block_last(bi) < target {
+            bi += 1;
+        }
+        if bi == self.n_blocks {
+            return 0.0;
+        }
+        f32::from_le_bytes(self.header(bi)[4..8].try_into().unwrap())
+    }
+
     fn load_block(&mut self, bi: usize) {
         let h = self.header(bi);
         let n = h[14] as usize + 1;

@@ -99,18 +99,18 @@ impl Bm25Index {
     }
 
     /// Exact top-k: same hits and order as sorting `get_scores` by
-    /// (score desc, doc id asc). Small corpora, or queries whose postings
-    /// cover much of the corpus, are scored term at a time into a dense
-    /// accumulator (no per-document merge cost); the rest use MaxScore, which
-    /// skips documents that cannot enter the top k.
+    /// (score desc, doc id asc). Small corpora are scored term at a time into
+    /// a dense accumulator (no per-document merge cost); larger ones use
+    /// block-max MaxScore, which skips documents that cannot enter the top k.
     pub fn search(&self, q: &Query, k: usize) -> Hits {
         let n = self.n_docs();
         let k = k.min(n);
         if k == 0 {
             return Vec::new();
         }
-        let postings: u64 = q.terms.iter().map(|&(t, _)| self.terms[t as usize].df as u64).sum();
-        if n <= DENSE_DOCS || postings * 4 >= n as u64 {
+        // Measured: on 1M documents MaxScore beats scoring every posting even
+        // for queries of frequent words, so only small corpora go dense.
+        if n <= DENSE_DOCS {
             return self.search_dense(q, k);
         }
         self.search_maxscore(q, k)
@@ -223,7 +223,14 @@ impl Bm25Index {
                     alive = false;
                     break;
                 }
+                // Block-max refinement: this term's bound for d's own block
+                // (read from headers, nothing decoded) plus the others' bounds.
+                let rest = if i > 0 { prefix[i - 1] - base } else { 0.0 };
                 let t = &mut terms[i];
+                if score + t.1 * t.2.bound_at(d) as f64 + rest <= theta {
+                    alive = false;
+                    break;
+                }
                 t.2.advance(d);
                 if t.2.doc == d {
                     score += t.1 * params.tf_weight(t.2.tf() as f32, kn) as f64;
