@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod bm25;
 pub mod error;
+pub mod hash;
 pub mod storage;
 pub mod topk;
 

@@ -1,7 +1,7 @@
 //! Latin-script analysis: Unicode (UAX #29) words, lowercase, Snowball stems.
 
 use rust_stemmers::{Algorithm, Stemmer};
-use rustc_hash::FxHashMap;
+use crate::hash::StrMap;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::error::{Error, Result};
@@ -43,8 +43,8 @@ thread_local! {
     /// Stems are a pure function of (algorithm, word) and vocabularies are
     /// Zipfian, so most tokens are stemmed once per thread (bm25s likewise
     /// stems each distinct word once).
-    static STEMS: std::cell::RefCell<Vec<FxHashMap<Box<str>, Box<str>>>> =
-        std::cell::RefCell::new((0..STEMMERS.len()).map(|_| FxHashMap::default()).collect());
+    static STEMS: std::cell::RefCell<Vec<StrMap<Box<str>, Box<str>>>> =
+        std::cell::RefCell::new((0..STEMMERS.len()).map(|_| StrMap::default()).collect());
 }
 
 impl NamedStemmer {

@@ -3,23 +3,25 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use crate::hash::StrMap;
+
 use super::postings::{encode_term, PostingsStore, TAIL_PAD};
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
 
-/// Documents per parallel work unit.
-const CHUNK: usize = 2048;
+/// Documents per parallel work unit (larger: fewer repeated local vocabularies).
+const CHUNK: usize = 8192;
 
 /// One chunk's documents as (local term id, tf) lists plus its local vocabulary.
 struct ChunkCounts {
-    words: Vec<String>,
+    /// Local vocabulary: word -> local id (ids in order of first appearance).
+    words: StrMap<Box<str>, u32>,
     doc_terms: Vec<Vec<(u32, u32)>>,
     doc_lens: Vec<u32>,
 }
 
 fn count_chunk(range: std::ops::Range<usize>, tokens_of: &(impl Fn(usize, &mut dyn FnMut(&str)) + Sync)) -> ChunkCounts {
-    let mut local: FxHashMap<String, u32> = FxHashMap::default();
-    let mut words = Vec::new();
+    let mut local: StrMap<Box<str>, u32> = StrMap::default();
     let mut doc_terms = Vec::with_capacity(range.len());
     let mut doc_lens = Vec::with_capacity(range.len());
     let mut tf: FxHashMap<u32, u32> = FxHashMap::default();
@@ -33,9 +35,8 @@ fn count_chunk(range: std::ops::Range<usize>, tokens_of: &(impl Fn(usize, &mut d
             let id = match local.get(t) {
                 Some(&id) => id,
                 None => {
-                    let id = words.len() as u32;
-                    local.insert(t.to_string(), id);
-                    words.push(t.to_string());
+                    let id = local.len() as u32;
+                    local.insert(t.into(), id);
                     id
                 }
             };
@@ -48,7 +49,7 @@ fn count_chunk(range: std::ops::Range<usize>, tokens_of: &(impl Fn(usize, &mut d
         doc_terms.push(order.iter().map(|id| (*id, tf[id])).collect());
         doc_lens.push(len);
     }
-    ChunkCounts { words, doc_terms, doc_lens }
+    ChunkCounts { words: local, doc_terms, doc_lens }
 }
 
 impl Bm25Index {
@@ -79,18 +80,22 @@ impl Bm25Index {
             .collect();
 
         // Global ids in order of first appearance (deterministic for any thread count).
-        let mut term_ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut term_ids: StrMap<String, u32> = StrMap::default();
         let mut vocab: Vec<String> = Vec::new();
         let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(chunks.len());
         for c in &chunks {
-            let remap = c
-                .words
-                .iter()
-                .map(|w| {
-                    *term_ids.entry(w.clone()).or_insert_with(|| {
-                        vocab.push(w.clone());
-                        (vocab.len() - 1) as u32
-                    })
+            let mut local: Vec<(&str, u32)> = c.words.iter().map(|(w, &id)| (&**w, id)).collect();
+            local.sort_unstable_by_key(|e| e.1);
+            let remap = local
+                .into_iter()
+                .map(|(w, _)| match term_ids.get(w) {
+                    Some(&id) => id,
+                    None => {
+                        let id = vocab.len() as u32;
+                        term_ids.insert(w.to_string(), id);
+                        vocab.push(w.to_string());
+                        id
+                    }
                 })
                 .collect();
             remaps.push(remap);

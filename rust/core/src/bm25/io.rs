@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use crate::hash::StrMap;
 
 use super::postings::{validate_term, PostingsStore, TAIL_PAD};
 use super::{Bm25Index, Method, Params, TermInfo};
@@ -93,7 +93,7 @@ impl Bm25Index {
         let offs: Vec<u64> = (0..=nv).map(|_| c.u64()).collect::<Option<_>>().ok_or_else(|| bad("vocab offsets"))?;
         let text = c.take(*offs.last().unwrap_or(&0) as usize).ok_or_else(|| bad("vocab text"))?;
         let mut vocab = Vec::with_capacity(nv);
-        let mut term_ids = FxHashMap::default();
+        let mut term_ids = StrMap::default();
         term_ids.reserve(nv);
         for i in 0..nv {
             let (s, e) = (offs[i] as usize, offs[i + 1] as usize);

@@ -10,7 +10,7 @@ mod search;
 pub use scoring::{Method, Params};
 pub use search::{thread_pool, Hits, Query};
 
-use rustc_hash::FxHashMap;
+use crate::hash::StrMap;
 
 use postings::PostingsStore;
 
@@ -29,7 +29,7 @@ pub(crate) struct TermInfo {
 pub struct Bm25Index {
     params: Params,
     vocab: Vec<String>,
-    term_ids: FxHashMap<String, u32>,
+    term_ids: StrMap<String, u32>,
     terms: Vec<TermInfo>,
     doc_lens: Vec<u32>,
     /// k1 * (1 - b + b * len / avgdl) per document, for the tf part.

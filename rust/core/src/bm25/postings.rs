@@ -239,6 +239,23 @@ impl<'a> Cursor<'a> {
         f32::from_le_bytes(self.header(bi)[4..8].try_into().unwrap())
     }
 
+    /// For a cursor at doc >= `target`: (bound of this term for every doc from
+    /// `target` up to the returned boundary, the boundary). At `target`
+    /// itself that is the current block's bound up to its last doc; past it,
+    /// 0 up to the next posting.
+    #[inline]
+    pub fn block_bound(&self, target: u32) -> (f32, u32) {
+        if self.doc == END {
+            (0.0, END)
+        } else if self.doc > target {
+            (0.0, self.doc)
+        } else {
+            let h = self.header(self.block);
+            let last = u32::from_le_bytes(h[0..4].try_into().unwrap());
+            (f32::from_le_bytes(h[4..8].try_into().unwrap()), last.saturating_add(1))
+        }
+    }
+
     fn load_block(&mut self, bi: usize) {
         let h = self.header(bi);
         let n = h[14] as usize + 1;

@@ -208,6 +208,28 @@ impl Bm25Index {
             if d == END {
                 break;
             }
+            if top.is_full() {
+                // Block-max skip: the essential terms' block bounds hold for
+                // every doc up to the nearest block end; if even they cannot
+                // lift a doc past the threshold, jump the whole range.
+                let theta = top.threshold() as f64;
+                let mut ub = if first_essential > 0 { prefix[first_essential - 1] } else { base };
+                let mut boundary = END;
+                for t in &terms[first_essential..] {
+                    let (b, end) = t.2.block_bound(d);
+                    ub += t.1 * b as f64;
+                    boundary = boundary.min(end);
+                }
+                if ub <= theta {
+                    if boundary == END {
+                        break;
+                    }
+                    for t in terms[first_essential..].iter_mut() {
+                        t.2.advance(boundary);
+                    }
+                    continue;
+                }
+            }
             let kn = self.kn[d as usize];
             let mut score = base;
             for t in terms[first_essential..].iter_mut() {

@@ -6,7 +6,7 @@
 //! train split; words that carry meaning in legal text (问题, 情况, 一方) are
 //! deliberately not in it.
 
-use rustc_hash::FxHashSet;
+use crate::hash::StrSet;
 
 pub const ENGLISH: &str = include_str!("en.txt");
 pub const CHINESE: &str = include_str!("zh.txt");
@@ -14,7 +14,7 @@ pub const CHINESE: &str = include_str!("zh.txt");
 /// A set of words to drop, compared after lowercasing (when the analyzer lowercases).
 #[derive(Clone, Debug, Default)]
 pub struct StopWords {
-    words: FxHashSet<String>,
+    words: StrSet<String>,
 }
 
 impl StopWords {
