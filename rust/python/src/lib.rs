@@ -12,7 +12,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use rustc_hash::FxHashMap;
+use densparse_core::hash::StrMap;
 
 use densparse_core::analysis::keywords::{KeywordExtractor, KeywordMethod};
 use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, StopWords};
@@ -139,7 +139,7 @@ pub struct PyAnalyzer {
     config: Py<PyDict>,
     /// Python str objects of tokens seen by `tokenize`: making a str is most
     /// of a short call's cost, and vocabularies repeat. Only touched with the GIL.
-    strings: std::sync::Mutex<FxHashMap<String, Py<PyString>>>,
+    strings: std::sync::Mutex<StrMap<String, Py<PyString>>>,
 }
 
 /// Cap on `PyAnalyzer::strings` (cleared when reached).
@@ -250,7 +250,7 @@ impl PyAnalyzer {
         Ok(PyAnalyzer {
             inner: Arc::new(RwLock::new(a)),
             config: config.unbind(),
-            strings: std::sync::Mutex::new(FxHashMap::default()),
+            strings: std::sync::Mutex::new(StrMap::default()),
         })
     }
 
@@ -293,7 +293,7 @@ impl PyAnalyzer {
         let inner = self.inner.clone();
         let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize_batch(&texts));
         // Words repeat across a batch: make each distinct one a Python str once.
-        let mut interned: FxHashMap<&str, Bound<'py, PyString>> = FxHashMap::default();
+        let mut interned: StrMap<&str, Bound<'py, PyString>> = StrMap::default();
         let lists = toks
             .iter()
             .map(|doc| {
