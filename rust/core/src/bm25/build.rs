@@ -9,8 +9,11 @@ use super::postings::{encode_term, PostingsStore, TAIL_PAD};
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
 
-/// Documents per parallel work unit (larger: fewer repeated local vocabularies).
-const CHUNK: usize = 8192;
+/// Documents per parallel work unit: large enough that local vocabularies
+/// repeat little, small enough that every core gets several units.
+fn chunk_size(n_docs: usize) -> usize {
+    (n_docs / (4 * rayon::current_num_threads())).clamp(256, 8192)
+}
 
 /// One chunk's documents as (local term id, tf) lists plus its local vocabulary.
 struct ChunkCounts {
@@ -68,7 +71,8 @@ impl Bm25Index {
         if n_docs > u32::MAX as usize - 1 {
             return Err(Error::invalid("too many documents for one index (at most 2^32 - 2)"));
         }
-        let ranges: Vec<_> = (0..n_docs).step_by(CHUNK).map(|s| s..(s + CHUNK).min(n_docs)).collect();
+        let chunk = chunk_size(n_docs);
+        let ranges: Vec<_> = (0..n_docs).step_by(chunk).map(|s| s..(s + chunk).min(n_docs)).collect();
         let chunks: Vec<ChunkCounts> = ranges
             .into_par_iter()
             .map(|r| {
