@@ -162,7 +162,7 @@ impl Bm25Index {
         let mut store = Vec::with_capacity(total + TAIL_PAD);
         let mut terms = Vec::with_capacity(v);
         for (t, (buf, nb, mx)) in encoded.into_iter().enumerate() {
-            terms.push(TermInfo { df: df[t], n_blocks: nb, offset: store.len() as u64, max_tf_weight: mx });
+            terms.push(TermInfo { term: t as u32, df: df[t], n_blocks: nb, offset: store.len() as u64, max_tf_weight: mx });
             store.extend_from_slice(&buf);
         }
         store.extend_from_slice(&[0u8; TAIL_PAD]);
@@ -178,6 +178,7 @@ impl Bm25Index {
             total_tokens,
             postings: PostingsStore::Owned(store),
             meta: String::new(),
+            impacts: Self::empty_impacts(v),
         })
     }
 }

@@ -123,7 +123,7 @@ impl Bm25Index {
                 return Err(bad("document frequency above the document count"));
             }
             validate_term(store, off as usize, nb as usize, df as usize).map_err(|e| bad(&e))?;
-            terms.push(TermInfo { df, n_blocks: nb, offset: off, max_tf_weight: f32::from_bits(mx) });
+            terms.push(TermInfo { term: terms.len() as u32, df, n_blocks: nb, offset: off, max_tf_weight: f32::from_bits(mx) });
         }
         let db = r.bytes("doclens")?;
         if db.len() != n_docs * 4 || n_docs == 0 {
@@ -156,6 +156,7 @@ impl Bm25Index {
                 PostingsStore::Shared { blob: Arc::new(blob), start: prange.start, len: prange.len() }
             }
         };
-        Ok(Bm25Index { params, vocab, term_ids, terms, doc_lens, kn, avgdl, total_tokens, postings, meta })
+        let impacts = Self::empty_impacts(nv);
+        Ok(Bm25Index { params, vocab, term_ids, terms, doc_lens, kn, avgdl, total_tokens, postings, meta, impacts })
     }
 }

@@ -14,9 +14,14 @@ use crate::hash::StrMap;
 
 use postings::PostingsStore;
 
+/// A term's decoded (doc, tf weight) pairs, built on first use.
+type Impacts = std::sync::OnceLock<Box<[(u32, f32)]>>;
+
 /// Per-term statistics and where its postings are.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TermInfo {
+    /// The term's id (its index in the term table).
+    pub term: u32,
     pub df: u32,
     pub n_blocks: u32,
     /// Byte offset of the term's region in the postings store.
@@ -39,9 +44,17 @@ pub struct Bm25Index {
     postings: PostingsStore,
     /// Opaque text saved with the index (the Python layer stores its analyzer settings).
     pub meta: String,
+    /// Small indexes only: each term's postings decoded once into (doc, tf
+    /// weight), the same f32 the block decoder computes, so term-at-a-time
+    /// scoring reads them instead of decoding again. Filled on first use.
+    impacts: Vec<Impacts>,
 }
 
 impl Bm25Index {
+    fn empty_impacts(vocab: usize) -> Vec<Impacts> {
+        (0..vocab).map(|_| std::sync::OnceLock::new()).collect()
+    }
+
     pub fn params(&self) -> Params {
         self.params
     }

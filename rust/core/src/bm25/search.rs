@@ -86,6 +86,19 @@ impl Bm25Index {
     #[inline(always)]
     fn accumulate_with(&self, store: &[u8], info: TermInfo, w: f64, acc: &mut [f64], weight: impl Fn(f32, f32) -> f32) {
         let kn = &self.kn[..];
+        if self.n_docs() <= DENSE_DOCS {
+            let impacts = self.impacts[info.term as usize].get_or_init(|| {
+                let mut v = Vec::with_capacity(info.df as usize);
+                for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
+                    v.extend(docs.iter().zip(tfs).map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))));
+                });
+                v.into_boxed_slice()
+            });
+            for &(d, x) in impacts.iter() {
+                acc[d as usize] += w * x as f64;
+            }
+            return;
+        }
         let mut wts = [0f32; super::postings::BLOCK];
         for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
             // Weights first (independent divisions pipeline well), then the scatter.
