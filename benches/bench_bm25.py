@@ -26,22 +26,18 @@ Results go to ``--out`` (benches/RESULTS.md), between ``<!-- bench_bm25:start --
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import importlib.metadata
 import json
 import math
 import os
-import platform
-import resource
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -52,6 +48,27 @@ except ImportError:  # not installed: use the in-tree build (python/densparse/_c
     sys.path.insert(0, str(REPO / "python"))
     import densparse
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    Row,
+    fmt_num,
+    fmt_ratio,
+    goal_line,
+    log,
+    machine_info,
+    md_table,
+    med,
+    peak_rss_kb,
+    rate_table,
+    ratio_table,
+    rss_mb,
+    run_header,
+    set_log_name,
+    timed_runs,
+    write_results,
+)
+
+set_log_name("bench_bm25")
 DENSPARSE_ROOT = str(Path(densparse.__file__).resolve().parent.parent)
 
 SECTIONS = ("seg", "index", "query", "size", "memory")
@@ -70,14 +87,8 @@ GOAL_SEG_JIEBA, GOAL_SEG_RJIEBA = 40.0, 1.5
 GOAL_INDEX_BM25S = 10.0
 GOAL_QUERY_BM25S = 3.0
 
-_T0 = time.perf_counter()
-
 
 # --------------------------------------------------------------------------- helpers
-def log(msg: str) -> None:
-    print(f"[bench_bm25 {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -85,131 +96,6 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def utf8_mb(texts: list[str]) -> float:
     return sum(len(t.encode("utf-8")) for t in texts) / 1e6
-
-
-def timed_runs(fn: Callable[[], Any], reps: int, budget_s: float) -> list[float]:
-    """Time ``fn`` up to ``reps`` times; stop early once the runs so far took ``budget_s``."""
-    times: list[float] = []
-    for i in range(reps):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if i + 1 < reps and sum(times) > budget_s:
-            log(f"  budget of {budget_s:.0f}s reached after {len(times)} run(s)")
-            break
-    return times
-
-
-def med(times: list[float]) -> float:
-    return statistics.median(times)
-
-
-def fmt_num(x: Optional[float], digits: int = 3) -> str:
-    """Human number: 3 significant digits, thousands separators for big ones."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if x == 0:
-        return "0"
-    return f"{x:.{max(digits - 1 - math.floor(math.log10(abs(x))), 0)}f}"
-
-
-def fmt_ratio(x: Optional[float]) -> str:
-    if x is None or math.isnan(x):
-        return "n/a"
-    return f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def rss_mb(kb: Optional[float]) -> str:
-    return "n/a" if kb is None else f"{kb / 1024:,.0f}"
-
-
-class Row:
-    """One timed implementation: throughput = units / median seconds."""
-
-    def __init__(self, name: str, threads: str, units: float, times: list[float], **extra: Any):
-        self.name, self.threads, self.units, self.times = name, threads, units, times
-        self.extra = extra
-
-    @property
-    def median(self) -> float:
-        return med(self.times)
-
-    @property
-    def rate(self) -> float:
-        return self.units / self.median if self.median > 0 else float("nan")
-
-
-def rate_table(rows: list[Row], unit_label: str, rate_label: str) -> str:
-    body = [
-        [
-            r.name,
-            r.threads,
-            f"{r.units:,}" if isinstance(r.units, int) else fmt_num(r.units),
-            str(len(r.times)),
-            fmt_num(r.median),
-            fmt_num(r.rate),
-        ]
-        for r in rows
-    ]
-    headers = ["Implementation", "threads", unit_label, "runs", "median (s)", rate_label]
-    return md_table(headers, body)
-
-
-def ratio_table(ours: list[Row], peers: list[Row]) -> str:
-    """densparse rows x peer columns: throughput ratio densparse / peer (higher = better)."""
-    headers = ["densparse / peer"] + [f"vs {p.name} ({p.threads})" for p in peers]
-    body = [
-        [o.name + f" ({o.threads})"] + [fmt_ratio(o.rate / p.rate) for p in peers] for o in ours
-    ]
-    return md_table(headers, body)
-
-
-def goal_line(text: str, value: Optional[float], target: float) -> str:
-    if value is None or math.isnan(value):
-        return f"- Goal: {text} >= {target:g}x: **not measured**"
-    met = "**met**" if value >= target else "**NOT met**"
-    return f"- Goal: {text} >= {target:g}x: measured {fmt_ratio(value)} — {met}"
-
-
-# --------------------------------------------------------------------------- machine
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_kb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "mem_gib": None if mem_kb is None else mem_kb / 1024**2,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
 
 
 def versions() -> dict:
@@ -222,7 +108,6 @@ def versions() -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- data
 def stard_seg_texts(data_dir: Path) -> list[str]:
     """STARD titles, article texts and query texts: the segmentation input."""
     texts: list[str] = []
@@ -436,19 +321,6 @@ def child_main(spec: dict) -> None:
         "extra": extra,
     }
     print("RESULT " + json.dumps(result), flush=True)
-
-
-def peak_rss_kb() -> int:
-    """This process's peak RSS in KiB: VmHWM from /proc (Linux). Not ru_maxrss: Linux carries
-    the parent's RSS at fork/exec time into a child's ru_maxrss, which would hide a small
-    child under a big parent."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_child(spec: dict, env_extra: Optional[dict] = None) -> dict:
@@ -1121,17 +993,8 @@ def render(args: argparse.Namespace, info: dict, vers: dict, results: dict, t_to
     lines = [MARK_START, SECTION_TITLE, ""]
     if args.quick:
         lines += ["> **QUICK SMOKE RUN (`--quick`): tiny sizes, the numbers mean nothing.**", ""]
-    load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
-    mem = f"{info['mem_gib']:.1f} GiB" if info["mem_gib"] else "unknown"
+    lines += run_header(info, f" (run took {t_total / 60:.1f} min)")
     lines += [
-        f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
-        f"(run took {t_total / 60:.1f} min)",
-        f"- Machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
-        f"{mem} RAM; {info['os']}",
-        f"- Load average at start / end: "
-        f"{', '.join(f'{x:.2f}' for x in info['loadavg'] or [])} / "
-        f"{', '.join(f'{x:.2f}' for x in load_end or [])}",
-        f"- Command: `{shlex.join([sys.executable, *sys.argv])}` (cwd `{os.getcwd()}`)",
         f"- Python {info['python']}; " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         f"- Timings: median of up to {args.reps} runs (fewer when runs of one measurement "
         f"passed {args.budget_s:.0f}s in all; the `runs` column says how many). Throughput "
@@ -1155,20 +1018,6 @@ def render(args: argparse.Namespace, info: dict, vers: dict, results: dict, t_to
         lines += ["", f"Sections not run this time: {', '.join(skipped)}."]
     lines += ["", MARK_END]
     return "\n".join(lines)
-
-
-def write_results(out: Path, section: str) -> None:
-    if out.exists():
-        text = out.read_text(encoding="utf-8")
-        a, b = text.find(MARK_START), text.find(MARK_END)
-        if a != -1 and b > a:
-            text = text[:a] + section + text[b + len(MARK_END) :]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        text = "# densparse benchmarks\n\n" + section + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- main
@@ -1258,7 +1107,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             results[name] = fn(args, ctx)
     ctx.clear()
     section = render(args, info, vers, results, time.perf_counter() - t0)
-    write_results(args.out, section)
+    write_results(args.out, section, MARK_START, MARK_END)
     log(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min in all)")
 
 
