@@ -1,0 +1,760 @@
+"""Collection: a persistent store of chunks searched by BM25, dense, sparse or all fused."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from densparse import _core
+from densparse._progress import Progress, wants_progress
+from densparse.analysis import Analyzer
+from densparse.bm25 import METHODS, _analyzer_from_config
+from densparse.collection import routes, store
+from densparse.collection.filters import FilterSpec, validate
+from densparse.collection.records import (
+    check_query_vector,
+    sparse_vector,
+    validate_records,
+)
+from densparse.collection.routes import Part
+from densparse.collection.segment import BuildConfig, Record, Segment, fsync_path
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "bm25", "dense", "sparse")
+FUSIONS = ("rrf", "weighted", "m3")
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class Hit:
+    """One search result.
+
+    ``score`` is the fused score in hybrid mode (the route's score otherwise); ``scores``
+    holds each route's own score, ``None`` where the document was not among that route's
+    candidates."""
+
+    id: str
+    score: float
+    scores: dict[str, Optional[float]]
+    text: str
+    metadata: dict = field(default_factory=dict)
+
+
+class Collection:
+    """A persistent collection of chunks: ``{id, text, views, dense, sparse, colbert,
+    metadata}`` records searched by BM25 (built from the text automatically), dense vectors,
+    learned-sparse vectors, or all of them fused, with metadata filters.
+
+    Create one with :meth:`create`, reopen it with :meth:`open`. Writes go into new
+    immutable segments (deletions are marks), so adding or deleting never rebuilds what is
+    there; small segments are merged in the background. Searches run on a snapshot and
+    never wait for a writer. With ``autocommit=True`` (the default) every write is durable
+    when the call returns: a commit writes new files, then switches the manifest atomically.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        cfg: BuildConfig,
+        parts: tuple[Part, ...],
+        digests: dict[str, dict],
+        readonly: bool,
+        autocommit: bool,
+        max_segments: int,
+        auto_merge: bool,
+    ) -> None:
+        self.path = path
+        self._manifest = manifest
+        self._cfg = cfg
+        self._digests = digests  # segment name -> {file: digest} for segments on disk
+        self._live_digests: dict[tuple[str, str], dict] = {}
+        for s in manifest["segments"]:
+            if s.get("live"):
+                self._live_digests[(s["name"], s["live"])] = s["live_digest"]
+        self._readonly = readonly
+        self.autocommit = autocommit
+        if max_segments < 1:
+            raise ValueError("max_segments must be >= 1")
+        self.max_segments = max_segments
+        self.auto_merge = auto_merge
+        self._lock = threading.RLock()  # writers only; readers use the published snapshot
+        self._writer = store.WriterLock(path)
+        self._merging: Optional[threading.Thread] = None
+        self._merge_error: Optional[BaseException] = None
+        self._dirty = False
+        self._parts: tuple[Part, ...] = ()
+        self._publish(parts)
+
+    # ------------------------------------------------------------ create / open
+    @classmethod
+    def create(
+        cls,
+        path: PathLike,
+        dense_dim: Optional[int] = None,
+        analyzer: Optional[Analyzer] = None,
+        *,
+        bm25_method: str = "lucene",
+        k1: float = 1.5,
+        b: float = 0.75,
+        delta: float = 0.5,
+        dense_dtype: str = "float32",
+        metric: str = "ip",
+        sparse_dtype: str = "float32",
+        colbert_dim: Optional[int] = None,
+        autocommit: bool = True,
+        max_segments: int = 8,
+        auto_merge: bool = True,
+    ) -> Collection:
+        """Create an empty collection in the directory ``path`` (new or empty).
+
+        Args:
+            dense_dim: dimension of the dense vectors; ``None`` for a collection without them.
+            analyzer: text analysis for BM25 (default ``Analyzer()``, language ``"auto"``).
+            bm25_method, k1, b, delta: BM25 variant and parameters (see :class:`densparse.BM25`).
+            dense_dtype: ``"float32"``, ``"float16"`` or ``"int8"`` storage of dense vectors.
+            metric: ``"ip"`` (inner product) or ``"cosine"``.
+            sparse_dtype: ``"float32"``, ``"float16"`` or ``"uint8"`` sparse weights.
+            colbert_dim: dimension of ColBERT vectors, if records carry them.
+            autocommit: make every write durable before it returns (else call :meth:`commit`).
+            max_segments: above this many segments, the smallest are merged.
+            auto_merge: merge in a background thread after writes (else call :meth:`merge`).
+        """
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise FileExistsError(f"{path} exists and is not an empty directory")
+        if bm25_method not in METHODS:
+            raise ValueError(f"unknown BM25 method {bm25_method!r}: expected one of {METHODS}")
+        if dense_dim is not None and (isinstance(dense_dim, bool) or int(dense_dim) < 1):
+            raise ValueError(f"dense_dim must be a positive int or None, got {dense_dim!r}")
+        if dense_dtype not in ("float32", "float16", "int8"):
+            raise ValueError(f"dense_dtype must be float32, float16 or int8, not {dense_dtype!r}")
+        if metric not in ("ip", "cosine"):
+            raise ValueError(f"metric must be 'ip' or 'cosine', not {metric!r}")
+        if sparse_dtype not in ("float32", "float16", "uint8"):
+            raise ValueError(
+                f"sparse_dtype must be float32, float16 or uint8, not {sparse_dtype!r}"
+            )
+        analyzer = analyzer if analyzer is not None else Analyzer()
+        if not isinstance(analyzer, Analyzer):
+            raise TypeError(f"analyzer must be a densparse.Analyzer, not {type(analyzer).__name__}")
+        acfg = dict(analyzer.config)
+        if acfg.get("user_dict"):
+            acfg["user_dict_text"] = Path(acfg["user_dict"]).read_text(encoding="utf-8")
+        config = {
+            "dense_dim": None if dense_dim is None else int(dense_dim),
+            "dense_dtype": dense_dtype,
+            "metric": metric,
+            "sparse_dtype": sparse_dtype,
+            "colbert_dim": colbert_dim,
+            "bm25": {"method": bm25_method, "k1": float(k1), "b": float(b), "delta": float(delta)},
+            "analyzer": acfg,
+        }
+        (path / store.SEGMENTS).mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": store.FORMAT,
+            "version": store.VERSION,
+            "densparse": _core.__version__,
+            "generation": 0,
+            "next_segment": 1,
+            "config": config,
+            "segments": [],
+        }
+        lock = store.WriterLock(path)
+        lock.acquire()
+        try:
+            store.write_manifest(path, manifest)
+        finally:
+            lock.release()
+        log.info("created collection %s (dense_dim=%s)", path, dense_dim)
+        return cls._from_manifest(
+            path, manifest, analyzer, True, False, autocommit, max_segments, auto_merge
+        )
+
+    @classmethod
+    def open(
+        cls,
+        path: PathLike,
+        *,
+        readonly: bool = False,
+        mmap: bool = True,
+        autocommit: bool = True,
+        max_segments: int = 8,
+        auto_merge: bool = True,
+    ) -> Collection:
+        """Open the last committed state of a collection. ``readonly=True`` never takes the
+        writer lock, so any number of processes can search while one writes."""
+        path = Path(path)
+        manifest = store.read_manifest(path)
+        try:
+            analyzer = _analyzer_from_config(manifest["config"]["analyzer"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise _core.CorruptIndexError(f"{path}: unreadable analyzer settings ({e!r})") from None
+        return cls._from_manifest(
+            path, manifest, analyzer, mmap, readonly, autocommit, max_segments, auto_merge
+        )
+
+    @classmethod
+    def _from_manifest(
+        cls,
+        path: Path,
+        manifest: dict,
+        analyzer: Analyzer,
+        mmap: bool,
+        readonly: bool,
+        autocommit: bool,
+        max_segments: int,
+        auto_merge: bool,
+    ) -> Collection:
+        try:
+            c = manifest["config"]
+            cfg = BuildConfig(
+                analyzer=analyzer,
+                bm25_params=dict(c["bm25"]),
+                dense_dim=c["dense_dim"],
+                dense_dtype=c["dense_dtype"],
+                metric=c["metric"],
+                sparse_dtype=c["sparse_dtype"],
+                colbert_dim=c.get("colbert_dim"),
+            )
+            parts, digests = [], {}
+            for s in manifest["segments"]:
+                d = path / store.SEGMENTS / s["name"]
+                seg = Segment.load(s["name"], d, s["files"], mmap)
+                if seg.n_docs != s["n_docs"]:
+                    raise _core.CorruptIndexError(
+                        f"{d}: {seg.n_docs} records, manifest says {s['n_docs']}"
+                    )
+                if s.get("live"):
+                    live = store.read_live(d, s["live"], s["live_digest"], seg.n_docs)
+                else:
+                    live = np.ones(seg.n_docs, dtype=bool)
+                live.setflags(write=False)
+                parts.append(Part(seg, live, int(live.sum()), s.get("live")))
+                digests[s["name"]] = s["files"]
+        except KeyError as e:
+            raise _core.CorruptIndexError(f"{path}: manifest lacks {e}") from None
+        return cls(
+            path,
+            manifest,
+            cfg,
+            tuple(parts),
+            digests,
+            readonly,
+            autocommit,
+            max_segments,
+            auto_merge,
+        )
+
+    # ------------------------------------------------------------ facts
+    @property
+    def dense_dim(self) -> Optional[int]:
+        return self._cfg.dense_dim
+
+    @property
+    def analyzer(self) -> Analyzer:
+        return self._cfg.analyzer
+
+    def __len__(self) -> int:
+        return sum(p.n_live for p in self._parts)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and self._locate_id(self._parts, doc_id) is not None
+
+    def ids(self) -> list[str]:
+        """Ids of the live documents, in storage order."""
+        return [p.seg.ids[d] for p in self._parts for d in np.flatnonzero(p.live).tolist()]
+
+    def stats(self) -> dict:
+        parts = self._parts
+        return {
+            "documents": sum(p.n_live for p in parts),
+            "deleted_not_merged": sum(p.seg.n_docs - p.n_live for p in parts),
+            "segments": len(parts),
+            "segment_sizes": [p.seg.n_docs for p in parts],
+            "generation": self._manifest["generation"],
+            "uncommitted_changes": self._dirty,
+        }
+
+    def __repr__(self) -> str:
+        return f"Collection({str(self.path)!r}, documents={len(self)}, segments={len(self._parts)})"
+
+    # ------------------------------------------------------------ reading
+    @staticmethod
+    def _locate_id(parts: Sequence[Part], doc_id: str) -> Optional[tuple[Part, int]]:
+        for p in reversed(parts):
+            d = p.seg.doc_of_id.get(doc_id)
+            if d is not None and p.live[d]:
+                return p, d
+        return None
+
+    def get(self, doc_id: str) -> dict:
+        """The stored record of ``doc_id`` (dense, sparse and colbert when present).
+        Raises KeyError for an unknown id."""
+        found = self._locate_id(self._parts, doc_id) if isinstance(doc_id, str) else None
+        if found is None:
+            raise KeyError(f"no document with id {doc_id!r}")
+        p, d = found
+        seg = p.seg
+        out: dict[str, Any] = {"id": seg.ids[d], "text": seg.texts[d]}
+        if seg.views[d]:
+            out["views"] = list(seg.views[d])
+        out["metadata"] = json.loads(json.dumps(seg.metadata[d]))
+        dense = seg.dense_of(d)
+        if dense is not None:
+            out["dense"] = dense[0] if len(dense) == 1 else dense
+        if seg.sparse_vectors[d] is not None:
+            idx, val = seg.sparse_vectors[d]
+            out["sparse"] = (np.asarray(idx, np.int64), np.asarray(val, np.float32))
+        colbert = seg.colbert_of(d)
+        if colbert is not None:
+            out["colbert"] = colbert
+        return out
+
+    def search(
+        self,
+        text: Optional[str] = None,
+        dense: Optional[Any] = None,
+        sparse: Optional[Any] = None,
+        colbert: Optional[Any] = None,
+        k: int = 10,
+        mode: str = "hybrid",
+        fusion: str = "rrf",
+        weights: Optional[Mapping[str, float]] = None,
+        filter: Optional[FilterSpec] = None,
+        candidates: int = 100,
+        rrf_k: int = 60,
+        normalization: str = "minmax",
+    ) -> list[Hit]:
+        """Exact top-k documents.
+
+        Args:
+            text: query text, for BM25 (analysed with the collection's analyzer).
+            dense: query vector [dense_dim] for the dense route.
+            sparse: query sparse vector, (indices, values) or {token id: weight}.
+            colbert: query ColBERT vectors [m, d]: re-scores the other routes' candidates
+                by MaxSim and joins the fusion as a route (hybrid mode).
+            k: hits to return; fewer only when fewer documents match.
+            mode: ``"hybrid"`` (every route a query is given for, fused), ``"bm25"``,
+                ``"dense"`` or ``"sparse"`` (one route).
+            fusion: ``"rrf"`` (k = ``rrf_k``, 60), ``"weighted"`` (sum of per-route
+                normalised scores, ``normalization`` = ``"minmax"`` | ``"dbsf"`` | ``"none"``)
+                or ``"m3"`` (BGE-M3 weighted mean).
+            weights: per-route weights, e.g. ``{"bm25": 0.3, "dense": 0.7}`` (default 1 each).
+            filter: metadata filter (see :mod:`densparse.collection.filters`), applied
+                before top-k in every route.
+            candidates: hits each route contributes to the fusion (at least k).
+
+        A document's route score is the max over its views (text and extra texts).
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        validate(filter)
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        wanted = {
+            "bm25": text is not None and mode in ("hybrid", "bm25"),
+            "dense": dense is not None and mode in ("hybrid", "dense"),
+            "sparse": sparse is not None and mode in ("hybrid", "sparse"),
+        }
+        if mode != "hybrid" and not wanted[mode]:
+            need = {"bm25": "text=", "dense": "dense=", "sparse": "sparse="}[mode]
+            raise ValueError(f"mode={mode!r} needs {need}")
+        if not any(wanted.values()):
+            raise ValueError("nothing to search with: give text=, dense= and/or sparse=")
+        if dense is not None:
+            dense = check_query_vector(dense, self._cfg.dense_dim, "dense query")
+        if sparse is not None:
+            sparse = sparse_vector(sparse, "sparse query")
+        if colbert is not None:
+            colbert = np.asarray(colbert, dtype=np.float32)
+            if colbert.ndim != 2 or not np.isfinite(colbert).all():
+                raise ValueError("colbert query must be a finite 2-D array [m, d]")
+        if weights is not None:
+            unknown = set(weights) - {"bm25", "dense", "sparse", "colbert"}
+            if unknown:
+                raise ValueError(f"weights for unknown routes {sorted(unknown)}")
+
+        parts = self._parts
+        if not parts:
+            raise ValueError("the collection is empty")
+        fmasks = None
+        if filter:
+            fmasks = [p.seg.filters.mask(filter) for p in parts]
+        masks = [p.doc_mask(None if fmasks is None else fmasks[i]) for i, p in enumerate(parts)]
+        n = k if mode != "hybrid" else max(k, int(candidates))
+        lists: dict[str, routes.Hits] = {}
+        if wanted["bm25"]:
+            tokens = self._cfg.analyzer.tokenize(text)
+            lists["bm25"] = (
+                routes.bm25_route(parts, masks, tokens, n, self._cfg.bm25_params["method"])
+                if tokens
+                else []
+            )
+        if wanted["dense"]:
+            lists["dense"] = routes.dense_route(parts, masks, dense, n)
+        if wanted["sparse"]:
+            lists["sparse"] = routes.sparse_route(parts, masks, sparse, n)
+        locate = self._locator(parts)
+        if colbert is not None and mode == "hybrid":
+            cands = sorted({d for hits in lists.values() for _, d in hits})
+            lists["colbert"] = routes.colbert_route(locate, cands, colbert)
+
+        if len(lists) == 1:
+            name, hits = next(iter(lists.items()))
+            ranked = [(s, d, {name: s}) for s, d in hits[:k]]
+        else:
+            ranked = self._fuse(lists, k, fusion, weights, rrf_k, normalization)
+        out = []
+        for score, docno, route_scores in ranked:
+            p, d = locate(docno)
+            out.append(
+                Hit(
+                    id=p.seg.ids[d],
+                    score=float(score),
+                    scores={r: route_scores.get(r) for r in lists},
+                    text=p.seg.texts[d],
+                    metadata=p.seg.metadata[d],
+                )
+            )
+        return out
+
+    @staticmethod
+    def _fuse(
+        lists: dict[str, routes.Hits],
+        k: int,
+        fusion: str,
+        weights: Optional[Mapping[str, float]],
+        rrf_k: int,
+        normalization: str,
+    ) -> list[tuple[float, int, dict]]:
+        from densparse.fusion import fuse
+
+        names = list(lists)
+        inputs = [
+            (
+                np.asarray([d for _, d in lists[r]], dtype=np.int64),
+                np.asarray([s for s, _ in lists[r]], dtype=np.float32),
+            )
+            for r in names
+        ]
+        w = None
+        if weights is not None:
+            w = [float(weights.get(r, 1.0)) for r in names]
+        elif fusion == "m3":
+            default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.2}
+            w = [default[r] for r in names]
+        res = fuse(inputs, method=fusion, k=rrf_k, weights=w, normalization=normalization, top_k=k)
+        out = []
+        for i, (docno, s) in enumerate(zip(res.ids.tolist(), res.scores.tolist())):
+            rs = res.route_scores[i]
+            out.append(
+                (
+                    s,
+                    docno,
+                    {r: (None if np.isnan(rs[j]) else float(rs[j])) for j, r in enumerate(names)},
+                )
+            )
+        return out
+
+    @staticmethod
+    def _locator(parts: Sequence[Part]):
+        bases = [p.base for p in parts]
+
+        def locate(docno: int) -> tuple[Part, int]:
+            i = bisect.bisect_right(bases, docno) - 1
+            return parts[i], docno - parts[i].base
+
+        return locate
+
+    # ------------------------------------------------------------ writing
+    def _check_writable(self) -> None:
+        if self._readonly:
+            raise PermissionError(f"{self.path} was opened readonly")
+        self._writer.acquire()
+        if self._merge_error is not None:
+            err, self._merge_error = self._merge_error, None
+            raise RuntimeError(f"a background merge failed: {err!r}") from err
+
+    def _publish(self, parts: Iterable[Part]) -> None:
+        """Make a new snapshot visible to readers (one attribute store: atomic)."""
+        out, base = [], 0
+        for p in parts:
+            if p.n_live == 0:
+                continue  # fully deleted: nothing left to search
+            out.append(replace(p, base=base))
+            base += p.seg.n_docs
+        self._parts = tuple(out)
+
+    def _new_segment_name(self) -> str:
+        n = self._manifest["next_segment"]
+        self._manifest["next_segment"] = n + 1
+        return f"seg-{n:06d}"
+
+    def _build(self, recs: list[Record], name: str, show_progress: Optional[bool]) -> Segment:
+        rows = sum(1 + len(r.views) for r in recs)
+        with Progress(rows, "Collection add", wants_progress(show_progress, rows)) as tick:
+            return Segment.build(name, recs, self._cfg, progress=tick)
+
+    def _deleted(self, parts: tuple[Part, ...], ids: Iterable[str]) -> tuple[Part, ...]:
+        """``parts`` with ``ids`` marked deleted (copy-on-write of the touched masks)."""
+        by_part: dict[int, list[int]] = {}
+        index = {id(p): i for i, p in enumerate(parts)}
+        for doc_id in ids:
+            p, d = self._locate_id(parts, doc_id)  # type: ignore[misc]
+            by_part.setdefault(index[id(p)], []).append(d)
+        out = list(parts)
+        for i, docs in by_part.items():
+            live = parts[i].live.copy()
+            live[docs] = False
+            live.setflags(write=False)
+            out[i] = replace(parts[i], live=live, n_live=int(live.sum()), live_file=None)
+        return tuple(out)
+
+    def add(
+        self, records: Sequence[Mapping[str, Any]], show_progress: Optional[bool] = None
+    ) -> None:
+        """Add new records; an id already in the collection raises ValueError (see
+        :meth:`upsert`). Records: ``{"id": str, "text": str, "views": [str, ...],
+        "dense": vector or [1 + len(views), dim], "sparse": (indices, values) or {id: w},
+        "colbert": [n, d], "metadata": {...}}``; only ``id`` is required."""
+        self._write(records, show_progress, replace_existing=False)
+
+    def upsert(
+        self, records: Sequence[Mapping[str, Any]], show_progress: Optional[bool] = None
+    ) -> None:
+        """Add records, replacing any existing document with the same id."""
+        self._write(records, show_progress, replace_existing=True)
+
+    def _write(self, records: Any, show_progress: Optional[bool], replace_existing: bool) -> None:
+        recs = validate_records(records, self._cfg.dense_dim, self._cfg.colbert_dim)
+        if not recs:
+            raise ValueError("no records given")
+        with self._lock:
+            self._check_writable()
+            parts = self._parts
+            existing = [r.id for r in recs if self._locate_id(parts, r.id) is not None]
+            if existing and not replace_existing:
+                shown = ", ".join(repr(i) for i in existing[:5])
+                raise ValueError(
+                    f"{len(existing)} id(s) already in the collection ({shown}...): use upsert()"
+                )
+            log.info("adding %d records (%d replace existing ones)", len(recs), len(existing))
+            seg = self._build(recs, self._new_segment_name(), show_progress)
+            if existing:
+                parts = self._deleted(parts, existing)
+            live = np.ones(seg.n_docs, dtype=bool)
+            live.setflags(write=False)
+            self._publish((*parts, Part(seg, live, seg.n_docs, None)))
+            self._after_write()
+
+    def delete(self, ids: Union[str, Sequence[str]]) -> None:
+        """Delete documents by id; an unknown id raises KeyError and deletes nothing."""
+        if isinstance(ids, str):
+            ids = [ids]
+        ids = list(ids)
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate ids in delete()")
+        with self._lock:
+            self._check_writable()
+            parts = self._parts
+            unknown = [
+                i for i in ids if not isinstance(i, str) or self._locate_id(parts, i) is None
+            ]
+            if unknown:
+                raise KeyError(f"unknown id(s): {', '.join(repr(u) for u in unknown[:5])}")
+            self._publish(self._deleted(parts, ids))
+            log.info("deleted %d documents", len(ids))
+            self._after_write()
+
+    def _after_write(self) -> None:
+        self._dirty = True
+        if self.autocommit:
+            self.commit()
+        if self.auto_merge and len(self._parts) > self.max_segments:
+            self.merge(max_segments=max(1, self.max_segments // 2), background=True)
+
+    # ------------------------------------------------------------ durability
+    def commit(self) -> None:
+        """Make the current state durable: new segment files and deletion marks first, then
+        the manifest, switched atomically. A crash at any point keeps the last commit."""
+        with self._lock:
+            self._check_writable()
+            gen = self._manifest["generation"] + 1
+            root = self.path / store.SEGMENTS
+            segs, parts, wrote = [], [], False
+            for p in self._parts:
+                name = p.seg.name
+                d = root / name
+                if name not in self._digests:
+                    # Leftovers under this name are from a writer killed before its
+                    # manifest switch: no manifest names them.
+                    tmp = root / f"{name}.tmp"
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    shutil.rmtree(d, ignore_errors=True)
+                    self._digests[name] = p.seg.write(tmp)
+                    os.replace(tmp, d)
+                    wrote = True
+                if p.live_file is None and p.n_live < p.seg.n_docs:
+                    live_name, digest = store.write_live(d, gen, p.live)
+                    self._live_digests[(name, live_name)] = digest
+                    p = replace(p, live_file=live_name)
+                    fsync_path(d)
+                parts.append(p)
+                entry = {"name": name, "n_docs": p.seg.n_docs, "files": self._digests[name]}
+                if p.live_file:
+                    entry["live"] = p.live_file
+                    entry["live_digest"] = self._live_digests[(name, p.live_file)]
+                segs.append(entry)
+            if wrote:
+                fsync_path(root)
+            manifest = dict(self._manifest, generation=gen, segments=segs)
+            store.write_manifest(self.path, manifest)
+            self._manifest = manifest
+            self._publish(parts)
+            self._dirty = False
+            store.collect_garbage(self.path, manifest)
+            live_names = {s["name"] for s in segs}
+            self._digests = {n: v for n, v in self._digests.items() if n in live_names}
+            log.info(
+                "committed generation %d (%d segments, %d documents)", gen, len(segs), len(self)
+            )
+
+    # ------------------------------------------------------------ merging
+    def merge(self, max_segments: int = 1, background: bool = False) -> None:
+        """Merge the smallest segments until at most ``max_segments`` remain (deleted
+        documents are dropped for good). Searches and writes go on during a merge;
+        deletions made meanwhile are carried over. ``background=True`` returns at once."""
+        if max_segments < 1:
+            raise ValueError("max_segments must be >= 1")
+        with self._lock:
+            self._check_writable()
+            if self._merging is not None and self._merging.is_alive():
+                if background:
+                    return
+                self._merging.join()
+            parts = self._parts
+            n_merge = len(parts) - max_segments + 1
+            if n_merge < 2:
+                # Nothing to combine; a lone segment with deletions is rewritten to drop them.
+                purge = (
+                    max_segments == 1 and len(parts) == 1 and parts[0].n_live < parts[0].seg.n_docs
+                )
+                if not purge:
+                    return
+                n_merge = 1
+            chosen = sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
+            name = self._new_segment_name()
+        if background:
+            t = threading.Thread(target=self._merge_guarded, args=(chosen, name), daemon=True)
+            self._merging = t
+            t.start()
+        else:
+            self._merge(chosen, name)
+
+    def wait_for_merges(self) -> None:
+        """Block until a background merge (if any) is done; re-raise its error."""
+        t = self._merging
+        if t is not None:
+            t.join()
+        if self._merge_error is not None:
+            err, self._merge_error = self._merge_error, None
+            raise RuntimeError(f"a background merge failed: {err!r}") from err
+
+    def _merge_guarded(self, chosen: list[Part], name: str) -> None:
+        try:
+            self._merge(chosen, name)
+        except BaseException as e:  # reported on the next write or wait_for_merges()
+            log.exception("background merge failed")
+            self._merge_error = e
+
+    def _merge(self, chosen: list[Part], name: str) -> None:
+        log.info("merging %d segments (%d documents)", len(chosen), sum(p.n_live for p in chosen))
+        recs, origin = [], []
+        for p in chosen:
+            seg = p.seg
+            dense_rows: dict[int, np.ndarray] = {}
+            if seg.dense is not None and len(seg.dense):
+                rows = np.asarray(seg.dense.ids(), dtype=np.int64)
+                vecs = seg.dense.get(rows)
+                dense_rows = dict(zip(rows.tolist(), vecs))
+            for d in np.flatnonzero(p.live).tolist():
+                r0, r1 = int(seg.first_row[d]), int(seg.first_row[d + 1])
+                dv = [dense_rows[r] for r in range(r0, r1) if r in dense_rows]
+                sv = seg.sparse_vectors[d]
+                recs.append(
+                    Record(
+                        id=seg.ids[d],
+                        text=seg.texts[d],
+                        views=list(seg.views[d]),
+                        metadata=seg.metadata[d],
+                        dense=np.stack(dv) if dv else None,
+                        sparse=None
+                        if sv is None
+                        else (np.asarray(sv[0], np.int64), np.asarray(sv[1], np.float32)),
+                        colbert=seg.colbert_of(d),
+                    )
+                )
+                origin.append((seg.name, d))
+        merged = Segment.build(name, recs, self._cfg) if recs else None
+        with self._lock:
+            current = {p.seg.name: p for p in self._parts}
+            if any(p.seg.name not in current for p in chosen):
+                # A source vanished meanwhile (all its documents deleted): redo next time.
+                log.info("merge abandoned: its segments changed meanwhile")
+                return
+            live = np.array([bool(current[s].live[d]) for s, d in origin], dtype=bool)
+            live.setflags(write=False)
+            gone = {p.seg.name for p in chosen}
+            out, placed = [], False
+            for p in self._parts:
+                if p.seg.name in gone:
+                    if not placed and merged is not None:
+                        out.append(Part(merged, live, int(live.sum()), None))
+                        placed = True
+                    continue
+                out.append(p)
+            self._publish(out)
+            self._dirty = True
+            log.info("merged into %s (%d documents)", name, int(live.sum()))
+            if self.autocommit:
+                self.commit()
+
+    # ------------------------------------------------------------ lifecycle
+    def reload(self) -> None:
+        """Re-read the last committed state from disk (a reader following a writer)."""
+        other = Collection.open(self.path, readonly=True)
+        with self._lock:
+            self._manifest = other._manifest
+            self._digests = other._digests
+            self._live_digests = other._live_digests
+            self._publish(other._parts)
+            self._dirty = False
+
+    def close(self) -> None:
+        """Wait for merges, commit pending changes (if writable) and release the lock."""
+        self.wait_for_merges()
+        if not self._readonly and self._dirty:
+            self.commit()
+        self._writer.release()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

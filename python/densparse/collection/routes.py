@@ -1,0 +1,179 @@
+"""Retrieval routes over a snapshot of segments: BM25, dense, sparse, ColBERT re-scoring.
+
+Each route returns the exact top-k documents of the whole collection for that route, as
+(score, docno) pairs, where ``docno`` numbers the documents of the snapshot (segment base +
+position). Scoring happens in the Rust indexes; this module only asks each segment for its
+best documents and merges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from densparse.collection.segment import Segment
+
+Hits = list[tuple[float, int]]  # (score, docno), best first
+
+#: BM25 variants whose non-matching documents score exactly 0 (bm25l / bm25+ give every
+#: document a positive constant for the query terms it lacks).
+_ZERO_FOR_NO_MATCH = ("lucene", "robertson", "atire")
+
+
+@dataclass(frozen=True)
+class Part:
+    """A segment as one snapshot sees it."""
+
+    seg: Segment
+    live: np.ndarray  # bool [n_docs]; copied, never changed in place, when documents go
+    n_live: int
+    live_file: Optional[str]  # file holding `live` on disk; None when not yet written
+    base: int = 0  # docno of the segment's first document in this snapshot
+
+    def doc_mask(self, filter_mask: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """Eligible documents, or None when all are."""
+        if filter_mask is None:
+            return None if self.n_live == self.seg.n_docs else self.live
+        return filter_mask & self.live
+
+
+def _first_per_doc(
+    search: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    row_doc: Optional[np.ndarray],
+    k: int,
+    n_rows: int,
+    keep: Callable[[float], bool],
+) -> list[tuple[float, int]]:
+    """Top ``k`` documents by max over their rows: walk the ranked rows and keep each
+    document's first (best) row; fetch more rows until k documents are found or the
+    ranked list is exhausted. Exact, since a document's best row ranks first."""
+    kr = min(n_rows, k if row_doc is None else 2 * k)
+    while True:
+        ids, scores = search(kr)
+        out: list[tuple[float, int]] = []
+        seen: set[int] = set()
+        exhausted = False
+        for r, s in zip(ids.tolist(), scores.tolist()):
+            if r < 0 or not keep(s):
+                exhausted = True  # padding, or a non-matching tail: nothing better follows
+                break
+            d = r if row_doc is None else int(row_doc[r])
+            if d not in seen:
+                seen.add(d)
+                out.append((s, d))
+                if len(out) == k:
+                    return out
+        if exhausted or len(ids) < kr or kr >= n_rows:
+            return out
+        kr = min(n_rows, kr * 4)
+
+
+def merge_hits(per_segment: Sequence[tuple[Part, list[tuple[float, int]]]], k: int) -> Hits:
+    """Global top-k from per-segment (score, local doc) lists: score desc, docno asc."""
+    allhits = [(s, p.base + d) for p, hits in per_segment for s, d in hits]
+    allhits.sort(key=lambda h: (-h[0], h[1]))
+    return allhits[:k]
+
+
+def bm25_stats(parts: Sequence[Part], tokens: list[str]) -> Optional[tuple[int, float, dict]]:
+    """Collection-wide BM25 statistics (documents, average length, df per query token) so
+    that every segment scores as one index over all rows would. Like Lucene, rows of deleted
+    documents count until their segment is merged away. None for a single segment (its own
+    statistics are already the collection's)."""
+    if len(parts) <= 1:
+        return None
+    n = sum(p.seg.bm25.n_docs for p in parts)
+    total = sum(p.seg.total_tokens for p in parts)
+    df = {t: sum(p.seg.bm25.df(t) for p in parts) for t in set(tokens)}
+    return n, total / n, df
+
+
+def bm25_route(
+    parts: Sequence[Part],
+    masks: Sequence[Optional[np.ndarray]],
+    tokens: list[str],
+    k: int,
+    method: str,
+) -> Hits:
+    stats = bm25_stats(parts, tokens)
+    keep = (lambda s: s > 0.0) if method in _ZERO_FOR_NO_MATCH else (lambda s: s != -np.inf)
+    out = []
+    for p, m in zip(parts, masks):
+        seg = p.seg
+        row_mask = None if m is None else m[seg.row_doc]
+        if row_mask is not None and not row_mask.any():
+            continue
+
+        def search(kr: int, seg: Segment = seg, row_mask: Optional[np.ndarray] = row_mask):
+            ids, sc = seg.bm25.search_tokens(
+                [tokens], k=kr, threads=1, mask=row_mask, global_stats=stats
+            )
+            return ids[0], sc[0]
+
+        out.append((p, _first_per_doc(search, seg.row_doc, k, seg.n_rows, keep)))
+    return merge_hits(out, k)
+
+
+def dense_route(
+    parts: Sequence[Part], masks: Sequence[Optional[np.ndarray]], query: np.ndarray, k: int
+) -> Hits:
+    out = []
+    for p, m in zip(parts, masks):
+        seg = p.seg
+        if seg.dense is None or len(seg.dense) == 0:
+            continue
+        row_mask = None if m is None else m[seg.row_doc]
+        if row_mask is not None and not row_mask.any():
+            continue
+
+        def search(kr: int, seg: Segment = seg, row_mask: Optional[np.ndarray] = row_mask):
+            kr = min(kr, len(seg.dense))
+            return seg.dense.search(query, k=kr, mask=row_mask, threads=1)
+
+        hits = _first_per_doc(search, seg.row_doc, k, len(seg.dense), lambda s: s != -np.inf)
+        out.append((p, hits))
+    return merge_hits(out, k)
+
+
+def sparse_route(
+    parts: Sequence[Part], masks: Sequence[Optional[np.ndarray]], query: object, k: int
+) -> Hits:
+    out = []
+    for p, m in zip(parts, masks):
+        seg = p.seg
+        if seg.sparse is None or len(seg.sparse) == 0:
+            continue
+        if m is not None and not m.any():
+            continue
+
+        def search(kr: int, seg: Segment = seg, m: Optional[np.ndarray] = m):
+            kr = min(kr, len(seg.sparse))
+            return seg.sparse.search(query, k=kr, mask=m, threads=1)
+
+        # Documents sharing no term with the query score 0: they are not hits.
+        out.append((p, _first_per_doc(search, None, k, len(seg.sparse), lambda s: s > 0.0)))
+    return merge_hits(out, k)
+
+
+def colbert_route(
+    locate: Callable[[int], tuple[Part, int]], candidates: Sequence[int], query: np.ndarray
+) -> Hits:
+    """MaxSim scores of the candidate documents that have ColBERT vectors."""
+    from densparse import maxsim
+
+    docs, vecs = [], []
+    for docno in candidates:
+        p, d = locate(docno)
+        v = p.seg.colbert_of(d)
+        if v is not None:
+            docs.append(docno)
+            vecs.append(v)
+    if not docs:
+        return []
+    scores = maxsim(query, vecs)
+    hits = [(float(s), d) for s, d in zip(scores.tolist(), docs)]
+    hits.sort(key=lambda h: (-h[0], h[1]))
+    return hits
