@@ -66,14 +66,13 @@ def _route(obj: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
             f"{where} must be an (ids, scores) pair or a dict {{id: score}}, "
             f"not {type(obj).__name__}"
         )
+    ndim = np.ndim(obj[0])
+    if ndim not in (1, 2):
+        raise ValueError(f"{where}: ids must be 1-D (one query) or 2-D (a batch), not {ndim}-D")
     ids = _ids_array(obj[0], where)
     scores = _scores_array(obj[1], where)
-    if ids.ndim not in (1, 2):
-        raise ValueError(f"{where}: ids must be 1-D (one query) or 2-D (a batch), not {ids.ndim}-D")
     if ids.shape != scores.shape:
-        raise ValueError(
-            f"{where}: ids shape {ids.shape} and scores shape {scores.shape} differ"
-        )
+        raise ValueError(f"{where}: ids shape {ids.shape} and scores shape {scores.shape} differ")
     return ids, scores
 
 

@@ -102,13 +102,19 @@ pub struct FusionParams {
 
 impl FusionParams {
     pub fn new(method: Method) -> Self {
-        FusionParams { method, weights: None, top_k: None }
+        FusionParams {
+            method,
+            weights: None,
+            top_k: None,
+        }
     }
 
     /// The weights for `n_lists` lists, validated.
     pub fn resolve_weights(&self, n_lists: usize) -> Result<Vec<f64>> {
         if n_lists == 0 {
-            return Err(Error::invalid("nothing to fuse: give at least one result list"));
+            return Err(Error::invalid(
+                "nothing to fuse: give at least one result list",
+            ));
         }
         let w = match &self.weights {
             Some(w) => {
@@ -118,8 +124,14 @@ impl FusionParams {
                         w.len()
                     )));
                 }
-                if let Some((i, x)) = w.iter().enumerate().find(|(_, x)| !(x.is_finite() && **x >= 0.0)) {
-                    return Err(Error::invalid(format!("weights[{i}] = {x}: weights must be finite and >= 0")));
+                if let Some((i, x)) = w
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| !(x.is_finite() && **x >= 0.0))
+                {
+                    return Err(Error::invalid(format!(
+                        "weights[{i}] = {x}: weights must be finite and >= 0"
+                    )));
                 }
                 w.clone()
             }
@@ -127,7 +139,9 @@ impl FusionParams {
             None => vec![1.0; n_lists],
         };
         if self.method == Method::M3 && w.iter().sum::<f64>() <= 0.0 {
-            return Err(Error::invalid("m3 divides by the sum of the weights, which is 0"));
+            return Err(Error::invalid(
+                "m3 divides by the sum of the weights, which is 0",
+            ));
         }
         Ok(w)
     }
@@ -166,7 +180,8 @@ pub fn fuse(routes: &[Route<'_>], params: &FusionParams) -> Result<Fused> {
 fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Result<Fused> {
     let n_routes = routes.len();
     let cap: usize = routes.iter().map(|r| r.ids.len()).sum();
-    let mut slot_of: FxHashMap<i64, u32> = FxHashMap::with_capacity_and_hasher(cap, Default::default());
+    let mut slot_of: FxHashMap<i64, u32> =
+        FxHashMap::with_capacity_and_hasher(cap, Default::default());
     let mut ids: Vec<i64> = Vec::with_capacity(cap);
     let mut fused: Vec<f64> = Vec::with_capacity(cap);
     let mut raw: Vec<f32> = Vec::with_capacity(cap * n_routes);
@@ -183,7 +198,9 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
         list.clear();
         for (&id, &s) in r.ids.iter().zip(r.scores) {
             if s.is_nan() {
-                return Err(Error::invalid(format!("result list {l}: score of id {id} is NaN")));
+                return Err(Error::invalid(format!(
+                    "result list {l}: score of id {id} is NaN"
+                )));
             }
             if s == f32::INFINITY {
                 return Err(Error::invalid(format!(
@@ -207,7 +224,9 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
             }) as usize;
             let cell = &mut raw[slot * n_routes + l];
             if !cell.is_nan() {
-                return Err(Error::invalid(format!("result list {l}: id {id} occurs more than once")));
+                return Err(Error::invalid(format!(
+                    "result list {l}: id {id} occurs more than once"
+                )));
             }
             *cell = s;
             fused[slot] += contrib(rank0, s);
@@ -243,7 +262,8 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
         let o = o as usize;
         out.ids.push(ids[o]);
         out.scores.push(fused[o] as f32);
-        out.route_scores.extend_from_slice(&raw[o * n_routes..(o + 1) * n_routes]);
+        out.route_scores
+            .extend_from_slice(&raw[o * n_routes..(o + 1) * n_routes]);
     }
     Ok(out)
 }
@@ -272,7 +292,10 @@ fn contributions(method: Method, list: &[(i64, f32)], w: f64) -> Box<dyn Fn(usiz
             }
             let mean = list.iter().map(|e| e.1 as f64).sum::<f64>() / n as f64;
             let var = if n > 1 {
-                list.iter().map(|e| (e.1 as f64 - mean) * (e.1 as f64 - mean)).sum::<f64>() / (n - 1) as f64
+                list.iter()
+                    .map(|e| (e.1 as f64 - mean) * (e.1 as f64 - mean))
+                    .sum::<f64>()
+                    / (n - 1) as f64
             } else {
                 0.0
             };
@@ -359,7 +382,10 @@ mod tests {
         let s = |r0: f64, r1: f64| 1.0 / (60.0 + r0) + 1.0 / (60.0 + r1);
         // 20: ranks 2, 2; 30: ranks 3, 1; 10: rank 1 only.
         assert_eq!(f.ids, vec![30, 20, 10]);
-        assert_eq!(f.scores, vec![s(3.0, 1.0) as f32, s(2.0, 2.0) as f32, (1.0 / 61.0) as f32]);
+        assert_eq!(
+            f.scores,
+            vec![s(3.0, 1.0) as f32, s(2.0, 2.0) as f32, (1.0 / 61.0) as f32]
+        );
         assert_eq!(f.n_routes, 2);
         assert_eq!(f.route_scores[0..4], [0.1, 2.0, 0.5, 1.0]);
         assert_eq!(f.route_scores[4], 0.9);
@@ -368,7 +394,11 @@ mod tests {
         let f = fuse(&[r(&[7, 3], &[1.0, 1.0])], &params(Method::Rrf { k: 1.0 })).unwrap();
         assert_eq!(f.ids, vec![3, 7]);
         assert_eq!(f.scores, vec![0.5, 1.0 / 3.0]);
-        let f = fuse(&[r(&[7], &[1.0]), r(&[3], &[1.0])], &params(Method::Rrf { k: 60.0 })).unwrap();
+        let f = fuse(
+            &[r(&[7], &[1.0]), r(&[3], &[1.0])],
+            &params(Method::Rrf { k: 60.0 }),
+        )
+        .unwrap();
         assert_eq!(f.ids, vec![3, 7]);
     }
 
@@ -385,7 +415,10 @@ mod tests {
         // a: mean 2, sample std 1 -> (s - (-1)) / 6; b: std 0 -> 0.5.
         let g = |s: f64| ((s + 1.0) / 6.0) as f32;
         assert_eq!(f.ids, vec![2, 3, 4, 1]);
-        assert_eq!(f.scores, vec![(4.0 / 6.0 + 0.5) as f32, g(2.0), 0.5, g(1.0)]);
+        assert_eq!(
+            f.scores,
+            vec![(4.0 / 6.0 + 0.5) as f32, g(2.0), 0.5, g(1.0)]
+        );
 
         let f = fuse(&[a, b], &params(Method::Weighted(Normalization::None))).unwrap();
         assert_eq!(f.ids, vec![2, 4, 3, 1]);
@@ -411,12 +444,24 @@ mod tests {
         let ids: Vec<i64> = (0..20).collect();
         let mut scores = vec![0.0f32; 20];
         scores[0] = 100.0;
-        let f = fuse(&[r(&ids, &scores)], &params(Method::Weighted(Normalization::Dbsf))).unwrap();
+        let f = fuse(
+            &[r(&ids, &scores)],
+            &params(Method::Weighted(Normalization::Dbsf)),
+        )
+        .unwrap();
         assert!(f.scores.iter().all(|s| (0.0..=1.0).contains(s)));
         assert_eq!(f.scores[0], 1.0);
-        let f = fuse(&[r(&[5], &[3.0])], &params(Method::Weighted(Normalization::Dbsf))).unwrap();
+        let f = fuse(
+            &[r(&[5], &[3.0])],
+            &params(Method::Weighted(Normalization::Dbsf)),
+        )
+        .unwrap();
         assert_eq!(f.scores, vec![0.5]);
-        let f = fuse(&[r(&[5], &[3.0])], &params(Method::Weighted(Normalization::MinMax))).unwrap();
+        let f = fuse(
+            &[r(&[5], &[3.0])],
+            &params(Method::Weighted(Normalization::MinMax)),
+        )
+        .unwrap();
         assert_eq!(f.scores, vec![1.0]);
     }
 
@@ -435,7 +480,11 @@ mod tests {
         let f = fuse(&[r(&[], &[])], &params(Method::M3)).unwrap();
         assert!(f.ids.is_empty() && f.route_scores.is_empty());
         // Any int64 id except -1 is a document.
-        let f = fuse(&[r(&[i64::MIN, i64::MAX, -2], &[1.0, 1.0, 1.0])], &params(Method::Rrf { k: 60.0 })).unwrap();
+        let f = fuse(
+            &[r(&[i64::MIN, i64::MAX, -2], &[1.0, 1.0, 1.0])],
+            &params(Method::Rrf { k: 60.0 }),
+        )
+        .unwrap();
         assert_eq!(f.ids, vec![i64::MIN, -2, i64::MAX]);
     }
 
@@ -478,7 +527,10 @@ mod tests {
         assert!(fuse(&[], &p).is_err());
         let mut pw = p.clone();
         pw.weights = Some(vec![1.0]);
-        assert!(msg(fuse(&[r(&[1], &[1.0]), r(&[1], &[1.0])], &pw).unwrap_err()).contains("1 weights for 2"));
+        assert!(
+            msg(fuse(&[r(&[1], &[1.0]), r(&[1], &[1.0])], &pw).unwrap_err())
+                .contains("1 weights for 2")
+        );
         pw.weights = Some(vec![-1.0]);
         assert!(fuse(&[r(&[1], &[1.0])], &pw).is_err());
         pw.weights = Some(vec![f64::NAN]);
@@ -491,7 +543,10 @@ mod tests {
         assert!(Method::parse("rrf", f64::NAN, "minmax").is_err());
         assert!(Method::parse("sum", 60.0, "minmax").is_err());
         assert!(Method::parse("weighted", 60.0, "l2").is_err());
-        assert_eq!(Method::parse("weighted", 60.0, "dbsf").unwrap(), Method::Weighted(Normalization::Dbsf));
+        assert_eq!(
+            Method::parse("weighted", 60.0, "dbsf").unwrap(),
+            Method::Weighted(Normalization::Dbsf)
+        );
         // Padding may repeat; -1 ids are not duplicates.
         assert!(fuse(&[r(&[-1, -1, 3], &[0.0, 0.0, 1.0])], &p).is_ok());
     }
@@ -502,14 +557,31 @@ mod tests {
         let sc_a: Vec<f32> = vec![0.9, 0.8, 0.7, 0.1, 0.2, f32::NEG_INFINITY];
         let ids_b: Vec<i64> = vec![3, 9, 6, 4];
         let sc_b: Vec<f32> = vec![2.0, 1.0, 5.0, 5.0];
-        let a = BatchRoute { ids: &ids_a, scores: &sc_a, n_queries: 2, width: 3 };
-        let b = BatchRoute { ids: &ids_b, scores: &sc_b, n_queries: 2, width: 2 };
-        for m in [Method::Rrf { k: 2.0 }, Method::Weighted(Normalization::Dbsf), Method::M3] {
+        let a = BatchRoute {
+            ids: &ids_a,
+            scores: &sc_a,
+            n_queries: 2,
+            width: 3,
+        };
+        let b = BatchRoute {
+            ids: &ids_b,
+            scores: &sc_b,
+            n_queries: 2,
+            width: 2,
+        };
+        for m in [
+            Method::Rrf { k: 2.0 },
+            Method::Weighted(Normalization::Dbsf),
+            Method::M3,
+        ] {
             let p = params(m);
             let batch = fuse_batch(&[a, b], &p).unwrap();
             for q in 0..2 {
                 let one = fuse(
-                    &[r(&ids_a[q * 3..q * 3 + 3], &sc_a[q * 3..q * 3 + 3]), r(&ids_b[q * 2..q * 2 + 2], &sc_b[q * 2..q * 2 + 2])],
+                    &[
+                        r(&ids_a[q * 3..q * 3 + 3], &sc_a[q * 3..q * 3 + 3]),
+                        r(&ids_b[q * 2..q * 2 + 2], &sc_b[q * 2..q * 2 + 2]),
+                    ],
                     &p,
                 )
                 .unwrap();
@@ -517,14 +589,33 @@ mod tests {
                 assert_eq!(batch[q].scores, one.scores);
             }
         }
-        let c = BatchRoute { ids: &ids_b, scores: &sc_b, n_queries: 1, width: 4 };
-        let e = fuse_batch(&[a, c], &params(Method::M3)).unwrap_err().to_string();
+        let c = BatchRoute {
+            ids: &ids_b,
+            scores: &sc_b,
+            n_queries: 1,
+            width: 4,
+        };
+        let e = fuse_batch(&[a, c], &params(Method::M3))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1 queries"), "{e}");
-        let d = BatchRoute { ids: &ids_b, scores: &sc_b, n_queries: 2, width: 3 };
+        let d = BatchRoute {
+            ids: &ids_b,
+            scores: &sc_b,
+            n_queries: 2,
+            width: 3,
+        };
         assert!(fuse_batch(&[a, d], &params(Method::M3)).is_err());
         let dup: Vec<i64> = vec![1, 2, 3, 4, 4, 6];
-        let e = BatchRoute { ids: &dup, scores: &sc_a, n_queries: 2, width: 3 };
-        let msg = fuse_batch(&[e], &params(Method::M3)).unwrap_err().to_string();
+        let e = BatchRoute {
+            ids: &dup,
+            scores: &sc_a,
+            n_queries: 2,
+            width: 3,
+        };
+        let msg = fuse_batch(&[e], &params(Method::M3))
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("query 1: "), "{msg}");
     }
 }

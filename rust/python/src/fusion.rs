@@ -1,24 +1,44 @@
 //! Bindings of densparse_core::fusion: conversion, GIL release, errors.
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 
 use densparse_core::fusion::{self, BatchRoute, Fused, FusionParams, Method, Route};
 
 use crate::to_py;
 
-type FusedPy<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>, Bound<'py, PyArray2<f32>>);
+type FusedPy<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
+    Bound<'py, PyArray2<f32>>,
+);
 
-fn params(method: &str, k: f64, weights: Option<Vec<f64>>, normalization: &str, top_k: Option<usize>) -> PyResult<FusionParams> {
+fn params(
+    method: &str,
+    k: f64,
+    weights: Option<Vec<f64>>,
+    normalization: &str,
+    top_k: Option<usize>,
+) -> PyResult<FusionParams> {
     let method = Method::parse(method, k, normalization).map_err(to_py)?;
-    Ok(FusionParams { method, weights, top_k })
+    Ok(FusionParams {
+        method,
+        weights,
+        top_k,
+    })
 }
 
 fn to_numpy(py: Python<'_>, f: Fused) -> FusedPy<'_> {
     let n = f.ids.len();
     let rs = Array2::from_shape_vec((n, f.n_routes), f.route_scores).expect("route_scores shape");
-    (PyArray1::from_vec(py, f.ids), PyArray1::from_vec(py, f.scores), rs.into_pyarray(py))
+    (
+        PyArray1::from_vec(py, f.ids),
+        PyArray1::from_vec(py, f.scores),
+        rs.into_pyarray(py),
+    )
 }
 
 /// Fuse one query's result lists: routes = [(ids int64 [n], scores float32 [n])].
@@ -35,8 +55,15 @@ fn fuse<'py>(
     top_k: Option<usize>,
 ) -> PyResult<FusedPy<'py>> {
     let p = params(method, k, weights, normalization, top_k)?;
-    let rs: Vec<Route<'_>> =
-        routes.iter().map(|(i, s)| Ok(Route { ids: i.as_slice()?, scores: s.as_slice()? })).collect::<PyResult<_>>()?;
+    let rs: Vec<Route<'_>> = routes
+        .iter()
+        .map(|(i, s)| {
+            Ok(Route {
+                ids: i.as_slice()?,
+                scores: s.as_slice()?,
+            })
+        })
+        .collect::<PyResult<_>>()?;
     let f = py.allow_threads(|| fusion::fuse(&rs, &p)).map_err(to_py)?;
     Ok(to_numpy(py, f))
 }
@@ -65,9 +92,16 @@ fn fuse_batch<'py>(
             ))));
         }
         let (n_queries, width) = (i.shape()[0], i.shape()[1]);
-        rs.push(BatchRoute { ids: i.as_slice()?, scores: s.as_slice()?, n_queries, width });
+        rs.push(BatchRoute {
+            ids: i.as_slice()?,
+            scores: s.as_slice()?,
+            n_queries,
+            width,
+        });
     }
-    let out = py.allow_threads(|| fusion::fuse_batch(&rs, &p)).map_err(to_py)?;
+    let out = py
+        .allow_threads(|| fusion::fuse_batch(&rs, &p))
+        .map_err(to_py)?;
     Ok(out.into_iter().map(|f| to_numpy(py, f)).collect())
 }
 
