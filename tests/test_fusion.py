@@ -305,6 +305,7 @@ def test_threads():
             "query 1: .*NaN",
         ),
         ([(np.array([2**63 + 5], np.uint64), [1.0])], {}, ValueError, "int64"),
+        ([([1, 2], [1.0, -1e39])], {}, ValueError, "overflows float32"),
     ],
 )
 def test_bad_input(args, kw, exc, match):

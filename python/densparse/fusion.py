@@ -52,7 +52,11 @@ def _scores_array(x: Any, where: str) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{where}: scores must be real numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=np.float32)
+        if a.dtype.kind == "f" and a.dtype.itemsize > 4 and (np.isinf(out) & np.isfinite(a)).any():
+            raise ValueError(f"{where}: a finite score overflows float32")
+    return out
 
 
 def _route(obj: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
