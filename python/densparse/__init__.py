@@ -19,7 +19,17 @@ from densparse._core import CorruptIndexError, __version__
 from densparse.analysis import Analyzer
 from densparse.bm25 import BM25
 from densparse.collection import Collection, Hit
+from densparse.fusion import FusedResult, fuse
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["BM25", "Analyzer", "Collection", "CorruptIndexError", "Hit", "__version__"]
+__all__ = [
+    "BM25",
+    "Analyzer",
+    "Collection",
+    "CorruptIndexError",
+    "FusedResult",
+    "Hit",
+    "__version__",
+    "fuse",
+]

@@ -97,3 +97,24 @@ class BM25Index:
     def vocab(self) -> list[str]: ...
     def df(self, token: str) -> int: ...
     def doc_lens(self) -> npt.NDArray[np.uint32]: ...
+
+# ---------------------------------------------------------------- fusion
+
+FusedArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+def fuse(
+    routes: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    method: str = "rrf",
+    k: float = 60.0,
+    weights: Optional[Sequence[float]] = None,
+    normalization: str = "minmax",
+    top_k: Optional[int] = None,
+) -> FusedArrays: ...
+def fuse_batch(
+    routes: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    method: str = "rrf",
+    k: float = 60.0,
+    weights: Optional[Sequence[float]] = None,
+    normalization: str = "minmax",
+    top_k: Optional[int] = None,
+) -> list[FusedArrays]: ...

@@ -3,10 +3,12 @@
 //! - [`analysis`]: jieba-identical Chinese segmentation, English analysis, keywords.
 //! - [`bm25`]: BM25 variants, compressed postings, exact top-k with MaxScore pruning,
 //!   persistent index files.
+//! - [`fusion`]: result-list fusion for hybrid search (RRF, weighted, BGE-M3 mean).
 
 pub mod analysis;
 pub mod bm25;
 pub mod error;
+pub mod fusion;
 pub mod hash;
 pub mod storage;
 pub mod topk;
