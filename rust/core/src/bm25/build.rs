@@ -179,6 +179,7 @@ impl Bm25Index {
             postings: PostingsStore::Owned(store),
             meta: String::new(),
             impacts: Self::empty_impacts(v),
+            kn_cache: Default::default(),
         })
     }
 }

@@ -157,6 +157,6 @@ impl Bm25Index {
             }
         };
         let impacts = Self::empty_impacts(nv);
-        Ok(Bm25Index { params, vocab, term_ids, terms, doc_lens, kn, avgdl, total_tokens, postings, meta, impacts })
+        Ok(Bm25Index { params, vocab, term_ids, terms, doc_lens, kn, avgdl, total_tokens, postings, meta, impacts, kn_cache: Default::default() })
     }
 }
