@@ -111,7 +111,9 @@ impl Bm25Index {
     }
 
     pub(crate) fn idf(&self, term: u32) -> f64 {
-        self.params.method.idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
+        self.params
+            .method
+            .idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
     }
 }
 

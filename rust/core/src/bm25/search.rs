@@ -125,7 +125,10 @@ impl Filter for Mask<'_> {
     #[inline]
     fn next_ok(&self, d: u32) -> u32 {
         match self.0.get(d as usize..) {
-            Some(rest) => rest.iter().position(|&m| m != 0).map_or(END, |i| d + i as u32),
+            Some(rest) => rest
+                .iter()
+                .position(|&m| m != 0)
+                .map_or(END, |i| d + i as u32),
             None => END,
         }
     }
@@ -237,15 +240,26 @@ impl Bm25Index {
         if a == 0.0 {
             return 0.0;
         }
-        q.terms.iter().map(|&(t, c)| c as f64 * self.idf(t) * a).sum()
+        q.terms
+            .iter()
+            .map(|&(t, c)| c as f64 * self.idf(t) * a)
+            .sum()
     }
 
     /// Term weights and base constant of `q`, from the index's own statistics
     /// or from `stats` (global df and N; an error if they contradict this index).
     fn plan(&self, q: &Query, stats: Option<&GlobalStats>) -> Result<Plan> {
         let Some(st) = stats else {
-            let terms = q.terms.iter().map(|&(t, c)| (t, c as f64 * self.idf(t))).filter(|x| x.1 > 0.0).collect();
-            return Ok(Plan { terms, base: self.absent_constant(q) });
+            let terms = q
+                .terms
+                .iter()
+                .map(|&(t, c)| (t, c as f64 * self.idf(t)))
+                .filter(|x| x.1 > 0.0)
+                .collect();
+            return Ok(Plan {
+                terms,
+                base: self.absent_constant(q),
+            });
         };
         let method = self.params.method;
         let a = self.params.tf_part_absent() as f64;
@@ -316,17 +330,44 @@ impl Bm25Index {
         if let Some(c) = cache.as_ref().filter(|c| c.avgdl_bits == bits) {
             return Some((c.kn.clone(), c.inv_c));
         }
-        let kn: Arc<[f32]> = self.doc_lens.iter().map(|&l| self.params.kn(l, st.avgdl)).collect();
+        let kn: Arc<[f32]> = self
+            .doc_lens
+            .iter()
+            .map(|&l| self.params.kn(l, st.avgdl))
+            .collect();
         let mut inv_c = 0f64;
         for (&old, &new) in self.kn.iter().zip(kn.iter()) {
             if old > 0.0 {
-                inv_c = inv_c.max(if new > 0.0 { old as f64 / new as f64 } else { f64::INFINITY });
+                inv_c = inv_c.max(if new > 0.0 {
+                    old as f64 / new as f64
+                } else {
+                    f64::INFINITY
+                });
             }
         }
         // Scaled bounds must stay finite; 1e30 makes them the variant's supremum.
         let inv_c = inv_c.min(1e30) * (1.0 + 1e-9);
-        *cache = Some(KnCache { avgdl_bits: bits, kn: kn.clone(), inv_c });
+        *cache = Some(KnCache {
+            avgdl_bits: bits,
+            kn: kn.clone(),
+            inv_c,
+        });
         Some((kn, inv_c))
+    }
+
+    /// Collection statistics must be valid and describe a collection that
+    /// contains this index (per-token df checks happen per query).
+    fn check_stats(&self, stats: Option<&GlobalStats>) -> Result<()> {
+        let Some(st) = stats else { return Ok(()) };
+        st.validate()?;
+        if st.n_docs < self.n_docs() as u64 {
+            return Err(Error::invalid(format!(
+                "global statistics: n_docs = {} is smaller than this index's {} documents",
+                st.n_docs,
+                self.n_docs()
+            )));
+        }
+        Ok(())
     }
 
     fn rescaled(&self, inv_c: f64) -> Rescaled {
@@ -349,9 +390,7 @@ impl Bm25Index {
     /// [`get_scores`](Self::get_scores) with collection statistics: equal to
     /// what one index over the whole collection gives this index's documents.
     pub fn get_scores_opts(&self, q: &Query, stats: Option<&GlobalStats>) -> Result<Vec<f32>> {
-        if let Some(st) = stats {
-            st.validate()?;
-        }
+        self.check_stats(stats)?;
         let plan = self.plan(q, stats)?;
         Ok(match self.kn_for(stats) {
             Some((kn, _)) => self.scores_with(&plan, &kn, false),
@@ -384,10 +423,12 @@ impl Bm25Index {
             Method::Lucene | Method::Robertson => {
                 self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| tf / (tf + kn))
             }
-            Method::Atire => {
-                self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| tf * (k1 + 1.0) / (tf + kn))
-            }
-            Method::Bm25L => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| p.tf_part(tf, kn) - absent),
+            Method::Atire => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
+                tf * (k1 + 1.0) / (tf + kn)
+            }),
+            Method::Bm25L => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
+                p.tf_part(tf, kn) - absent
+            }),
             Method::Bm25Plus => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
                 (k1 + 1.0) * tf / (kn + tf) + delta - absent
             }),
@@ -409,9 +450,18 @@ impl Bm25Index {
         if impacts {
             let impacts = self.impacts[info.term as usize].get_or_init(|| {
                 let mut v = Vec::with_capacity(info.df as usize);
-                for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
-                    v.extend(docs.iter().zip(tfs).map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))));
-                });
+                for_each_block(
+                    store,
+                    info.offset as usize,
+                    info.n_blocks as usize,
+                    |docs, tfs| {
+                        v.extend(
+                            docs.iter()
+                                .zip(tfs)
+                                .map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))),
+                        );
+                    },
+                );
                 v.into_boxed_slice()
             });
             for &(d, x) in impacts.iter() {
@@ -420,15 +470,20 @@ impl Bm25Index {
             return;
         }
         let mut wts = [0f32; super::postings::BLOCK];
-        for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
-            // Weights first (independent divisions pipeline well), then the scatter.
-            for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
-                *x = weight((tf1 + 1) as f32, kn[d as usize]);
-            }
-            for (&d, &x) in docs.iter().zip(&wts) {
-                acc[d as usize] += w * x as f64;
-            }
-        });
+        for_each_block(
+            store,
+            info.offset as usize,
+            info.n_blocks as usize,
+            |docs, tfs| {
+                // Weights first (independent divisions pipeline well), then the scatter.
+                for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
+                    *x = weight((tf1 + 1) as f32, kn[d as usize]);
+                }
+                for (&d, &x) in docs.iter().zip(&wts) {
+                    acc[d as usize] += w * x as f64;
+                }
+            },
+        );
     }
 
     /// Exact top-k: same hits and order as sorting `get_scores` by
@@ -456,9 +511,7 @@ impl Bm25Index {
     /// mask by (score desc, id asc). Returns min(k, n_docs) hits, or fewer when
     /// fewer documents are eligible.
     pub fn search_opts(&self, q: &Query, k: usize, opts: &SearchOpts) -> Result<Hits> {
-        if let Some(st) = opts.stats {
-            st.validate()?;
-        }
+        self.check_stats(opts.stats)?;
         let kn = self.kn_for(opts.stats);
         self.search_resolved(q, k, opts, kn.as_ref())
     }
@@ -472,18 +525,27 @@ impl Bm25Index {
         opts: &SearchOpts,
         pool: Option<&rayon::ThreadPool>,
     ) -> Result<Vec<Hits>> {
-        if let Some(st) = opts.stats {
-            st.validate()?;
-        }
+        self.check_stats(opts.stats)?;
         let kn = self.kn_for(opts.stats);
-        let run = || queries.par_iter().map(|q| self.search_resolved(q, k, opts, kn.as_ref())).collect();
+        let run = || {
+            queries
+                .par_iter()
+                .map(|q| self.search_resolved(q, k, opts, kn.as_ref()))
+                .collect()
+        };
         match pool {
             Some(p) => p.install(run),
             None => run(),
         }
     }
 
-    fn search_resolved(&self, q: &Query, k: usize, opts: &SearchOpts, kn: Option<&(Arc<[f32]>, f64)>) -> Result<Hits> {
+    fn search_resolved(
+        &self,
+        q: &Query,
+        k: usize,
+        opts: &SearchOpts,
+        kn: Option<&(Arc<[f32]>, f64)>,
+    ) -> Result<Hits> {
         let n = self.n_docs();
         let k = k.min(n);
         let plan = self.plan(q, opts.stats)?;
@@ -499,7 +561,9 @@ impl Bm25Index {
             (None, None) => self.maxscore_with(&plan, &self.kn, k, All, Stored),
             (None, Some(m)) => self.maxscore_with(&plan, &self.kn, k, Mask(m), Stored),
             (Some((kn, c)), None) => self.maxscore_with(&plan, kn, k, All, self.rescaled(*c)),
-            (Some((kn, c)), Some(m)) => self.maxscore_with(&plan, kn, k, Mask(m), self.rescaled(*c)),
+            (Some((kn, c)), Some(m)) => {
+                self.maxscore_with(&plan, kn, k, Mask(m), self.rescaled(*c))
+            }
         })
     }
 
@@ -512,7 +576,14 @@ impl Bm25Index {
         self.dense_with(&plan, &self.kn, self.n_docs() <= DENSE_DOCS, k, All)
     }
 
-    fn dense_with<F: Filter>(&self, plan: &Plan, kn: &[f32], impacts: bool, k: usize, f: F) -> Hits {
+    fn dense_with<F: Filter>(
+        &self,
+        plan: &Plan,
+        kn: &[f32],
+        impacts: bool,
+        k: usize,
+        f: F,
+    ) -> Hits {
         let n = self.n_docs();
         let store = self.postings.bytes();
         let base = plan.base;
@@ -569,7 +640,14 @@ impl Bm25Index {
         self.maxscore_with(&plan, &self.kn, k, All, Stored)
     }
 
-    fn maxscore_with<F: Filter, M: BoundMap>(&self, plan: &Plan, kn: &[f32], k: usize, f: F, bm: M) -> Hits {
+    fn maxscore_with<F: Filter, M: BoundMap>(
+        &self,
+        plan: &Plan,
+        kn: &[f32],
+        k: usize,
+        f: F,
+        bm: M,
+    ) -> Hits {
         let store = self.postings.bytes();
         // Terms by upper bound, ascending: MaxScore's non-essential prefix.
         let mut terms: Vec<(f64, f64, Cursor)> = plan
@@ -578,7 +656,11 @@ impl Bm25Index {
             .map(|&(t, w)| {
                 let info = self.terms[t as usize];
                 let ub = w * bm.map(info.max_tf_weight);
-                (ub, w, Cursor::new(store, info.offset as usize, info.n_blocks as usize))
+                (
+                    ub,
+                    w,
+                    Cursor::new(store, info.offset as usize, info.n_blocks as usize),
+                )
             })
             .collect();
         terms.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -624,7 +706,11 @@ impl Bm25Index {
                 // every doc up to the nearest block end; if even they cannot
                 // lift a doc past the threshold, jump the whole range.
                 let theta = top.threshold() as f64;
-                let mut ub = if first_essential > 0 { prefix[first_essential - 1] } else { base };
+                let mut ub = if first_essential > 0 {
+                    prefix[first_essential - 1]
+                } else {
+                    base
+                };
                 let mut boundary = END;
                 for t in &terms[first_essential..] {
                     let (b, end) = t.2.block_bound(d);
@@ -686,7 +772,12 @@ impl Bm25Index {
     }
 
     /// Search many queries in parallel on `pool` (or rayon's global pool).
-    pub fn search_batch(&self, queries: &[Query], k: usize, pool: Option<&rayon::ThreadPool>) -> Vec<Hits> {
+    pub fn search_batch(
+        &self,
+        queries: &[Query],
+        k: usize,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Vec<Hits> {
         let run = || queries.par_iter().map(|q| self.search(q, k)).collect();
         match pool {
             Some(p) => p.install(run),
@@ -705,7 +796,12 @@ impl Bm25Index {
         let mut pairs: Vec<(u32, f32)> = q
             .terms
             .iter()
-            .map(|&(t, tf)| (t, (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32))
+            .map(|&(t, tf)| {
+                (
+                    t,
+                    (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32,
+                )
+            })
             .collect();
         pairs.sort_unstable_by_key(|p| p.0);
         pairs.into_iter().unzip()
@@ -713,7 +809,12 @@ impl Bm25Index {
 
     /// A query as a sparse vector: term id -> count.
     pub fn query_vector<S: AsRef<str>>(&self, tokens: &[S]) -> (Vec<u32>, Vec<f32>) {
-        let mut pairs: Vec<(u32, f32)> = self.query(tokens).terms.into_iter().map(|(t, c)| (t, c as f32)).collect();
+        let mut pairs: Vec<(u32, f32)> = self
+            .query(tokens)
+            .terms
+            .into_iter()
+            .map(|(t, c)| (t, c as f32))
+            .collect();
         pairs.sort_unstable_by_key(|p| p.0);
         pairs.into_iter().unzip()
     }
@@ -723,7 +824,9 @@ impl Bm25Index {
 pub fn thread_pool(threads: Option<usize>) -> Result<Option<rayon::ThreadPool>> {
     match threads {
         None => Ok(None),
-        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
+        Some(0) => Err(Error::invalid(
+            "threads must be >= 1 (or None for all cores)",
+        )),
         Some(t) => rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build()
