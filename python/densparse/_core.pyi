@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension densparse._core."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import Callable, Optional, Union
 
@@ -38,6 +38,9 @@ class Analyzer:
 SearchResult = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
 SparseVectors = list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
 
+# (n_docs, avgdl, df by token) of a whole collection.
+GlobalStatsTuple = tuple[int, float, Mapping[str, int]]
+
 class BM25Index:
     @staticmethod
     def from_texts(
@@ -58,9 +61,16 @@ class BM25Index:
         delta: float = 0.5,
         progress: Optional[Callable[[int], object]] = None,
     ) -> BM25Index: ...
-    def get_scores(self, tokens: Sequence[str]) -> npt.NDArray[np.float32]: ...
+    def get_scores(
+        self, tokens: Sequence[str], global_stats: Optional[GlobalStatsTuple] = None
+    ) -> npt.NDArray[np.float32]: ...
     def search_tokens(
-        self, queries: Sequence[Sequence[str]], k: int = 10, threads: Optional[int] = None
+        self,
+        queries: Sequence[Sequence[str]],
+        k: int = 10,
+        threads: Optional[int] = None,
+        mask: Optional[npt.NDArray[Union[np.bool_, np.uint8]]] = None,
+        global_stats: Optional[GlobalStatsTuple] = None,
     ) -> SearchResult: ...
     def search_texts(
         self,
@@ -68,6 +78,8 @@ class BM25Index:
         analyzer: Analyzer,
         k: int = 10,
         threads: Optional[int] = None,
+        mask: Optional[npt.NDArray[Union[np.bool_, np.uint8]]] = None,
+        global_stats: Optional[GlobalStatsTuple] = None,
     ) -> SearchResult: ...
     def document_vectors(self, docs: Sequence[Sequence[str]]) -> SparseVectors: ...
     def query_vectors(self, queries: Sequence[Sequence[str]]) -> SparseVectors: ...
@@ -86,6 +98,8 @@ class BM25Index:
     def postings_bytes(self) -> int: ...
     @property
     def avgdl(self) -> float: ...
+    @property
+    def total_tokens(self) -> int: ...
     @property
     def method(self) -> str: ...
     @property

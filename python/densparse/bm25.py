@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -22,6 +22,73 @@ METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 Query = Union[str, Sequence[str]]
 SparseVector = tuple[np.ndarray, np.ndarray]
 _FORMAT = "densparse.bm25"
+
+
+class GlobalStats(NamedTuple):
+    """Corpus statistics of a whole collection, for scoring one segment of it.
+
+    With these, a segment's scores equal (float32, to ~1e-6 relative) what one
+    index over the whole collection gives the segment's documents.
+
+    Attributes:
+        n_docs: documents in the collection (>= 1).
+        avgdl: average document length over the collection: give exactly
+            ``total_tokens / n_docs`` (sum of the segments' ``total_tokens``
+            over the sum of their ``n_docs``) for bit-exact length normalisation.
+        df: document frequency over the collection by token, at least for the
+            query tokens (sum of the segments' dfs); a missing token counts as
+            df 0, i.e. absent from the collection. A df smaller than this
+            segment's own df of the token, or above ``n_docs``, is a ValueError.
+    """
+
+    n_docs: int
+    avgdl: float
+    df: dict[str, int]
+
+
+def _check_mask(mask: object) -> Optional[np.ndarray]:
+    """None, or ``mask`` as a 1-D uint8 array (a view for bool and uint8 input)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(
+            f"mask must be a 1-D numpy array of bool or uint8, not {type(mask).__name__}"
+        )
+    if mask.dtype not in (np.bool_, np.uint8):
+        raise TypeError(f"mask must be a numpy array of dtype bool or uint8, not {mask.dtype}")
+    if mask.ndim != 1:
+        raise ValueError(f"mask must be 1-D, got shape {mask.shape}")
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+def _check_stats(stats: object) -> Optional[tuple[int, float, dict[str, int]]]:
+    """Validate global statistics and return them as the plain tuple the core takes."""
+    if stats is None:
+        return None
+    if not isinstance(stats, tuple) or len(stats) != 3:
+        raise TypeError("stats must be a GlobalStats or a tuple (n_docs, avgdl, df)")
+    n, avgdl, df = stats
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"stats.n_docs must be an int, not {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"stats.n_docs must be >= 1, got {n}")
+    if isinstance(avgdl, bool) or not isinstance(avgdl, (int, float, np.integer, np.floating)):
+        raise TypeError(f"stats.avgdl must be a float, not {type(avgdl).__name__}")
+    avgdl = float(avgdl)
+    if not (np.isfinite(avgdl) and avgdl > 0):
+        raise ValueError(f"stats.avgdl must be a finite number > 0, got {avgdl}")
+    if not isinstance(df, dict):
+        raise TypeError(f"stats.df must be a dict[str, int], not {type(df).__name__}")
+    clean: dict[str, int] = {}
+    for t, d in df.items():
+        if not isinstance(t, str):
+            raise TypeError(f"stats.df keys must be str, not {type(t).__name__}")
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+            raise TypeError(f"stats.df[{t!r}] must be an int, not {type(d).__name__}")
+        if d < 0:
+            raise ValueError(f"stats.df[{t!r}] must be >= 0, got {d}")
+        clean[t] = int(d)
+    return int(n), avgdl, clean
 
 
 def _analyzer_from_config(cfg: dict) -> Analyzer:
@@ -66,6 +133,12 @@ class BM25:
     Scores equal bm25s's on the same tokens. Search is exact (MaxScore pruning
     never changes results); ties are broken by lower document id. Every long
     call releases the GIL, so one index serves many Python threads.
+
+    ``search(..., mask=...)`` restricts results to a set of documents (exactly,
+    before the top-k). An index can also serve as one segment of a larger
+    collection: :meth:`search_with_stats` and ``get_scores(query, stats=...)``
+    score with the collection's :class:`GlobalStats` (N, avgdl, df), giving
+    what one index over the whole collection would give these documents.
     """
 
     def __init__(
@@ -145,32 +218,96 @@ class BM25:
             return list(query)
         raise TypeError(f"{what} must be a str or a list of str tokens, not {type(query).__name__}")
 
-    def get_scores(self, query: Query) -> np.ndarray:
-        """BM25 score of every document for one query (text or tokens): float32 [N]."""
-        return self._idx.get_scores(self._tokens(query))
+    def get_scores(self, query: Query, stats: Optional[GlobalStats] = None) -> np.ndarray:
+        """BM25 score of every document for one query (text or tokens): float32 [N].
+
+        Args:
+            query: a text or a token list.
+            stats: optional :class:`GlobalStats` of a whole collection this index
+                is one segment of: the scores are then those one index over the
+                collection gives these documents (see :meth:`search_with_stats`).
+        """
+        return self._idx.get_scores(self._tokens(query), global_stats=_check_stats(stats))
 
     def search(
-        self, queries: Union[Query, Sequence[Query]], k: int = 10, threads: Optional[int] = None
+        self,
+        queries: Union[Query, Sequence[Query]],
+        k: int = 10,
+        threads: Optional[int] = None,
+        mask: Optional[np.ndarray] = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k for one query or a list of queries.
 
         Args:
             queries: a text, a token list, or a list of either.
             k: hits per query; k' = min(k, N) come back (documents that match
-                nothing fill in with score 0, by id).
+                nothing fill in with their base score — 0, or for bm25l/bm25+
+                the constant of absent terms — by id).
             threads: worker threads for a batch (None: all cores).
+            mask: optional 1-D numpy array of dtype bool or uint8 over document
+                ids: document d may be returned iff ``d < len(mask)`` and
+                ``mask[d]`` is true/non-zero (so a shorter mask excludes the
+                documents past its end, and an empty one excludes all). The
+                filter applies before the top-k: a row holds the best k'
+                eligible documents, and when fewer than k' are eligible it is
+                padded at the end with id -1 and score -inf. Wrong dtype or a
+                non-array: TypeError; not 1-D: ValueError.
 
         Returns:
             (ids int64, scores float32): shape [Q, k'] for a list of queries,
             [k'] for a single query. Order: score descending, then id ascending.
         """
+        return self._search(queries, k, threads, _check_mask(mask), None)
+
+    def search_with_stats(
+        self,
+        queries: Union[Query, Sequence[Query]],
+        k: int,
+        stats: GlobalStats,
+        mask: Optional[np.ndarray] = None,
+        threads: Optional[int] = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of this index as one segment of a larger collection.
+
+        Low-level building block of a multi-segment collection: each segment
+        is searched with the collection's statistics and the per-segment
+        top-k lists are merged (by score desc, then global id asc) into the
+        exact top-k of one index over the whole collection.
+
+        Args:
+            queries, k, threads, mask: as in :meth:`search` (ids are this
+                index's local ids; padding with -1 / -inf likewise).
+            stats: :class:`GlobalStats` (or a tuple ``(n_docs, avgdl, df)``)
+                of the whole collection. idf uses the global df and N, length
+                normalisation the global avgdl; query tokens this segment
+                lacks still add, for bm25l/bm25+, the constant of absent terms
+                if the collection has them (df > 0), exactly as one index would.
+                Bad values raise TypeError/ValueError.
+
+        Returns:
+            (ids int64, scores float32) as in :meth:`search`.
+        """
+        checked = _check_stats(stats)
+        if checked is None:
+            raise TypeError("stats must be a GlobalStats or a tuple (n_docs, avgdl, df), not None")
+        return self._search(queries, k, threads, _check_mask(mask), checked)
+
+    def _search(
+        self,
+        queries: Union[Query, Sequence[Query]],
+        k: int,
+        threads: Optional[int],
+        mask: Optional[np.ndarray],
+        stats: Optional[tuple[int, float, dict[str, int]]],
+    ) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be an int, not {type(k).__name__}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         idx = self._idx
+        opts = dict(k=int(k), threads=threads, mask=mask, global_stats=stats)
         if isinstance(queries, str):
-            ids, scores = idx.search_tokens([self._tokens(queries)], k=int(k), threads=threads)
+            ids, scores = idx.search_tokens([self._tokens(queries)], **opts)
             return ids[0], scores[0]
         if not isinstance(queries, (list, tuple)):
             raise TypeError(f"queries must be a str or a list, not {type(queries).__name__}")
@@ -182,9 +319,15 @@ class BM25:
             for i, q in enumerate(queries):
                 if not q.strip():
                     raise ValueError(f"queries[{i}] is empty")
-            return idx.search_texts(list(queries), self.analyzer, k=int(k), threads=threads)
+            return idx.search_texts(list(queries), self.analyzer, **opts)
         tokens = [self._tokens(q, f"queries[{i}]") for i, q in enumerate(queries)]
-        return idx.search_tokens(tokens, k=int(k), threads=threads)
+        return idx.search_tokens(tokens, **opts)
+
+    def doc_freqs(self, tokens: Sequence[str]) -> dict[str, int]:
+        """Document frequency in this index of each token (0 if absent): the
+        per-segment part of :attr:`GlobalStats.df`."""
+        idx = self._idx
+        return {t: idx.df(t) for t in tokens}
 
     # ------------------------------------------------------------ sparse vectors
     def encode_documents(self, texts: Sequence[Query]) -> list[SparseVector]:
@@ -243,6 +386,11 @@ class BM25:
         return self.n_docs if self._index is not None else 0
 
     @property
+    def total_tokens(self) -> int:
+        """Sum of all document lengths (tokens indexed); avgdl = total_tokens / n_docs."""
+        return self._idx.total_tokens
+
+    @property
     def vocab_size(self) -> int:
         return self._idx.vocab_size
 
@@ -260,6 +408,7 @@ class BM25:
             "postings_bytes": i.postings_bytes,
             "bytes_per_posting": i.postings_bytes / max(i.n_postings, 1),
             "avgdl": i.avgdl,
+            "total_tokens": i.total_tokens,
         }
 
     def __repr__(self) -> str:

@@ -12,7 +12,10 @@ pub enum Error {
     Corrupt { path: PathBuf, msg: String },
     /// Operating-system error with the file it concerns (-> OSError).
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -21,11 +24,17 @@ impl Error {
     }
 
     pub fn corrupt(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.into(), msg: msg.into() }
+        Error::Corrupt {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

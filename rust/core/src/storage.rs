@@ -54,7 +54,11 @@ fn name8(name: &str) -> [u8; 8] {
 
 impl FileWriter {
     pub fn new(kind: &str, version: u32) -> Self {
-        FileWriter { kind: name8(kind), version, sections: Vec::new() }
+        FileWriter {
+            kind: name8(kind),
+            version,
+            sections: Vec::new(),
+        }
     }
 
     pub fn section(&mut self, name: &str, data: Vec<u8>) {
@@ -113,13 +117,28 @@ impl FileWriter {
 }
 
 /// Write a file through `fill` into a temporary sibling, fsync, then rename.
-pub fn atomic_write(path: &Path, fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn atomic_write(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "directory does not exist")));
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "directory does not exist"),
+        ));
     }
-    let fname = path.file_name().ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", fname.to_string_lossy(), std::process::id()));
+    let fname = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}",
+        fname.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> std::io::Result<()> {
         let file = File::create(&tmp)?;
         {
@@ -175,12 +194,18 @@ impl FileReader {
         let b: &[u8] = &blob;
         let corrupt = |m: String| Error::corrupt(path, m);
         if b.len() < HEADER_LEN || &b[..8] != MAGIC {
-            return Err(corrupt("not a densparse index file (bad magic number)".into()));
+            return Err(corrupt(
+                "not a densparse index file (bad magic number)".into(),
+            ));
         }
         let want = name8(kind);
         if b[8..16] != want {
-            let got = String::from_utf8_lossy(&b[8..16]).trim_end_matches('\0').to_string();
-            return Err(corrupt(format!("is a densparse {got:?} file, not a {kind:?} file")));
+            let got = String::from_utf8_lossy(&b[8..16])
+                .trim_end_matches('\0')
+                .to_string();
+            return Err(corrupt(format!(
+                "is a densparse {got:?} file, not a {kind:?} file"
+            )));
         }
         let version = u32::from_le_bytes(b[16..20].try_into().unwrap());
         if version == 0 || version > max_version {
@@ -203,7 +228,9 @@ impl FileReader {
         }
         let table_end = HEADER_LEN + count * ENTRY_LEN;
         if table_end > b.len() {
-            return Err(corrupt("section table runs past the end of the file".into()));
+            return Err(corrupt(
+                "section table runs past the end of the file".into(),
+            ));
         }
         let mut sections = Vec::with_capacity(count);
         for i in 0..count {
@@ -216,7 +243,12 @@ impl FileReader {
             }
             sections.push((name, off, len));
         }
-        Ok(FileReader { path: path.to_path_buf(), blob, version, sections })
+        Ok(FileReader {
+            path: path.to_path_buf(),
+            blob,
+            version,
+            sections,
+        })
     }
 
     /// Byte range of section `name`.
@@ -253,15 +285,18 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        self.take(4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
     }
 
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+        self.take(8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
     }
 
     pub fn f64(&mut self) -> Option<f64> {
-        self.take(8).map(|s| f64::from_le_bytes(s.try_into().unwrap()))
+        self.take(8)
+            .map(|s| f64::from_le_bytes(s.try_into().unwrap()))
     }
 }
 
@@ -305,13 +340,22 @@ mod tests {
             assert_eq!(r.bytes("a").unwrap(), &[1, 2, 3]);
             assert_eq!(r.bytes("bb").unwrap(), &[9; 20]);
         }
-        assert!(FileReader::open(&p, "OTHER", 1, false).unwrap_err().to_string().contains("not a"));
+        assert!(FileReader::open(&p, "OTHER", 1, false)
+            .unwrap_err()
+            .to_string()
+            .contains("not a"));
         let mut bytes = std::fs::read(&p).unwrap();
         let last = bytes.len() - 10;
         bytes[last] ^= 0xff;
         std::fs::write(&p, &bytes).unwrap();
-        assert!(FileReader::open(&p, "TEST", 1, false).unwrap_err().to_string().contains("checksum"));
+        assert!(FileReader::open(&p, "TEST", 1, false)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(FileReader::open(&p, "TEST", 1, false).unwrap_err().to_string().contains("truncated"));
+        assert!(FileReader::open(&p, "TEST", 1, false)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
     }
 }

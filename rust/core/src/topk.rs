@@ -16,7 +16,10 @@ impl Eq for Entry {}
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // Lower score is worse; at equal scores the higher id is worse.
-        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.id.cmp(&other.id))
     }
 }
 
@@ -34,7 +37,10 @@ pub struct TopK {
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     #[inline]
@@ -79,7 +85,11 @@ impl TopK {
 
     /// Best first.
     pub fn into_sorted(self) -> Vec<(u32, f32)> {
-        self.heap.into_sorted_vec().into_iter().map(|e| (e.id, e.score)).collect()
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|e| (e.id, e.score))
+            .collect()
     }
 }
 

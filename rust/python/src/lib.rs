@@ -6,17 +6,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
+use densparse_core::hash::StrMap;
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use densparse_core::hash::StrMap;
 
 use densparse_core::analysis::keywords::{KeywordExtractor, KeywordMethod};
 use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, StopWords};
-use densparse_core::bm25::{thread_pool, Bm25Index, Method, Params, Query};
+use densparse_core::bm25::{
+    thread_pool, Bm25Index, GlobalStats, Method, Params, Query, SearchOpts,
+};
 use densparse_core::Error;
 
 mod fusion;
@@ -24,7 +28,12 @@ mod fusion;
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
 
-create_exception!(_core, CorruptIndexError, PyValueError, "An index file is corrupt, truncated or not of the expected kind.");
+create_exception!(
+    _core,
+    CorruptIndexError,
+    PyValueError,
+    "An index file is corrupt, truncated or not of the expected kind."
+);
 
 fn to_py(e: Error) -> PyErr {
     match e {
@@ -40,10 +49,15 @@ fn to_py(e: Error) -> PyErr {
 /// A list of str, with an error naming the first item that is not one.
 fn str_list(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
     if obj.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(format!("{what} must be a list of str, not a single str")));
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a list of str, not a single str"
+        )));
     }
     let mut out = Vec::new();
-    for (i, item) in obj.try_iter().map_err(|_| PyTypeError::new_err(format!("{what} must be a list of str")))?.enumerate()
+    for (i, item) in obj
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of str")))?
+        .enumerate()
     {
         let item = item?;
         match item.downcast::<PyString>() {
@@ -123,7 +137,10 @@ fn with_progress<T: Send>(
 /// Read-lock an analyzer while holding the GIL without ever blocking on the
 /// lock with the GIL held (a writer in `add_word` waits without the GIL, and a
 /// reader on another thread may need the GIL back before it can finish).
-fn read_with_gil<'a>(py: Python<'_>, lock: &'a RwLock<an::Analyzer>) -> RwLockReadGuard<'a, an::Analyzer> {
+fn read_with_gil<'a>(
+    py: Python<'_>,
+    lock: &'a RwLock<an::Analyzer>,
+) -> RwLockReadGuard<'a, an::Analyzer> {
     loop {
         match lock.try_read() {
             Ok(g) => return g,
@@ -204,7 +221,9 @@ impl PyAnalyzer {
         let stem = if stem_arg.is_none() {
             None
         } else {
-            let name: String = stem_arg.extract().map_err(|_| PyTypeError::new_err("stemmer must be a str or None"))?;
+            let name: String = stem_arg
+                .extract()
+                .map_err(|_| PyTypeError::new_err("stemmer must be a str or None"))?;
             match (name.as_str(), lang) {
                 ("auto", Language::Zh) => None,
                 ("auto", _) => Some(NamedStemmer::new("english").map_err(to_py)?),
@@ -219,11 +238,13 @@ impl PyAnalyzer {
             // jieba-identical configuration (keep_punctuation=True) does not.
             (lang != Language::En && !keep_punctuation).then_some((1, 2))
         } else {
-            let (lo, hi): (usize, usize) = ng_arg
-                .extract()
-                .map_err(|_| PyTypeError::new_err("char_ngrams must be \"auto\", None or a (min, max) tuple"))?;
+            let (lo, hi): (usize, usize) = ng_arg.extract().map_err(|_| {
+                PyTypeError::new_err("char_ngrams must be \"auto\", None or a (min, max) tuple")
+            })?;
             if lo == 0 || hi < lo || hi > 8 {
-                return Err(PyValueError::new_err(format!("char_ngrams=({lo}, {hi}): need 1 <= min <= max <= 8")));
+                return Err(PyValueError::new_err(format!(
+                    "char_ngrams=({lo}, {hi}): need 1 <= min <= max <= 8"
+                )));
             }
             Some((lo, hi))
         };
@@ -231,7 +252,9 @@ impl PyAnalyzer {
         a.char_ngrams = ngrams;
         if let Some(p) = &user_dict {
             if lang == Language::En {
-                return Err(PyValueError::new_err("user_dict needs a Chinese analyzer (language=\"zh\" or \"auto\")"));
+                return Err(PyValueError::new_err(
+                    "user_dict needs a Chinese analyzer (language=\"zh\" or \"auto\")",
+                ));
             }
             let f = std::fs::File::open(p).map_err(|e| to_py(Error::io(p, e)))?;
             a.segmenter_mut()
@@ -246,7 +269,10 @@ impl PyAnalyzer {
         config.set_item("stemmer", a.stemmer.as_ref().map(|s| s.name.clone()))?;
         config.set_item("lowercase", lowercase)?;
         config.set_item("keep_punctuation", keep_punctuation)?;
-        config.set_item("user_dict", user_dict.as_ref().map(|p| p.display().to_string()))?;
+        config.set_item(
+            "user_dict",
+            user_dict.as_ref().map(|p| p.display().to_string()),
+        )?;
         config.set_item("char_ngrams", ngrams)?;
         config.set_item("added_words", PyList::empty(py))?;
         Ok(PyAnalyzer {
@@ -257,10 +283,19 @@ impl PyAnalyzer {
     }
 
     /// Tokens of one text.
-    fn tokenize<'py>(&self, py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn tokenize<'py>(
+        &self,
+        py: Python<'py>,
+        text: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let text = text
             .downcast::<PyString>()
-            .map_err(|_| PyTypeError::new_err(format!("text must be str, not {}", text.get_type().name().unwrap())))?
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "text must be str, not {}",
+                    text.get_type().name().unwrap()
+                ))
+            })?
             .to_cow()?;
         if text.len() <= SHORT_TEXT {
             let a = read_with_gil(py, &self.inner);
@@ -285,15 +320,29 @@ impl PyAnalyzer {
             return PyList::new(py, out);
         }
         let inner = self.inner.clone();
-        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize(&text));
+        let toks = py.allow_threads(|| {
+            inner
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .tokenize(&text)
+        });
         PyList::new(py, toks)
     }
 
     /// Tokens of many texts, in parallel on all cores (GIL released).
-    fn tokenize_batch<'py>(&self, py: Python<'py>, texts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn tokenize_batch<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let texts = str_list(texts, "texts")?;
         let inner = self.inner.clone();
-        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize_batch(&texts));
+        let toks = py.allow_threads(|| {
+            inner
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .tokenize_batch(&texts)
+        });
         // Words repeat across a batch: make each distinct one a Python str once.
         let mut interned: StrMap<&str, Bound<'py, PyString>> = StrMap::default();
         let lists = toks
@@ -301,7 +350,12 @@ impl PyAnalyzer {
             .map(|doc| {
                 let items: Vec<Bound<'py, PyString>> = doc
                     .iter()
-                    .map(|t| interned.entry(t.as_str()).or_insert_with(|| PyString::new(py, t)).clone())
+                    .map(|t| {
+                        interned
+                            .entry(t.as_str())
+                            .or_insert_with(|| PyString::new(py, t))
+                            .clone()
+                    })
                     .collect();
                 PyList::new(py, items)
             })
@@ -311,7 +365,13 @@ impl PyAnalyzer {
 
     /// Top-k keywords with weights, as jieba.analyse (tfidf: extract_tags; textrank).
     #[pyo3(signature = (text, k=10, method="tfidf"))]
-    fn keywords(&self, py: Python<'_>, text: String, k: usize, method: &str) -> PyResult<Vec<(String, f64)>> {
+    fn keywords(
+        &self,
+        py: Python<'_>,
+        text: String,
+        k: usize,
+        method: &str,
+    ) -> PyResult<Vec<(String, f64)>> {
         let m = KeywordMethod::parse(method).map_err(to_py)?;
         let inner = self.inner.clone();
         Ok(py.allow_threads(|| {
@@ -324,13 +384,21 @@ impl PyAnalyzer {
 
     /// Add a word to the segmentation dictionary (jieba.add_word). Returns the frequency used.
     #[pyo3(signature = (word, freq=None, tag=None))]
-    fn add_word(&self, py: Python<'_>, word: &str, freq: Option<usize>, tag: Option<&str>) -> PyResult<usize> {
+    fn add_word(
+        &self,
+        py: Python<'_>,
+        word: &str,
+        freq: Option<usize>,
+        tag: Option<&str>,
+    ) -> PyResult<usize> {
         let inner = self.inner.clone();
         let f = py
             .allow_threads(|| {
                 let mut a = inner.write().unwrap_or_else(|e| e.into_inner());
                 if a.language == Language::En {
-                    return Err(Error::invalid("add_word needs a Chinese analyzer (language=\"zh\" or \"auto\")"));
+                    return Err(Error::invalid(
+                        "add_word needs a Chinese analyzer (language=\"zh\" or \"auto\")",
+                    ));
                 }
                 a.segmenter_mut().add_word(word, freq, tag)
             })
@@ -344,7 +412,9 @@ impl PyAnalyzer {
 
     /// Frequency that would keep `word` in one piece (jieba.suggest_freq).
     fn suggest_freq(&self, py: Python<'_>, word: &str) -> usize {
-        read_with_gil(py, &self.inner).segmenter().suggest_freq(word)
+        read_with_gil(py, &self.inner)
+            .segmenter()
+            .suggest_freq(word)
     }
 
     /// The settings this analyzer was built with (JSON-serialisable).
@@ -355,7 +425,11 @@ impl PyAnalyzer {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let c = self.config.bind(py);
-        let get = |k: &str| -> PyResult<String> { Ok(c.get_item(k)?.map_or("None".into(), |v| v.repr().map(|r| r.to_string()).unwrap_or_default())) };
+        let get = |k: &str| -> PyResult<String> {
+            Ok(c.get_item(k)?.map_or("None".into(), |v| {
+                v.repr().map(|r| r.to_string()).unwrap_or_default()
+            }))
+        };
         Ok(format!(
             "Analyzer(language={}, mode={}, hmm={}, stemmer={}, char_ngrams={}, lowercase={})",
             get("language")?,
@@ -379,21 +453,141 @@ pub struct PyBm25Index {
 
 type SearchResult<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 
+/// Rows of k hits; a row with fewer (a mask left too few documents) is
+/// padded with id -1 and score -inf.
 fn hits_to_numpy(py: Python<'_>, hits: Vec<Vec<(u32, f32)>>, k: usize) -> SearchResult<'_> {
     let q = hits.len();
     let mut ids = Vec::with_capacity(q * k);
     let mut scores = Vec::with_capacity(q * k);
     for h in hits {
-        debug_assert_eq!(h.len(), k);
-        for (d, s) in h {
+        debug_assert!(h.len() <= k);
+        let pad = k - h.len().min(k);
+        for (d, s) in h.into_iter().take(k) {
             ids.push(d as i64);
             scores.push(s);
         }
+        ids.extend(std::iter::repeat_n(-1i64, pad));
+        scores.extend(std::iter::repeat_n(f32::NEG_INFINITY, pad));
     }
     (
-        Array2::from_shape_vec((q, k), ids).unwrap().into_pyarray(py),
-        Array2::from_shape_vec((q, k), scores).unwrap().into_pyarray(py),
+        Array2::from_shape_vec((q, k), ids)
+            .unwrap()
+            .into_pyarray(py),
+        Array2::from_shape_vec((q, k), scores)
+            .unwrap()
+            .into_pyarray(py),
     )
+}
+
+/// A document mask: None, or a 1-D numpy array of bool or uint8 (copied, so
+/// that Python code cannot change it while the GIL is released).
+fn mask_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u8>>> {
+    let Some(o) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(a) = o.downcast::<PyArray1<u8>>() {
+        return Ok(Some(a.readonly().as_array().iter().copied().collect()));
+    }
+    if let Ok(a) = o.downcast::<PyArray1<bool>>() {
+        return Ok(Some(
+            a.readonly().as_array().iter().map(|&b| b as u8).collect(),
+        ));
+    }
+    if let Ok(a) = o.downcast::<PyUntypedArray>() {
+        let dt = a.dtype().str()?.to_string();
+        if a.ndim() != 1 && (dt == "bool" || dt == "uint8") {
+            return Err(PyValueError::new_err(format!(
+                "mask must be 1-D, got {} dimensions",
+                a.ndim()
+            )));
+        }
+        return Err(PyTypeError::new_err(format!(
+            "mask must be a 1-D bool or uint8 array, got dtype {dt}"
+        )));
+    }
+    Err(PyTypeError::new_err(format!(
+        "mask must be a 1-D numpy array of bool or uint8, not {}",
+        o.get_type().name()?
+    )))
+}
+
+fn tname(o: &Bound<'_, PyAny>) -> String {
+    o.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Global statistics from Python: (n_docs: int, avgdl: float, df: dict[str, int]).
+fn stats_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<GlobalStats>> {
+    let Some(o) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let shape = "global_stats must be a tuple (n_docs: int, avgdl: float, df: dict[str, int])";
+    let t = o
+        .downcast::<PyTuple>()
+        .map_err(|_| PyTypeError::new_err(shape))?;
+    if t.len() != 3 {
+        return Err(PyTypeError::new_err(format!(
+            "{shape}, got {} items",
+            t.len()
+        )));
+    }
+    let (n, a, d) = (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?);
+    if n.is_instance_of::<pyo3::types::PyBool>() || !n.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "global_stats n_docs must be an int, not {}",
+            n.get_type().name()?
+        )));
+    }
+    let n_docs: i128 = n.extract()?;
+    if n_docs < 1 || n_docs > u64::MAX as i128 {
+        return Err(PyValueError::new_err(format!(
+            "global_stats n_docs must be >= 1, got {n_docs}"
+        )));
+    }
+    let avgdl: f64 = a.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "global_stats avgdl must be a float, not {}",
+            tname(&a)
+        ))
+    })?;
+    let d = d.downcast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "global_stats df must be a dict[str, int], not {}",
+            tname(&d)
+        ))
+    })?;
+    let mut df = StrMap::default();
+    for (key, v) in d.iter() {
+        let key: String = key.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "global_stats df keys must be str, not {}",
+                tname(&key)
+            ))
+        })?;
+        if v.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err(format!(
+                "global_stats df[{key:?}] must be an int, not bool"
+            )));
+        }
+        let x: i128 = v.extract().map_err(|_| {
+            PyTypeError::new_err(format!("global_stats df[{key:?}] must be an int"))
+        })?;
+        if x < 0 || x > u64::MAX as i128 {
+            return Err(PyValueError::new_err(format!(
+                "global_stats df[{key:?}] must be >= 0, got {x}"
+            )));
+        }
+        df.insert(key, x as u64);
+    }
+    let stats = GlobalStats {
+        n_docs: n_docs as u64,
+        avgdl,
+        df,
+    };
+    stats.validate().map_err(to_py)?;
+    Ok(Some(stats))
 }
 
 fn sparse_to_py(py: Python<'_>, v: Vec<(Vec<u32>, Vec<f32>)>) -> PyResult<Bound<'_, PyList>> {
@@ -401,7 +595,13 @@ fn sparse_to_py(py: Python<'_>, v: Vec<(Vec<u32>, Vec<f32>)>) -> PyResult<Bound<
         .into_iter()
         .map(|(i, x)| {
             let i: Vec<i64> = i.into_iter().map(|t| t as i64).collect();
-            PyTuple::new(py, [PyArray1::from_vec(py, i).into_any(), PyArray1::from_vec(py, x).into_any()])
+            PyTuple::new(
+                py,
+                [
+                    PyArray1::from_vec(py, i).into_any(),
+                    PyArray1::from_vec(py, x).into_any(),
+                ],
+            )
         })
         .collect::<PyResult<_>>()?;
     PyList::new(py, items)
@@ -429,15 +629,27 @@ impl PyBm25Index {
         delta: f32,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let params = Params { method: Method::parse(method).map_err(to_py)?, k1, b, delta };
+        let params = Params {
+            method: Method::parse(method).map_err(to_py)?,
+            k1,
+            b,
+            delta,
+        };
         let texts = str_list(texts, "corpus")?;
         let a = Self::analyzer_of(analyzer);
         let idx = with_progress(py, progress, |tick| {
             let a = a.read().unwrap_or_else(|e| e.into_inner());
-            Bm25Index::build(params, texts.len(), |i, emit| a.tokenize_into(&texts[i], emit), tick)
+            Bm25Index::build(
+                params,
+                texts.len(),
+                |i, emit| a.tokenize_into(&texts[i], emit),
+                tick,
+            )
         })?
         .map_err(to_py)?;
-        Ok(PyBm25Index { inner: Arc::new(idx) })
+        Ok(PyBm25Index {
+            inner: Arc::new(idx),
+        })
     }
 
     /// Build from token lists (already analysed).
@@ -452,45 +664,81 @@ impl PyBm25Index {
         delta: f32,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let params = Params { method: Method::parse(method).map_err(to_py)?, k1, b, delta };
+        let params = Params {
+            method: Method::parse(method).map_err(to_py)?,
+            k1,
+            b,
+            delta,
+        };
         let docs = token_lists(tokens, "corpus")?;
         let idx = with_progress(py, progress, |tick| {
-            Bm25Index::build(params, docs.len(), |i, emit| docs[i].iter().for_each(|t| emit(t)), tick)
+            Bm25Index::build(
+                params,
+                docs.len(),
+                |i, emit| docs[i].iter().for_each(|t| emit(t)),
+                tick,
+            )
         })?
         .map_err(to_py)?;
-        Ok(PyBm25Index { inner: Arc::new(idx) })
+        Ok(PyBm25Index {
+            inner: Arc::new(idx),
+        })
     }
 
-    /// Scores of every document for one query given as tokens.
-    fn get_scores<'py>(&self, py: Python<'py>, tokens: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    /// Scores of every document for one query given as tokens; with
+    /// `global_stats` = (n_docs, avgdl, df) the collection's statistics are used.
+    #[pyo3(signature = (tokens, global_stats=None))]
+    fn get_scores<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: &Bound<'_, PyAny>,
+        global_stats: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let toks = str_list(tokens, "query")?;
+        let stats = stats_arg(global_stats)?;
         let inner = self.inner.clone();
-        let s = py.allow_threads(|| inner.get_scores(&inner.query(&toks)));
+        let s = py
+            .allow_threads(|| inner.get_scores_opts(&inner.query(&toks), stats.as_ref()))
+            .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, s))
     }
 
     /// Top-k for queries given as token lists: (ids [Q, k'], scores [Q, k']).
-    #[pyo3(signature = (queries, k=10, threads=None))]
+    /// `mask`: 1-D bool/uint8 array of eligible documents; rows with fewer
+    /// eligible documents than k' are padded with id -1 and score -inf.
+    #[pyo3(signature = (queries, k=10, threads=None, mask=None, global_stats=None))]
     fn search_tokens<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'_, PyAny>,
         k: usize,
         threads: Option<usize>,
+        mask: Option<&Bound<'_, PyAny>>,
+        global_stats: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SearchResult<'py>> {
         let qs = token_lists(queries, "queries")?;
+        let mask = mask_arg(mask)?;
+        let stats = stats_arg(global_stats)?;
         let inner = self.inner.clone();
         let k = k.min(inner.n_docs());
         let hits = py.allow_threads(|| -> Result<_, Error> {
             let pool = thread_pool(threads)?;
             let queries: Vec<Query> = qs.iter().map(|q| inner.query(q)).collect();
-            Ok(inner.search_batch(&queries, k, pool.as_ref()))
+            if mask.is_none() && stats.is_none() {
+                return Ok(inner.search_batch(&queries, k, pool.as_ref()));
+            }
+            let opts = SearchOpts {
+                mask: mask.as_deref(),
+                stats: stats.as_ref(),
+            };
+            inner.search_batch_opts(&queries, k, &opts, pool.as_ref())
         });
         Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
     }
 
     /// Top-k for query texts analysed with `analyzer` (analysis runs in parallel too).
-    #[pyo3(signature = (queries, analyzer, k=10, threads=None))]
+    #[pyo3(signature = (queries, analyzer, k=10, threads=None, mask=None, global_stats=None))]
+    #[allow(clippy::too_many_arguments)]
     fn search_texts<'py>(
         &self,
         py: Python<'py>,
@@ -498,8 +746,12 @@ impl PyBm25Index {
         analyzer: &Bound<'_, PyAnalyzer>,
         k: usize,
         threads: Option<usize>,
+        mask: Option<&Bound<'_, PyAny>>,
+        global_stats: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SearchResult<'py>> {
         let qs = str_list(queries, "queries")?;
+        let mask = mask_arg(mask)?;
+        let stats = stats_arg(global_stats)?;
         let a = Self::analyzer_of(analyzer);
         let inner = self.inner.clone();
         let k = k.min(inner.n_docs());
@@ -507,28 +759,58 @@ impl PyBm25Index {
             use rayon::prelude::*;
             let pool = thread_pool(threads)?;
             let a = a.read().unwrap_or_else(|e| e.into_inner());
-            let run = || qs.par_iter().map(|q| inner.search(&inner.query(&a.tokenize(q)), k)).collect::<Vec<_>>();
-            Ok(match pool {
+            if mask.is_none() && stats.is_none() {
+                let run = || {
+                    qs.par_iter()
+                        .map(|q| inner.search(&inner.query(&a.tokenize(q)), k))
+                        .collect::<Vec<_>>()
+                };
+                return Ok(match pool {
+                    Some(p) => p.install(run),
+                    None => run(),
+                });
+            }
+            let run = || {
+                qs.par_iter()
+                    .map(|q| inner.query(&a.tokenize(q)))
+                    .collect::<Vec<_>>()
+            };
+            let queries = match &pool {
                 Some(p) => p.install(run),
                 None => run(),
-            })
+            };
+            let opts = SearchOpts {
+                mask: mask.as_deref(),
+                stats: stats.as_ref(),
+            };
+            inner.search_batch_opts(&queries, k, &opts, pool.as_ref())
         });
         Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
     }
 
     /// BM25 sparse vectors of documents given as token lists: [(term ids, weights)].
-    fn document_vectors<'py>(&self, py: Python<'py>, docs: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn document_vectors<'py>(
+        &self,
+        py: Python<'py>,
+        docs: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let docs = token_lists(docs, "documents")?;
         let inner = self.inner.clone();
         let v = py.allow_threads(|| {
             use rayon::prelude::*;
-            docs.par_iter().map(|d| inner.document_vector(d)).collect::<Vec<_>>()
+            docs.par_iter()
+                .map(|d| inner.document_vector(d))
+                .collect::<Vec<_>>()
         });
         sparse_to_py(py, v)
     }
 
     /// BM25 sparse vectors of queries given as token lists: [(term ids, counts)].
-    fn query_vectors<'py>(&self, py: Python<'py>, queries: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn query_vectors<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let qs = token_lists(queries, "queries")?;
         let v = qs.iter().map(|q| self.inner.query_vector(q)).collect();
         sparse_to_py(py, v)
@@ -540,15 +822,19 @@ impl PyBm25Index {
         let inner = self.inner.clone();
         let meta = meta.to_string();
         py.allow_threads(|| inner.save_with_meta(&path, &meta))
-        .map_err(to_py)
+            .map_err(to_py)
     }
 
     /// Load a saved index; with mmap=True the postings are memory-mapped.
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py.allow_threads(|| Bm25Index::load(&path, mmap)).map_err(to_py)?;
-        Ok(PyBm25Index { inner: Arc::new(idx) })
+        let idx = py
+            .allow_threads(|| Bm25Index::load(&path, mmap))
+            .map_err(to_py)?;
+        Ok(PyBm25Index {
+            inner: Arc::new(idx),
+        })
     }
 
     #[getter]
@@ -574,6 +860,11 @@ impl PyBm25Index {
     #[getter]
     fn avgdl(&self) -> f64 {
         self.inner.avgdl()
+    }
+    /// Sum of all document lengths (tokens indexed).
+    #[getter]
+    fn total_tokens(&self) -> u64 {
+        self.inner.total_tokens()
     }
     #[getter]
     fn method(&self) -> &'static str {

@@ -77,7 +77,9 @@ fn runs(text: &str, class: impl Fn(char) -> bool) -> impl Iterator<Item = (&str,
         let mut chars = rest.char_indices();
         let (_, first) = chars.next()?;
         let want = class(first);
-        let end = chars.find(|&(_, c)| class(c) != want).map_or(rest.len(), |(i, _)| i);
+        let end = chars
+            .find(|&(_, c)| class(c) != want)
+            .map_or(rest.len(), |(i, _)| i);
         let (run, tail) = rest.split_at(end);
         rest = tail;
         Some((run, want))
@@ -136,12 +138,18 @@ impl Default for Segmenter {
 impl Segmenter {
     /// The default jieba dictionary (the `dict.txt` shipped with jieba 0.42.1).
     pub fn new() -> Self {
-        Segmenter { jieba: Jieba::new(), max_word_chars: 16 }
+        Segmenter {
+            jieba: Jieba::new(),
+            max_word_chars: 16,
+        }
     }
 
     /// No dictionary: for analyzers that never segment Chinese.
     pub fn empty() -> Self {
-        Segmenter { jieba: Jieba::empty(), max_word_chars: 16 }
+        Segmenter {
+            jieba: Jieba::empty(),
+            max_word_chars: 16,
+        }
     }
 
     pub fn jieba(&self) -> &Jieba {
@@ -150,7 +158,12 @@ impl Segmenter {
 
     /// Add a word as `jieba.add_word(word, freq, tag)` does; `None` freq means
     /// `suggest_freq(word)`. Returns the frequency used.
-    pub fn add_word(&mut self, word: &str, freq: Option<usize>, tag: Option<&str>) -> Result<usize> {
+    pub fn add_word(
+        &mut self,
+        word: &str,
+        freq: Option<usize>,
+        tag: Option<&str>,
+    ) -> Result<usize> {
         let word = word.trim();
         if word.is_empty() {
             return Err(Error::invalid("add_word: the word is empty"));
@@ -163,7 +176,8 @@ impl Segmenter {
     /// `jieba.load_userdict` reads it.
     pub fn load_user_dict<R: BufRead>(&mut self, reader: R, source: &str) -> Result<()> {
         for (no, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| Error::invalid(format!("{source}: line {}: {e}", no + 1)))?;
+            let line =
+                line.map_err(|e| Error::invalid(format!("{source}: line {}: {e}", no + 1)))?;
             let line = line.trim_start_matches('\u{feff}').trim();
             if line.is_empty() {
                 continue;
@@ -196,7 +210,13 @@ impl Segmenter {
     }
 
     /// Segment `text` and pass every token (whitespace included) to `emit`.
-    pub fn cut_each<'a>(&self, text: &'a str, mode: CutMode, hmm: bool, emit: &mut dyn FnMut(&'a str)) {
+    pub fn cut_each<'a>(
+        &self,
+        text: &'a str,
+        mode: CutMode,
+        hmm: bool,
+        emit: &mut dyn FnMut(&'a str),
+    ) {
         match mode {
             CutMode::Precise => self.cut_precise(text, hmm, emit),
             CutMode::Search => self.cut_precise(text, hmm, &mut |w: &'a str| {
@@ -204,7 +224,8 @@ impl Segmenter {
                 // words inside each longer word come before it.
                 let n = w.chars().count();
                 if n > 2 {
-                    let offs: Vec<usize> = w.char_indices().map(|(i, _)| i).chain([w.len()]).collect();
+                    let offs: Vec<usize> =
+                        w.char_indices().map(|(i, _)| i).chain([w.len()]).collect();
                     for i in 0..n - 1 {
                         let g = &w[offs[i]..offs[i + 2]];
                         if self.has_word(g) {
@@ -242,8 +263,11 @@ impl Segmenter {
         // jieba-rs's own blocks equal Python's unless the text has Han
         // characters outside U+4E00..U+9FD5; then one call does the whole text.
         let whole = !text.chars().any(is_wider_han);
-        let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> =
-            if whole { Box::new(std::iter::once((text, true))) } else { Box::new(runs(text, is_han_default)) };
+        let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> = if whole {
+            Box::new(std::iter::once((text, true)))
+        } else {
+            Box::new(runs(text, is_han_default))
+        };
         for (run, is_han) in blocks {
             if is_han {
                 for tok in self.jieba.cut(run, hmm) {
@@ -314,7 +338,11 @@ impl Segmenter {
 
     /// Python jieba's `__cut_all` over one block, its `eng_scan` included.
     fn cut_full_block<'a>(&self, block: &'a str, emit: &mut dyn FnMut(&'a str)) {
-        let offs: Vec<usize> = block.char_indices().map(|(i, _)| i).chain([block.len()]).collect();
+        let offs: Vec<usize> = block
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([block.len()])
+            .collect();
         let chars: Vec<char> = block.chars().collect();
         let n = chars.len();
         let is_eng = |c: char| c.is_ascii_alphanumeric();
@@ -380,13 +408,22 @@ mod tests {
     fn precise_matches_jieba_examples() {
         let s = Segmenter::new();
         // Outputs of Python jieba 0.42.1.
-        assert_eq!(cut(&s, "我来到北京清华大学", CutMode::Precise, true), ["我", "来到", "北京", "清华大学"]);
+        assert_eq!(
+            cut(&s, "我来到北京清华大学", CutMode::Precise, true),
+            ["我", "来到", "北京", "清华大学"]
+        );
         assert_eq!(
             cut(&s, "他来到了网易杭研大厦", CutMode::Precise, true),
             ["他", "来到", "了", "网易", "杭研", "大厦"]
         );
-        assert_eq!(cut(&s, "版本3.6.3发布了", CutMode::Precise, true), ["版本", "3.6", ".", "3", "发布", "了"]);
-        assert_eq!(cut(&s, "COVID-19疫情期间", CutMode::Precise, true), ["COVID", "-", "19", "疫情", "期间"]);
+        assert_eq!(
+            cut(&s, "版本3.6.3发布了", CutMode::Precise, true),
+            ["版本", "3.6", ".", "3", "发布", "了"]
+        );
+        assert_eq!(
+            cut(&s, "COVID-19疫情期间", CutMode::Precise, true),
+            ["COVID", "-", "19", "疫情", "期间"]
+        );
     }
 
     #[test]
@@ -394,7 +431,19 @@ mod tests {
         let s = Segmenter::new();
         assert_eq!(
             cut(&s, "小明硕士毕业于中国科学院计算所", CutMode::Search, true),
-            ["小明", "硕士", "毕业", "于", "中国", "科学", "学院", "科学院", "中国科学院", "计算", "计算所"]
+            [
+                "小明",
+                "硕士",
+                "毕业",
+                "于",
+                "中国",
+                "科学",
+                "学院",
+                "科学院",
+                "中国科学院",
+                "计算",
+                "计算所"
+            ]
         );
         assert_eq!(
             cut(&s, "我来到北京清华大学", CutMode::Full, false),

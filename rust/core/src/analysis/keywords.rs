@@ -19,7 +19,9 @@ impl KeywordMethod {
         match s {
             "tfidf" => Ok(KeywordMethod::TfIdf),
             "textrank" => Ok(KeywordMethod::TextRank),
-            _ => Err(Error::invalid(format!("unknown keyword method {s:?}: expected \"tfidf\" or \"textrank\""))),
+            _ => Err(Error::invalid(format!(
+                "unknown keyword method {s:?}: expected \"tfidf\" or \"textrank\""
+            ))),
         }
     }
 }
@@ -40,7 +42,13 @@ impl Default for KeywordExtractor {
 
 impl KeywordExtractor {
     /// Top `k` keywords of `text` with their weights, highest first.
-    pub fn extract(&self, seg: &Segmenter, text: &str, k: usize, method: KeywordMethod) -> Vec<(String, f64)> {
+    pub fn extract(
+        &self,
+        seg: &Segmenter,
+        text: &str,
+        k: usize,
+        method: KeywordMethod,
+    ) -> Vec<(String, f64)> {
         match method {
             KeywordMethod::TfIdf => self.tfidf(seg, text, k),
             KeywordMethod::TextRank => textrank(seg, text, k),
@@ -50,7 +58,9 @@ impl KeywordExtractor {
     /// jieba.analyse.extract_tags: every part of speech; ties keep the order
     /// in which words first occur (Python's stable sort over its dict).
     fn tfidf(&self, seg: &Segmenter, text: &str, k: usize) -> Vec<(String, f64)> {
-        let all = self.tfidf.extract_keywords(seg.jieba(), text, usize::MAX, vec![]);
+        let all = self
+            .tfidf
+            .extract_keywords(seg.jieba(), text, usize::MAX, vec![]);
         let mut first: FxHashMap<&str, usize> = FxHashMap::default();
         seg.cut_each(text, super::CutMode::Precise, true, &mut |w| {
             let n = first.len();
@@ -58,7 +68,16 @@ impl KeywordExtractor {
         });
         let mut ranked: Vec<(usize, String, f64)> = all
             .into_iter()
-            .map(|kw| (first.get(kw.keyword.as_str()).copied().unwrap_or(usize::MAX), kw.keyword, kw.weight))
+            .map(|kw| {
+                (
+                    first
+                        .get(kw.keyword.as_str())
+                        .copied()
+                        .unwrap_or(usize::MAX),
+                    kw.keyword,
+                    kw.weight,
+                )
+            })
             .collect();
         ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
         ranked.into_iter().take(k).map(|(_, w, x)| (w, x)).collect()
@@ -146,8 +165,10 @@ fn textrank(seg: &Segmenter, text: &str, k: usize) -> Vec<(String, f64)> {
         lo = lo.min(ws[n]);
         hi = hi.max(ws[n]);
     }
-    let mut ranked: Vec<(String, f64)> =
-        node_order.iter().map(|&n| (words[n].to_string(), (ws[n] - lo / 10.0) / (hi - lo / 10.0))).collect();
+    let mut ranked: Vec<(String, f64)> = node_order
+        .iter()
+        .map(|&n| (words[n].to_string(), (ws[n] - lo / 10.0) / (hi - lo / 10.0)))
+        .collect();
     // Stable sort: equal weights keep node order, as Python's sorted does.
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked.truncate(k);

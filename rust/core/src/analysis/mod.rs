@@ -32,7 +32,9 @@ impl Language {
             "auto" => Ok(Language::Auto),
             "zh" | "chinese" => Ok(Language::Zh),
             "en" | "english" => Ok(Language::En),
-            _ => Err(Error::invalid(format!("unknown language {s:?}: expected \"auto\", \"zh\" or \"en\""))),
+            _ => Err(Error::invalid(format!(
+                "unknown language {s:?}: expected \"auto\", \"zh\" or \"en\""
+            ))),
         }
     }
 
@@ -82,7 +84,11 @@ impl Analyzer {
         stemmer: Option<NamedStemmer>,
     ) -> Self {
         // Segmenting is skipped for English, so only build the dictionary when needed.
-        let segmenter = if language == Language::En { Segmenter::empty() } else { Segmenter::new() };
+        let segmenter = if language == Language::En {
+            Segmenter::empty()
+        } else {
+            Segmenter::new()
+        };
         Analyzer {
             language,
             mode,
@@ -114,7 +120,10 @@ impl Analyzer {
 
     /// Tokenize many texts in parallel (rayon), order kept.
     pub fn tokenize_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<String>> {
-        texts.par_iter().map(|t| self.tokenize(t.as_ref())).collect()
+        texts
+            .par_iter()
+            .map(|t| self.tokenize(t.as_ref()))
+            .collect()
     }
 
     /// Tokenize, handing each token to `emit` (no per-text Vec needed).
@@ -188,26 +197,27 @@ impl Analyzer {
     }
 
     fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(&str)) {
-        self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
-            if w.chars().all(char::is_whitespace) {
-                return;
-            }
-            if !w.chars().any(char::is_alphanumeric) {
-                if self.keep_punctuation {
-                    emit(w);
+        self.segmenter
+            .cut_each(text, self.mode, self.hmm, &mut |w: &str| {
+                if w.chars().all(char::is_whitespace) {
+                    return;
                 }
-                return;
-            }
-            if w.chars().any(is_han) {
-                self.with_case(w, &mut |tok| {
-                    if !self.stopwords.contains(tok) {
-                        emit(tok);
+                if !w.chars().any(char::is_alphanumeric) {
+                    if self.keep_punctuation {
+                        emit(w);
                     }
-                });
-            } else {
-                self.latin_word(w, emit);
-            }
-        });
+                    return;
+                }
+                if w.chars().any(is_han) {
+                    self.with_case(w, &mut |tok| {
+                        if !self.stopwords.contains(tok) {
+                            emit(tok);
+                        }
+                    });
+                } else {
+                    self.latin_word(w, emit);
+                }
+            });
     }
 
     fn latin(&self, text: &str, emit: &mut dyn FnMut(&str)) {
@@ -261,22 +271,43 @@ mod tests {
                 s
             }
         };
-        let stem = if lang == Language::Zh { None } else { Some(NamedStemmer::new("english").unwrap()) };
+        let stem = if lang == Language::Zh {
+            None
+        } else {
+            Some(NamedStemmer::new("english").unwrap())
+        };
         Analyzer::new(lang, CutMode::Search, true, true, false, sw, stem)
     }
 
     #[test]
     fn english_pipeline() {
         let a = analyzer(Language::En);
-        assert_eq!(a.tokenize("The Running dogs, of Europe!"), ["run", "dog", "europ"]);
+        assert_eq!(
+            a.tokenize("The Running dogs, of Europe!"),
+            ["run", "dog", "europ"]
+        );
     }
 
     #[test]
     fn han_ngrams() {
-        let mut a = Analyzer::new(Language::Zh, CutMode::Precise, true, true, false, StopWords::from_words(["的"]), None);
+        let mut a = Analyzer::new(
+            Language::Zh,
+            CutMode::Precise,
+            true,
+            true,
+            false,
+            StopWords::from_words(["的"]),
+            None,
+        );
         a.char_ngrams = Some((1, 2));
         let t = a.tokenize("押金的退还，房东");
-        assert_eq!(t, ["押金", "退还", "房东", "押", "金", "退", "还", "押金", "金的", "的退", "退还", "房", "东", "房东"]);
+        assert_eq!(
+            t,
+            [
+                "押金", "退还", "房东", "押", "金", "退", "还", "押金", "金的", "的退", "退还",
+                "房", "东", "房东"
+            ]
+        );
     }
 
     #[test]
@@ -292,7 +323,18 @@ mod tests {
 
     #[test]
     fn jieba_compatible_configuration() {
-        let a = Analyzer::new(Language::Zh, CutMode::Precise, true, false, true, StopWords::default(), None);
-        assert_eq!(a.tokenize("我来到北京清华大学。"), ["我", "来到", "北京", "清华大学", "。"]);
+        let a = Analyzer::new(
+            Language::Zh,
+            CutMode::Precise,
+            true,
+            false,
+            true,
+            StopWords::default(),
+            None,
+        );
+        assert_eq!(
+            a.tokenize("我来到北京清华大学。"),
+            ["我", "来到", "北京", "清华大学", "。"]
+        );
     }
 }

@@ -23,7 +23,10 @@ struct ChunkCounts {
     doc_lens: Vec<u32>,
 }
 
-fn count_chunk(range: std::ops::Range<usize>, tokens_of: &(impl Fn(usize, &mut dyn FnMut(&str)) + Sync)) -> ChunkCounts {
+fn count_chunk(
+    range: std::ops::Range<usize>,
+    tokens_of: &(impl Fn(usize, &mut dyn FnMut(&str)) + Sync),
+) -> ChunkCounts {
     let mut local: StrMap<Box<str>, u32> = StrMap::default();
     let mut doc_terms = Vec::with_capacity(range.len());
     let mut doc_lens = Vec::with_capacity(range.len());
@@ -52,7 +55,11 @@ fn count_chunk(range: std::ops::Range<usize>, tokens_of: &(impl Fn(usize, &mut d
         doc_terms.push(order.iter().map(|id| (*id, tf[id])).collect());
         doc_lens.push(len);
     }
-    ChunkCounts { words: local, doc_terms, doc_lens }
+    ChunkCounts {
+        words: local,
+        doc_terms,
+        doc_lens,
+    }
 }
 
 impl Bm25Index {
@@ -66,13 +73,20 @@ impl Bm25Index {
     ) -> Result<Self> {
         params.validate()?;
         if n_docs == 0 {
-            return Err(Error::invalid("cannot index an empty corpus: give at least one document"));
+            return Err(Error::invalid(
+                "cannot index an empty corpus: give at least one document",
+            ));
         }
         if n_docs > u32::MAX as usize - 1 {
-            return Err(Error::invalid("too many documents for one index (at most 2^32 - 2)"));
+            return Err(Error::invalid(
+                "too many documents for one index (at most 2^32 - 2)",
+            ));
         }
         let chunk = chunk_size(n_docs);
-        let ranges: Vec<_> = (0..n_docs).step_by(chunk).map(|s| s..(s + chunk).min(n_docs)).collect();
+        let ranges: Vec<_> = (0..n_docs)
+            .step_by(chunk)
+            .map(|s| s..(s + chunk).min(n_docs))
+            .collect();
         let chunks: Vec<ChunkCounts> = ranges
             .into_par_iter()
             .map(|r| {
@@ -104,7 +118,10 @@ impl Bm25Index {
                 .collect();
             remaps.push(remap);
         }
-        let doc_lens: Vec<u32> = chunks.iter().flat_map(|c| c.doc_lens.iter().copied()).collect();
+        let doc_lens: Vec<u32> = chunks
+            .iter()
+            .flat_map(|c| c.doc_lens.iter().copied())
+            .collect();
         let total_tokens: u64 = doc_lens.iter().map(|&l| l as u64).sum();
         let avgdl = total_tokens as f64 / n_docs as f64;
 
@@ -162,7 +179,13 @@ impl Bm25Index {
         let mut store = Vec::with_capacity(total + TAIL_PAD);
         let mut terms = Vec::with_capacity(v);
         for (t, (buf, nb, mx)) in encoded.into_iter().enumerate() {
-            terms.push(TermInfo { term: t as u32, df: df[t], n_blocks: nb, offset: store.len() as u64, max_tf_weight: mx });
+            terms.push(TermInfo {
+                term: t as u32,
+                df: df[t],
+                n_blocks: nb,
+                offset: store.len() as u64,
+                max_tf_weight: mx,
+            });
             store.extend_from_slice(&buf);
         }
         store.extend_from_slice(&[0u8; TAIL_PAD]);
@@ -179,6 +202,7 @@ impl Bm25Index {
             postings: PostingsStore::Owned(store),
             meta: String::new(),
             impacts: Self::empty_impacts(v),
+            kn_cache: Default::default(),
         })
     }
 }

@@ -74,24 +74,41 @@ impl Bm25Index {
         let bad = |what: &str| Error::corrupt(path, format!("corrupt BM25 index: {what}"));
 
         let mut c = Cursor::new(r.bytes("params")?);
-        let method = c.u32().and_then(Method::from_code).ok_or_else(|| bad("unknown method"))?;
+        let method = c
+            .u32()
+            .and_then(Method::from_code)
+            .ok_or_else(|| bad("unknown method"))?;
         c.u32();
         let (k1, b, delta) = (c.f64(), c.f64(), c.f64());
         let (n_docs, total_tokens) = (c.u64(), c.u64());
-        let (Some(k1), Some(b), Some(delta), Some(n_docs), Some(total_tokens)) = (k1, b, delta, n_docs, total_tokens)
+        let (Some(k1), Some(b), Some(delta), Some(n_docs), Some(total_tokens)) =
+            (k1, b, delta, n_docs, total_tokens)
         else {
             return Err(bad("short parameter section"));
         };
-        let params = Params { method, k1: k1 as f32, b: b as f32, delta: delta as f32 };
-        params.validate().map_err(|_| bad("parameters out of range"))?;
+        let params = Params {
+            method,
+            k1: k1 as f32,
+            b: b as f32,
+            delta: delta as f32,
+        };
+        params
+            .validate()
+            .map_err(|_| bad("parameters out of range"))?;
         let n_docs = n_docs as usize;
-        let meta = String::from_utf8(r.bytes("meta")?.to_vec()).map_err(|_| bad("meta is not UTF-8"))?;
+        let meta =
+            String::from_utf8(r.bytes("meta")?.to_vec()).map_err(|_| bad("meta is not UTF-8"))?;
 
         let vb = r.bytes("vocab")?;
         let mut c = Cursor::new(vb);
         let nv = c.u32().ok_or_else(|| bad("vocab"))? as usize;
-        let offs: Vec<u64> = (0..=nv).map(|_| c.u64()).collect::<Option<_>>().ok_or_else(|| bad("vocab offsets"))?;
-        let text = c.take(*offs.last().unwrap_or(&0) as usize).ok_or_else(|| bad("vocab text"))?;
+        let offs: Vec<u64> = (0..=nv)
+            .map(|_| c.u64())
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("vocab offsets"))?;
+        let text = c
+            .take(*offs.last().unwrap_or(&0) as usize)
+            .ok_or_else(|| bad("vocab text"))?;
         let mut vocab = Vec::with_capacity(nv);
         let mut term_ids = StrMap::default();
         term_ids.reserve(nv);
@@ -100,7 +117,9 @@ impl Bm25Index {
             if s > e {
                 return Err(bad("vocab offsets"));
             }
-            let w = std::str::from_utf8(&text[s..e]).map_err(|_| bad("vocab is not UTF-8"))?.to_string();
+            let w = std::str::from_utf8(&text[s..e])
+                .map_err(|_| bad("vocab is not UTF-8"))?
+                .to_string();
             term_ids.insert(w.clone(), i as u32);
             vocab.push(w);
         }
@@ -117,19 +136,33 @@ impl Bm25Index {
         let mut terms = Vec::with_capacity(nv);
         let mut c = Cursor::new(tb);
         for _ in 0..nv {
-            let (df, nb, off, mx) = (c.u32().unwrap(), c.u32().unwrap(), c.u64().unwrap(), c.u32().unwrap());
+            let (df, nb, off, mx) = (
+                c.u32().unwrap(),
+                c.u32().unwrap(),
+                c.u64().unwrap(),
+                c.u32().unwrap(),
+            );
             c.u32();
             if df as usize > n_docs {
                 return Err(bad("document frequency above the document count"));
             }
             validate_term(store, off as usize, nb as usize, df as usize).map_err(|e| bad(&e))?;
-            terms.push(TermInfo { term: terms.len() as u32, df, n_blocks: nb, offset: off, max_tf_weight: f32::from_bits(mx) });
+            terms.push(TermInfo {
+                term: terms.len() as u32,
+                df,
+                n_blocks: nb,
+                offset: off,
+                max_tf_weight: f32::from_bits(mx),
+            });
         }
         let db = r.bytes("doclens")?;
         if db.len() != n_docs * 4 || n_docs == 0 {
             return Err(bad("document lengths"));
         }
-        let doc_lens: Vec<u32> = db.chunks_exact(4).map(|x| u32::from_le_bytes(x.try_into().unwrap())).collect();
+        let doc_lens: Vec<u32> = db
+            .chunks_exact(4)
+            .map(|x| u32::from_le_bytes(x.try_into().unwrap()))
+            .collect();
         if doc_lens.iter().map(|&l| l as u64).sum::<u64>() != total_tokens {
             return Err(bad("document lengths do not add up"));
         }
@@ -152,11 +185,26 @@ impl Bm25Index {
                 v.drain(..prange.start);
                 PostingsStore::Owned(v)
             }
-            blob @ crate::storage::Blob::Mapped(_) => {
-                PostingsStore::Shared { blob: Arc::new(blob), start: prange.start, len: prange.len() }
-            }
+            blob @ crate::storage::Blob::Mapped(_) => PostingsStore::Shared {
+                blob: Arc::new(blob),
+                start: prange.start,
+                len: prange.len(),
+            },
         };
         let impacts = Self::empty_impacts(nv);
-        Ok(Bm25Index { params, vocab, term_ids, terms, doc_lens, kn, avgdl, total_tokens, postings, meta, impacts })
+        Ok(Bm25Index {
+            params,
+            vocab,
+            term_ids,
+            terms,
+            doc_lens,
+            kn,
+            avgdl,
+            total_tokens,
+            postings,
+            meta,
+            impacts,
+            kn_cache: Default::default(),
+        })
     }
 }

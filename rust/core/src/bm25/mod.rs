@@ -8,7 +8,7 @@ mod scoring;
 mod search;
 
 pub use scoring::{Method, Params};
-pub use search::{thread_pool, Hits, Query};
+pub use search::{thread_pool, GlobalStats, Hits, Query, SearchOpts};
 
 use crate::hash::StrMap;
 
@@ -48,6 +48,9 @@ pub struct Bm25Index {
     /// weight), the same f32 the block decoder computes, so term-at-a-time
     /// scoring reads them instead of decoding again. Filled on first use.
     impacts: Vec<Impacts>,
+    /// `kn` recomputed for one foreign avgdl (global statistics), with its
+    /// bound scale; the last one used is kept so queries do not recompute it.
+    kn_cache: std::sync::Mutex<Option<search::KnCache>>,
 }
 
 impl Bm25Index {
@@ -83,6 +86,11 @@ impl Bm25Index {
         self.avgdl
     }
 
+    /// Sum of all document lengths (tokens indexed).
+    pub fn total_tokens(&self) -> u64 {
+        self.total_tokens
+    }
+
     pub fn n_postings(&self) -> u64 {
         self.terms.iter().map(|t| t.df as u64).sum()
     }
@@ -103,7 +111,9 @@ impl Bm25Index {
     }
 
     pub(crate) fn idf(&self, term: u32) -> f64 {
-        self.params.method.idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
+        self.params
+            .method
+            .idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
     }
 }
 

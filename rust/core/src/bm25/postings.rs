@@ -18,7 +18,11 @@ pub const TAIL_PAD: usize = 8;
 /// Bytes of all postings, owned or memory-mapped.
 pub enum PostingsStore {
     Owned(Vec<u8>),
-    Shared { blob: Arc<Blob>, start: usize, len: usize },
+    Shared {
+        blob: Arc<Blob>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl PostingsStore {
@@ -67,10 +71,17 @@ fn unpack(data: &[u8], bits: u8, n: usize, out: &mut [u32; BLOCK]) {
         out[..n].fill(0);
         return;
     }
-    let mask = if bits == 32 { u32::MAX as u64 } else { (1u64 << bits) - 1 };
+    let mask = if bits == 32 {
+        u32::MAX as u64
+    } else {
+        (1u64 << bits) - 1
+    };
     let bits = bits as usize;
     // One check for the whole block instead of one per value.
-    assert!((n * bits).div_ceil(8) + TAIL_PAD <= data.len(), "packed block past the end of the store");
+    assert!(
+        (n * bits).div_ceil(8) + TAIL_PAD <= data.len(),
+        "packed block past the end of the store"
+    );
     let ptr = data.as_ptr();
     for (i, o) in out.iter_mut().enumerate().take(n) {
         let bit = i * bits;
@@ -83,7 +94,12 @@ fn unpack(data: &[u8], bits: u8, n: usize, out: &mut [u32; BLOCK]) {
 /// Encode one term's postings (doc ids strictly increasing, tf >= 1) into
 /// its region, appended to `out`. `weight(doc, tf)` gives the tf weight whose
 /// block maximum is stored for pruning. Returns (blocks, max weight).
-pub fn encode_term(docs: &[u32], tfs: &[u32], weight: impl Fn(u32, u32) -> f32, out: &mut Vec<u8>) -> (u32, f32) {
+pub fn encode_term(
+    docs: &[u32],
+    tfs: &[u32],
+    weight: impl Fn(u32, u32) -> f32,
+    out: &mut Vec<u8>,
+) -> (u32, f32) {
     let region = out.len();
     let n_blocks = docs.len().div_ceil(BLOCK);
     out.resize(region + n_blocks * HEADER, 0);
@@ -121,8 +137,15 @@ pub fn encode_term(docs: &[u32], tfs: &[u32], weight: impl Fn(u32, u32) -> f32, 
 
 /// Check a term region's headers against the store, so that a damaged file
 /// gives an error at load instead of a panic at search time.
-pub fn validate_term(store: &[u8], offset: usize, n_blocks: usize, df: usize) -> Result<(), String> {
-    let hdr_end = offset.checked_add(n_blocks * HEADER).ok_or("offset overflow")?;
+pub fn validate_term(
+    store: &[u8],
+    offset: usize,
+    n_blocks: usize,
+    df: usize,
+) -> Result<(), String> {
+    let hdr_end = offset
+        .checked_add(n_blocks * HEADER)
+        .ok_or("offset overflow")?;
     if hdr_end > store.len() {
         return Err("postings header past end".into());
     }
@@ -153,7 +176,12 @@ pub const END: u32 = u32::MAX;
 
 /// Call `f(docs, tfs_minus_1)` for every block of a term, decoded whole:
 /// the fast path for scoring a term's full list.
-pub fn for_each_block(store: &[u8], region: usize, n_blocks: usize, mut f: impl FnMut(&[u32], &[u32])) {
+pub fn for_each_block(
+    store: &[u8],
+    region: usize,
+    n_blocks: usize,
+    mut f: impl FnMut(&[u32], &[u32]),
+) {
     let mut docs = [0u32; BLOCK];
     let mut tfs = [0u32; BLOCK];
     let mut base = 0u32;
@@ -252,7 +280,10 @@ impl<'a> Cursor<'a> {
         } else {
             let h = self.header(self.block);
             let last = u32::from_le_bytes(h[0..4].try_into().unwrap());
-            (f32::from_le_bytes(h[4..8].try_into().unwrap()), last.saturating_add(1))
+            (
+                f32::from_le_bytes(h[4..8].try_into().unwrap()),
+                last.saturating_add(1),
+            )
         }
     }
 
@@ -346,7 +377,13 @@ mod tests {
             got.push((c.doc, c.tf()));
             c.next();
         }
-        assert_eq!(got, docs.iter().copied().zip(tfs.iter().copied()).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            docs.iter()
+                .copied()
+                .zip(tfs.iter().copied())
+                .collect::<Vec<_>>()
+        );
         let mut c = Cursor::new(&store, 0, nb as usize);
         c.advance(3500);
         assert_eq!(c.doc, docs[docs.iter().position(|&d| d >= 3500).unwrap()]);

@@ -40,7 +40,15 @@ impl Method {
     }
 
     pub(crate) fn from_code(c: u32) -> Option<Self> {
-        [Method::Lucene, Method::Robertson, Method::Atire, Method::Bm25L, Method::Bm25Plus].get(c as usize).copied()
+        [
+            Method::Lucene,
+            Method::Robertson,
+            Method::Atire,
+            Method::Bm25L,
+            Method::Bm25Plus,
+        ]
+        .get(c as usize)
+        .copied()
     }
 
     /// Inverse document frequency for a term in `df` of `n` documents.
@@ -67,7 +75,12 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { method: Method::Lucene, k1: 1.5, b: 0.75, delta: 0.5 }
+        Params {
+            method: Method::Lucene,
+            k1: 1.5,
+            b: 0.75,
+            delta: 0.5,
+        }
     }
 }
 

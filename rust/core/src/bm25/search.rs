@@ -4,8 +4,11 @@
 use rayon::prelude::*;
 
 use super::postings::{for_each_block, Cursor, END};
+use std::sync::Arc;
+
 use super::{Bm25Index, Method, TermInfo};
 use crate::error::{Error, Result};
+use crate::hash::StrMap;
 use crate::topk::TopK;
 
 /// Corpora up to this size are always searched term at a time.
@@ -21,24 +24,214 @@ thread_local! {
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     pub terms: Vec<(u32, u32)>,
+    /// Tokens this index does not have, with their counts (first-seen order).
+    /// They score nothing with the index's own statistics; with
+    /// [`GlobalStats`] they add the BM25L/BM25+ constant of absent terms.
+    pub unknown: Vec<(String, u32)>,
 }
 
 /// Ranked hits of one query: (doc id, score), best first.
 pub type Hits = Vec<(u32, f32)>;
 
+/// Corpus statistics of a whole collection, to score one segment of it
+/// exactly as a single index over the collection would.
+#[derive(Clone, Debug, Default)]
+pub struct GlobalStats {
+    /// Documents in the collection (>= 1).
+    pub n_docs: u64,
+    /// Average document length over the collection (finite, > 0); give it as
+    /// total tokens / n_docs computed in f64 for bit-exact length normalisation.
+    pub avgdl: f64,
+    /// Document frequency over the collection by token (at least the query
+    /// tokens); a missing token counts as df 0, i.e. absent from the collection.
+    pub df: StrMap<String, u64>,
+}
+
+impl GlobalStats {
+    /// Check the collection-wide numbers (per-token checks happen per query).
+    pub fn validate(&self) -> Result<()> {
+        if self.n_docs == 0 {
+            return Err(Error::invalid("global statistics: n_docs must be >= 1"));
+        }
+        if !(self.avgdl.is_finite() && self.avgdl > 0.0) {
+            return Err(Error::invalid(format!(
+                "global statistics: avgdl must be a finite number > 0, got {}",
+                self.avgdl
+            )));
+        }
+        if let Some((t, &d)) = self.df.iter().find(|(_, &d)| d > self.n_docs) {
+            return Err(Error::invalid(format!(
+                "global statistics: df of {t:?} is {d}, more than n_docs = {}",
+                self.n_docs
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Options of [`Bm25Index::search_opts`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SearchOpts<'a> {
+    /// Eligible documents: doc d may be returned iff `d < mask.len() && mask[d] != 0`.
+    pub mask: Option<&'a [u8]>,
+    /// Score with these collection statistics instead of the index's own.
+    pub stats: Option<&'a GlobalStats>,
+}
+
+/// `kn` for one foreign avgdl, and the factor that turns the stored
+/// (local-avgdl) tf-weight bounds into bounds under it.
+pub(crate) struct KnCache {
+    avgdl_bits: u64,
+    kn: Arc<[f32]>,
+    inv_c: f64,
+}
+
+/// A query ready to score: the weight (count * idf) of each term with one,
+/// and the constant every document gets from absent terms.
+struct Plan {
+    terms: Vec<(u32, f64)>,
+    base: f64,
+}
+
+/// Which documents may be returned.
+trait Filter: Copy {
+    fn ok(&self, d: u32) -> bool;
+    /// The first eligible doc >= d, END if none.
+    fn next_ok(&self, d: u32) -> u32;
+}
+
+#[derive(Clone, Copy)]
+struct All;
+
+impl Filter for All {
+    #[inline(always)]
+    fn ok(&self, _: u32) -> bool {
+        true
+    }
+    #[inline(always)]
+    fn next_ok(&self, d: u32) -> u32 {
+        d
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Mask<'a>(&'a [u8]);
+
+impl Filter for Mask<'_> {
+    #[inline(always)]
+    fn ok(&self, d: u32) -> bool {
+        self.0.get(d as usize).is_some_and(|&m| m != 0)
+    }
+    #[inline]
+    fn next_ok(&self, d: u32) -> u32 {
+        match self.0.get(d as usize..) {
+            Some(rest) => rest
+                .iter()
+                .position(|&m| m != 0)
+                .map_or(END, |i| d + i as u32),
+            None => END,
+        }
+    }
+}
+
+/// Turns a stored block/term bound of the tf weight into the bound MaxScore uses.
+trait BoundMap: Copy {
+    fn map(&self, b: f32) -> f64;
+}
+
+/// The index's own statistics: stored bounds hold as they are.
+#[derive(Clone, Copy)]
+struct Stored;
+
+impl BoundMap for Stored {
+    #[inline(always)]
+    fn map(&self, b: f32) -> f64 {
+        b as f64
+    }
+}
+
+/// Bounds under a foreign avgdl A' (see `kn_for`): every document has
+/// kn' >= c * kn, and every variant's tf weight is an increasing function of
+/// r = tf / kn alone, so a stored bound B = max w(r) maps to w(r_max / c):
+/// invert w at B, divide by c (multiply by `inv_c`), apply w again.
+#[derive(Clone, Copy)]
+struct Rescaled {
+    method: Method,
+    k1: f64,
+    delta: f64,
+    absent: f64,
+    inv_c: f64,
+}
+
+impl BoundMap for Rescaled {
+    #[inline]
+    fn map(&self, b: f32) -> f64 {
+        let b = b as f64;
+        let (k1, m) = (self.k1, self.k1 + 1.0);
+        let exact = match self.method {
+            // w = r / (1 + r)
+            Method::Lucene | Method::Robertson => {
+                if b >= 1.0 {
+                    1.0
+                } else {
+                    let r = b / (1.0 - b) * self.inv_c;
+                    r / (1.0 + r)
+                }
+            }
+            // w = (k1 + 1) r / (1 + r) (BM25+: its + delta cancels against the absent part).
+            Method::Atire | Method::Bm25Plus => {
+                let y = b / m;
+                if y >= 1.0 {
+                    m
+                } else {
+                    let r = y / (1.0 - y) * self.inv_c;
+                    m * r / (1.0 + r)
+                }
+            }
+            // w = (k1 + 1) x / (k1 + x) - absent with x = k1 r + delta.
+            Method::Bm25L => {
+                if k1 <= 0.0 {
+                    // The tf part is constant: every weight is 0.
+                    b
+                } else {
+                    let y = b + self.absent;
+                    if y >= m {
+                        m - self.absent
+                    } else {
+                        let x = k1 * y / (m - y);
+                        let x2 = (x - self.delta).max(0.0) * self.inv_c + self.delta;
+                        m * x2 / (k1 + x2) - self.absent
+                    }
+                }
+            }
+        };
+        // Round up, relative and absolute (the f32 weights the search computes
+        // carry rounding of the size of the tf part), so that float error
+        // never prunes a real hit.
+        exact.max(0.0) * (1.0 + 1e-5) + 1e-6 * (1.0 + m + self.delta)
+    }
+}
+
 impl Bm25Index {
-    /// Resolve query tokens; tokens not in the vocabulary are ignored.
+    /// Resolve query tokens; tokens not in the vocabulary are kept apart in `unknown`.
     pub fn query<S: AsRef<str>>(&self, tokens: &[S]) -> Query {
         let mut terms: Vec<(u32, u32)> = Vec::new();
+        let mut unknown: Vec<(String, u32)> = Vec::new();
         for t in tokens {
-            if let Some(id) = self.term_id(t.as_ref()) {
+            let t = t.as_ref();
+            if let Some(id) = self.term_id(t) {
                 match terms.iter_mut().find(|(i, _)| *i == id) {
                     Some(e) => e.1 += 1,
                     None => terms.push((id, 1)),
                 }
+            } else {
+                match unknown.iter_mut().find(|(u, _)| u == t) {
+                    Some(e) => e.1 += 1,
+                    None => unknown.push((t.to_string(), 1)),
+                }
             }
         }
-        Query { terms }
+        Query { terms, unknown }
     }
 
     /// Score every query term contributes to a document that lacks it (BM25L/BM25+ only).
@@ -47,26 +240,179 @@ impl Bm25Index {
         if a == 0.0 {
             return 0.0;
         }
-        q.terms.iter().map(|&(t, c)| c as f64 * self.idf(t) * a).sum()
+        q.terms
+            .iter()
+            .map(|&(t, c)| c as f64 * self.idf(t) * a)
+            .sum()
+    }
+
+    /// Term weights and base constant of `q`, from the index's own statistics
+    /// or from `stats` (global df and N; an error if they contradict this index).
+    fn plan(&self, q: &Query, stats: Option<&GlobalStats>) -> Result<Plan> {
+        let Some(st) = stats else {
+            let terms = q
+                .terms
+                .iter()
+                .map(|&(t, c)| (t, c as f64 * self.idf(t)))
+                .filter(|x| x.1 > 0.0)
+                .collect();
+            return Ok(Plan {
+                terms,
+                base: self.absent_constant(q),
+            });
+        };
+        let method = self.params.method;
+        let a = self.params.tf_part_absent() as f64;
+        let n = st.n_docs as f64;
+        let mut terms = Vec::with_capacity(q.terms.len());
+        let mut base = 0.0;
+        for &(t, c) in &q.terms {
+            let tok = &self.vocab[t as usize];
+            let gdf = st.df.get(tok).copied().unwrap_or(0);
+            let ldf = self.terms[t as usize].df as u64;
+            if gdf < ldf {
+                return Err(Error::invalid(format!(
+                    "global statistics: df of {tok:?} is {gdf} but this index alone has it in {ldf} documents"
+                )));
+            }
+            if gdf > st.n_docs {
+                return Err(Error::invalid(format!(
+                    "global statistics: df of {tok:?} is {gdf}, more than n_docs = {}",
+                    st.n_docs
+                )));
+            }
+            let idf = method.idf(gdf as f64, n);
+            let w = c as f64 * idf;
+            if a != 0.0 {
+                base += w * a;
+            }
+            if w > 0.0 {
+                terms.push((t, w));
+            }
+        }
+        if a != 0.0 {
+            // Terms this index lacks still count for BM25L/BM25+, if the
+            // collection has them (a single index would know them).
+            for (tok, c) in &q.unknown {
+                let gdf = st.df.get(tok.as_str()).copied().unwrap_or(0);
+                if gdf == 0 {
+                    continue;
+                }
+                if gdf > st.n_docs {
+                    return Err(Error::invalid(format!(
+                        "global statistics: df of {tok:?} is {gdf}, more than n_docs = {}",
+                        st.n_docs
+                    )));
+                }
+                base += *c as f64 * method.idf(gdf as f64, n) * a;
+            }
+        }
+        Ok(Plan { terms, base })
+    }
+
+    /// Length normalisation for `stats` (None: this index's own), cached per avgdl.
+    ///
+    /// Bound scale: with A the local and A' the global avgdl and L >= 0,
+    /// kn' = k1 (1 - b + b L/A') and kn = k1 (1 - b + b L/A). If A' >= A:
+    /// (1 - b + b L/A') - (A/A')(1 - b + b L/A) = (1 - b)(1 - A/A') >= 0, so
+    /// kn' >= (A/A') kn; if A' < A then L/A' >= L/A and kn' >= kn. Hence
+    /// kn' >= c kn with c = min(1, A/A') for every document, and
+    /// r' = tf/kn' <= (tf/kn)/c. Instead of that closed form we take the
+    /// tightest c over the actual f32 values, c = min_d kn'[d]/kn[d] (>= the
+    /// closed form), stored as inv_c = max_d kn[d]/kn'[d].
+    fn kn_for(&self, stats: Option<&GlobalStats>) -> Option<(Arc<[f32]>, f64)> {
+        let st = stats?;
+        if st.avgdl.to_bits() == self.avgdl.to_bits() {
+            return None;
+        }
+        let bits = st.avgdl.to_bits();
+        let mut cache = self.kn_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.as_ref().filter(|c| c.avgdl_bits == bits) {
+            return Some((c.kn.clone(), c.inv_c));
+        }
+        let kn: Arc<[f32]> = self
+            .doc_lens
+            .iter()
+            .map(|&l| self.params.kn(l, st.avgdl))
+            .collect();
+        let mut inv_c = 0f64;
+        for (&old, &new) in self.kn.iter().zip(kn.iter()) {
+            if old > 0.0 {
+                inv_c = inv_c.max(if new > 0.0 {
+                    old as f64 / new as f64
+                } else {
+                    f64::INFINITY
+                });
+            }
+        }
+        // Scaled bounds must stay finite; 1e30 makes them the variant's supremum.
+        let inv_c = inv_c.min(1e30) * (1.0 + 1e-9);
+        *cache = Some(KnCache {
+            avgdl_bits: bits,
+            kn: kn.clone(),
+            inv_c,
+        });
+        Some((kn, inv_c))
+    }
+
+    /// Collection statistics must be valid and describe a collection that
+    /// contains this index (per-token df checks happen per query).
+    fn check_stats(&self, stats: Option<&GlobalStats>) -> Result<()> {
+        let Some(st) = stats else { return Ok(()) };
+        st.validate()?;
+        if st.n_docs < self.n_docs() as u64 {
+            return Err(Error::invalid(format!(
+                "global statistics: n_docs = {} is smaller than this index's {} documents",
+                st.n_docs,
+                self.n_docs()
+            )));
+        }
+        Ok(())
+    }
+
+    fn rescaled(&self, inv_c: f64) -> Rescaled {
+        let p = self.params;
+        Rescaled {
+            method: p.method,
+            k1: p.k1 as f64,
+            delta: p.delta as f64,
+            absent: p.tf_part_absent() as f64,
+            inv_c,
+        }
     }
 
     /// BM25 score of every document (exhaustive; the reference for `search`).
     pub fn get_scores(&self, q: &Query) -> Vec<f32> {
-        let n = self.n_docs();
-        let mut acc = vec![0f64; n];
-        let store = self.postings.bytes();
-        for &(t, c) in &q.terms {
-            self.accumulate(store, t, c, &mut acc);
-        }
-        let base = self.absent_constant(q);
-        acc.into_iter().map(|s| (s + base) as f32).collect()
+        let plan = self.plan(q, None).expect("local statistics are consistent");
+        self.scores_with(&plan, &self.kn, self.n_docs() <= DENSE_DOCS)
     }
 
-    /// Add term `t`'s contributions (query count `c`) to `acc`, block by block.
+    /// [`get_scores`](Self::get_scores) with collection statistics: equal to
+    /// what one index over the whole collection gives this index's documents.
+    pub fn get_scores_opts(&self, q: &Query, stats: Option<&GlobalStats>) -> Result<Vec<f32>> {
+        self.check_stats(stats)?;
+        let plan = self.plan(q, stats)?;
+        Ok(match self.kn_for(stats) {
+            Some((kn, _)) => self.scores_with(&plan, &kn, false),
+            None => self.scores_with(&plan, &self.kn, self.n_docs() <= DENSE_DOCS),
+        })
+    }
+
+    fn scores_with(&self, plan: &Plan, kn: &[f32], impacts: bool) -> Vec<f32> {
+        let mut acc = vec![0f64; self.n_docs()];
+        let store = self.postings.bytes();
+        for &(t, w) in &plan.terms {
+            self.accumulate(store, t, w, kn, impacts, &mut acc);
+        }
+        acc.into_iter().map(|s| (s + plan.base) as f32).collect()
+    }
+
+    /// Add term `t`'s contributions (weight `w` = count * idf) to `acc`, block by
+    /// block, with normalisation `kn`; `impacts`: read (or fill) the cached
+    /// per-term weights, valid only for the index's own `kn`.
     #[inline]
-    fn accumulate(&self, store: &[u8], t: u32, c: u32, acc: &mut [f64]) {
+    fn accumulate(&self, store: &[u8], t: u32, w: f64, kn: &[f32], impacts: bool, acc: &mut [f64]) {
         let info = self.terms[t as usize];
-        let w = c as f64 * self.idf(t);
         if w <= 0.0 {
             return;
         }
@@ -74,24 +420,48 @@ impl Bm25Index {
         let (k1, delta, absent) = (p.k1, p.delta, p.tf_part_absent());
         // One monomorphic loop per variant, so the inner loop has no match.
         match p.method {
-            Method::Lucene | Method::Robertson => self.accumulate_with(store, info, w, acc, |tf, kn| tf / (tf + kn)),
-            Method::Atire => self.accumulate_with(store, info, w, acc, |tf, kn| tf * (k1 + 1.0) / (tf + kn)),
-            Method::Bm25L => self.accumulate_with(store, info, w, acc, |tf, kn| p.tf_part(tf, kn) - absent),
-            Method::Bm25Plus => {
-                self.accumulate_with(store, info, w, acc, |tf, kn| (k1 + 1.0) * tf / (kn + tf) + delta - absent)
+            Method::Lucene | Method::Robertson => {
+                self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| tf / (tf + kn))
             }
+            Method::Atire => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
+                tf * (k1 + 1.0) / (tf + kn)
+            }),
+            Method::Bm25L => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
+                p.tf_part(tf, kn) - absent
+            }),
+            Method::Bm25Plus => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
+                (k1 + 1.0) * tf / (kn + tf) + delta - absent
+            }),
         }
     }
 
     #[inline(always)]
-    fn accumulate_with(&self, store: &[u8], info: TermInfo, w: f64, acc: &mut [f64], weight: impl Fn(f32, f32) -> f32) {
-        let kn = &self.kn[..];
-        if self.n_docs() <= DENSE_DOCS {
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate_with(
+        &self,
+        store: &[u8],
+        info: TermInfo,
+        w: f64,
+        kn: &[f32],
+        impacts: bool,
+        acc: &mut [f64],
+        weight: impl Fn(f32, f32) -> f32,
+    ) {
+        if impacts {
             let impacts = self.impacts[info.term as usize].get_or_init(|| {
                 let mut v = Vec::with_capacity(info.df as usize);
-                for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
-                    v.extend(docs.iter().zip(tfs).map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))));
-                });
+                for_each_block(
+                    store,
+                    info.offset as usize,
+                    info.n_blocks as usize,
+                    |docs, tfs| {
+                        v.extend(
+                            docs.iter()
+                                .zip(tfs)
+                                .map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))),
+                        );
+                    },
+                );
                 v.into_boxed_slice()
             });
             for &(d, x) in impacts.iter() {
@@ -100,15 +470,20 @@ impl Bm25Index {
             return;
         }
         let mut wts = [0f32; super::postings::BLOCK];
-        for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
-            // Weights first (independent divisions pipeline well), then the scatter.
-            for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
-                *x = weight((tf1 + 1) as f32, kn[d as usize]);
-            }
-            for (&d, &x) in docs.iter().zip(&wts) {
-                acc[d as usize] += w * x as f64;
-            }
-        });
+        for_each_block(
+            store,
+            info.offset as usize,
+            info.n_blocks as usize,
+            |docs, tfs| {
+                // Weights first (independent divisions pipeline well), then the scatter.
+                for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
+                    *x = weight((tf1 + 1) as f32, kn[d as usize]);
+                }
+                for (&d, &x) in docs.iter().zip(&wts) {
+                    acc[d as usize] += w * x as f64;
+                }
+            },
+        );
     }
 
     /// Exact top-k: same hits and order as sorting `get_scores` by
@@ -121,28 +496,104 @@ impl Bm25Index {
         if k == 0 {
             return Vec::new();
         }
+        let plan = self.plan(q, None).expect("local statistics are consistent");
         // Measured: on 1M documents MaxScore beats scoring every posting even
         // for queries of frequent words, so only small corpora go dense.
         if n <= DENSE_DOCS {
-            return self.search_dense(q, k);
+            return self.dense_with(&plan, &self.kn, true, k, All);
         }
-        self.search_maxscore(q, k)
+        self.maxscore_with(&plan, &self.kn, k, All, Stored)
+    }
+
+    /// Top-k with options: a mask of eligible documents and/or collection
+    /// statistics. Exact like [`search`](Self::search): the same hits as
+    /// sorting [`get_scores_opts`](Self::get_scores_opts) restricted to the
+    /// mask by (score desc, id asc). Returns min(k, n_docs) hits, or fewer when
+    /// fewer documents are eligible.
+    pub fn search_opts(&self, q: &Query, k: usize, opts: &SearchOpts) -> Result<Hits> {
+        self.check_stats(opts.stats)?;
+        let kn = self.kn_for(opts.stats);
+        self.search_resolved(q, k, opts, kn.as_ref())
+    }
+
+    /// Many queries in parallel with the same options; statistics are
+    /// checked and the normalisation resolved once for the batch.
+    pub fn search_batch_opts(
+        &self,
+        queries: &[Query],
+        k: usize,
+        opts: &SearchOpts,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<Vec<Hits>> {
+        self.check_stats(opts.stats)?;
+        let kn = self.kn_for(opts.stats);
+        let run = || {
+            queries
+                .par_iter()
+                .map(|q| self.search_resolved(q, k, opts, kn.as_ref()))
+                .collect()
+        };
+        match pool {
+            Some(p) => p.install(run),
+            None => run(),
+        }
+    }
+
+    fn search_resolved(
+        &self,
+        q: &Query,
+        k: usize,
+        opts: &SearchOpts,
+        kn: Option<&(Arc<[f32]>, f64)>,
+    ) -> Result<Hits> {
+        let n = self.n_docs();
+        let k = k.min(n);
+        let plan = self.plan(q, opts.stats)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let dense = n <= DENSE_DOCS;
+        Ok(match (kn, opts.mask) {
+            (None, None) if dense => self.dense_with(&plan, &self.kn, true, k, All),
+            (None, Some(m)) if dense => self.dense_with(&plan, &self.kn, true, k, Mask(m)),
+            (Some((kn, _)), None) if dense => self.dense_with(&plan, kn, false, k, All),
+            (Some((kn, _)), Some(m)) if dense => self.dense_with(&plan, kn, false, k, Mask(m)),
+            (None, None) => self.maxscore_with(&plan, &self.kn, k, All, Stored),
+            (None, Some(m)) => self.maxscore_with(&plan, &self.kn, k, Mask(m), Stored),
+            (Some((kn, c)), None) => self.maxscore_with(&plan, kn, k, All, self.rescaled(*c)),
+            (Some((kn, c)), Some(m)) => {
+                self.maxscore_with(&plan, kn, k, Mask(m), self.rescaled(*c))
+            }
+        })
     }
 
     /// Term-at-a-time into a per-thread accumulator, then top-k over the
     /// documents touched.
+    #[cfg(test)]
     pub(crate) fn search_dense(&self, q: &Query, k: usize) -> Hits {
         let k = k.min(self.n_docs());
+        let plan = self.plan(q, None).expect("local statistics are consistent");
+        self.dense_with(&plan, &self.kn, self.n_docs() <= DENSE_DOCS, k, All)
+    }
+
+    fn dense_with<F: Filter>(
+        &self,
+        plan: &Plan,
+        kn: &[f32],
+        impacts: bool,
+        k: usize,
+        f: F,
+    ) -> Hits {
         let n = self.n_docs();
         let store = self.postings.bytes();
-        let base = self.absent_constant(q);
+        let base = plan.base;
         ACC.with(|cell| {
             let acc = &mut *cell.borrow_mut();
             if acc.len() < n {
                 acc.resize(n, 0.0);
             }
-            for &(t, c) in &q.terms {
-                self.accumulate(store, t, c, &mut acc[..n]);
+            for &(t, w) in &plan.terms {
+                self.accumulate(store, t, w, kn, impacts, &mut acc[..n]);
             }
             // One branch-light scan: documents that matched nothing score
             // `base` and, ranked by id, fill in exactly as in `get_scores`.
@@ -150,50 +601,67 @@ impl Bm25Index {
             let mut theta = f32::NEG_INFINITY;
             for (d, &x) in acc[..n].iter().enumerate() {
                 let s = (x + base) as f32;
-                if s > theta {
+                if s > theta && f.ok(d as u32) {
                     top.push(d as u32, s);
                     theta = top.threshold();
                 }
             }
             acc[..n].fill(0.0);
-            self.fill(top.into_sorted(), k, base)
+            self.fill(top.into_sorted(), k, base, f)
         })
     }
 
     /// Fewer matching documents than k: the rest score the same (zero, or the
-    /// BM25L/BM25+ constant) and follow in id order.
-    fn fill(&self, mut hits: Hits, k: usize, base: f64) -> Hits {
+    /// BM25L/BM25+ constant) and follow in id order (eligible ones only).
+    fn fill<F: Filter>(&self, mut hits: Hits, k: usize, base: f64, f: F) -> Hits {
         if hits.len() < k {
+            let n = self.n_docs() as u32;
             let mut taken: Vec<u32> = hits.iter().map(|h| h.0).collect();
             taken.sort_unstable();
-            let mut next = 0u32;
+            let mut next = f.next_ok(0);
             let mut j = 0;
-            while hits.len() < k {
-                if j < taken.len() && taken[j] == next {
+            while hits.len() < k && next < n {
+                while j < taken.len() && taken[j] < next {
                     j += 1;
-                } else {
+                }
+                if j >= taken.len() || taken[j] != next {
                     hits.push((next, base as f32));
                 }
-                next += 1;
+                next = f.next_ok(next + 1);
             }
         }
         hits
     }
 
+    #[cfg(test)]
     pub(crate) fn search_maxscore(&self, q: &Query, k: usize) -> Hits {
         let k = k.min(self.n_docs());
+        let plan = self.plan(q, None).expect("local statistics are consistent");
+        self.maxscore_with(&plan, &self.kn, k, All, Stored)
+    }
+
+    fn maxscore_with<F: Filter, M: BoundMap>(
+        &self,
+        plan: &Plan,
+        kn: &[f32],
+        k: usize,
+        f: F,
+        bm: M,
+    ) -> Hits {
         let store = self.postings.bytes();
         // Terms by upper bound, ascending: MaxScore's non-essential prefix.
-        let mut terms: Vec<(f64, f64, Cursor)> = q
+        let mut terms: Vec<(f64, f64, Cursor)> = plan
             .terms
             .iter()
-            .map(|&(t, c)| {
+            .map(|&(t, w)| {
                 let info = self.terms[t as usize];
-                let w = c as f64 * self.idf(t);
-                let ub = w * info.max_tf_weight as f64;
-                (ub, w, Cursor::new(store, info.offset as usize, info.n_blocks as usize))
+                let ub = w * bm.map(info.max_tf_weight);
+                (
+                    ub,
+                    w,
+                    Cursor::new(store, info.offset as usize, info.n_blocks as usize),
+                )
             })
-            .filter(|(_, w, _)| *w > 0.0)
             .collect();
         terms.sort_by(|a, b| a.0.total_cmp(&b.0));
         let m = terms.len();
@@ -206,7 +674,7 @@ impl Bm25Index {
         }
         // Scores are ranked as the f32 the caller sees, (sum + base), so that
         // ties resolve exactly as in `get_scores`.
-        let base = self.absent_constant(q);
+        let base = plan.base;
         for p in prefix.iter_mut() {
             *p += base;
         }
@@ -221,16 +689,32 @@ impl Bm25Index {
             if d == END {
                 break;
             }
+            if !f.ok(d) {
+                // Skip ineligible documents before any scoring: jump the
+                // essential cursors to the next eligible one.
+                let e = f.next_ok(d + 1);
+                if e == END {
+                    break;
+                }
+                for t in terms[first_essential..].iter_mut() {
+                    t.2.advance(e);
+                }
+                continue;
+            }
             if top.is_full() {
                 // Block-max skip: the essential terms' block bounds hold for
                 // every doc up to the nearest block end; if even they cannot
                 // lift a doc past the threshold, jump the whole range.
                 let theta = top.threshold() as f64;
-                let mut ub = if first_essential > 0 { prefix[first_essential - 1] } else { base };
+                let mut ub = if first_essential > 0 {
+                    prefix[first_essential - 1]
+                } else {
+                    base
+                };
                 let mut boundary = END;
                 for t in &terms[first_essential..] {
                     let (b, end) = t.2.block_bound(d);
-                    ub += t.1 * b as f64;
+                    ub += t.1 * bm.map(b);
                     boundary = boundary.min(end);
                 }
                 if ub <= theta {
@@ -243,7 +727,7 @@ impl Bm25Index {
                     continue;
                 }
             }
-            let kn = self.kn[d as usize];
+            let kn = kn[d as usize];
             let mut score = base;
             for t in terms[first_essential..].iter_mut() {
                 if t.2.doc == d {
@@ -262,7 +746,7 @@ impl Bm25Index {
                 // (read from headers, nothing decoded) plus the others' bounds.
                 let rest = if i > 0 { prefix[i - 1] - base } else { 0.0 };
                 let t = &mut terms[i];
-                if score + t.1 * t.2.bound_at(d) as f64 + rest <= theta {
+                if score + t.1 * bm.map(t.2.bound_at(d)) + rest <= theta {
                     alive = false;
                     break;
                 }
@@ -284,11 +768,16 @@ impl Bm25Index {
                 }
             }
         }
-        self.fill(top.into_sorted(), k, base)
+        self.fill(top.into_sorted(), k, base, f)
     }
 
     /// Search many queries in parallel on `pool` (or rayon's global pool).
-    pub fn search_batch(&self, queries: &[Query], k: usize, pool: Option<&rayon::ThreadPool>) -> Vec<Hits> {
+    pub fn search_batch(
+        &self,
+        queries: &[Query],
+        k: usize,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Vec<Hits> {
         let run = || queries.par_iter().map(|q| self.search(q, k)).collect();
         match pool {
             Some(p) => p.install(run),
@@ -307,7 +796,12 @@ impl Bm25Index {
         let mut pairs: Vec<(u32, f32)> = q
             .terms
             .iter()
-            .map(|&(t, tf)| (t, (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32))
+            .map(|&(t, tf)| {
+                (
+                    t,
+                    (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32,
+                )
+            })
             .collect();
         pairs.sort_unstable_by_key(|p| p.0);
         pairs.into_iter().unzip()
@@ -315,7 +809,12 @@ impl Bm25Index {
 
     /// A query as a sparse vector: term id -> count.
     pub fn query_vector<S: AsRef<str>>(&self, tokens: &[S]) -> (Vec<u32>, Vec<f32>) {
-        let mut pairs: Vec<(u32, f32)> = self.query(tokens).terms.into_iter().map(|(t, c)| (t, c as f32)).collect();
+        let mut pairs: Vec<(u32, f32)> = self
+            .query(tokens)
+            .terms
+            .into_iter()
+            .map(|(t, c)| (t, c as f32))
+            .collect();
         pairs.sort_unstable_by_key(|p| p.0);
         pairs.into_iter().unzip()
     }
@@ -325,7 +824,9 @@ impl Bm25Index {
 pub fn thread_pool(threads: Option<usize>) -> Result<Option<rayon::ThreadPool>> {
     match threads {
         None => Ok(None),
-        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
+        Some(0) => Err(Error::invalid(
+            "threads must be >= 1 (or None for all cores)",
+        )),
         Some(t) => rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build()

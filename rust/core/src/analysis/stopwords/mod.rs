@@ -19,7 +19,13 @@ pub struct StopWords {
 
 impl StopWords {
     pub fn from_words<I: IntoIterator<Item = S>, S: Into<String>>(words: I) -> Self {
-        StopWords { words: words.into_iter().map(Into::into).filter(|w: &String| !w.is_empty()).collect() }
+        StopWords {
+            words: words
+                .into_iter()
+                .map(Into::into)
+                .filter(|w: &String| !w.is_empty())
+                .collect(),
+        }
     }
 
     pub fn from_list(text: &str) -> Self {
