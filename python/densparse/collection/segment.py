@@ -121,7 +121,7 @@ class Segment:
         self.row_doc = np.repeat(np.arange(len(records), dtype=np.int64), counts)
         self.first_row = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.bm25 = bm25
-        self.total_tokens = int(np.asarray(bm25.doc_lens(), dtype=np.int64).sum())
+        self.total_tokens = int(bm25.total_tokens)
         self.dense = dense
         self.sparse = sparse
         self.colbert = colbert  # (vectors [T, d] float16, offsets [n_docs + 1] int64)
@@ -144,13 +144,12 @@ class Segment:
         cfg: BuildConfig,
         progress: Optional[Callable[[int], None]] = None,
     ) -> Segment:
-        from densparse.dense import DenseIndex
-        from densparse.sparse import SparseIndex
-
         rows = [t for r in records for t in (r.text, *r.views)]
         bm25 = _core.BM25Index.from_texts(rows, cfg.analyzer, progress=progress, **cfg.bm25_params)
         dense = None
         if cfg.dense_dim is not None:
+            from densparse.dense import DenseIndex
+
             dense = DenseIndex(cfg.dense_dim, dtype=cfg.dense_dtype, metric=cfg.metric)
             vecs, row_ids, row = [], [], 0
             for r in records:
@@ -163,6 +162,8 @@ class Segment:
         sparse = None
         with_sparse = [(i, r.sparse) for i, r in enumerate(records) if r.sparse is not None]
         if with_sparse:
+            from densparse.sparse import SparseIndex
+
             sparse = SparseIndex(dtype=cfg.sparse_dtype)
             sparse.add(
                 [s for _, s in with_sparse], ids=np.asarray([i for i, _ in with_sparse], np.int64)
@@ -214,9 +215,6 @@ class Segment:
 
     @classmethod
     def load(cls, name: str, directory: Path, digests: dict[str, dict], mmap: bool) -> Segment:
-        from densparse.dense import DenseIndex
-        from densparse.sparse import SparseIndex
-
         for fname, expected in digests.items():
             check_file(directory / fname, expected)
         try:
