@@ -3,9 +3,11 @@
 //! - [`analysis`]: jieba-identical Chinese segmentation, English analysis, keywords.
 //! - [`bm25`]: BM25 variants, compressed postings, exact top-k with MaxScore pruning,
 //!   persistent index files.
+//! - [`dense`]: exact dense top-k (float32 / float16 / int8), ColBERT MaxSim.
 
 pub mod analysis;
 pub mod bm25;
+pub mod dense;
 pub mod error;
 pub mod hash;
 pub mod storage;
