@@ -19,6 +19,8 @@ use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, Stop
 use densparse_core::bm25::{thread_pool, Bm25Index, Method, Params, Query};
 use densparse_core::Error;
 
+mod dense;
+
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
 
@@ -609,5 +611,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBm25Index>()?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    dense::register(m)?;
     Ok(())
 }
