@@ -132,7 +132,7 @@ class DenseIndex:
 
     @property
     def metric(self) -> str:
-        """"ip" or "cosine"."""
+        """ "ip" or "cosine"."""
         return self._core.metric
 
     def __len__(self) -> int:
@@ -142,7 +142,10 @@ class DenseIndex:
         return isinstance(id, (int, np.integer)) and self._core.contains(int(id))
 
     def __repr__(self) -> str:
-        return f"DenseIndex(dim={self.dim}, dtype={self.dtype!r}, metric={self.metric!r}, len={len(self)})"
+        return (
+            f"DenseIndex(dim={self.dim}, dtype={self.dtype!r}, metric={self.metric!r}, "
+            f"len={len(self)})"
+        )
 
     def ids(self) -> np.ndarray:
         """Ids of the stored vectors in insertion order (int64)."""

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -16,13 +18,18 @@ use densparse_core::Error;
 use crate::to_py;
 
 type Hits<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+type Ranked<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>);
+/// (query rows, passage slices, dim)
+type MaxSimInput<'a> = (&'a [f32], Vec<&'a [f32]>, usize);
 
 fn slice2<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<&'a [f32]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))
 }
 
 fn slice1<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be contiguous")))
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be contiguous")))
 }
 
 /// Exact dense index (see `densparse.DenseIndex`). Thread-safe: searches share
@@ -55,9 +62,15 @@ impl PyDenseIndex {
     #[new]
     #[pyo3(signature = (dim, dtype="float32", metric="ip"))]
     fn new(dim: usize, dtype: &str, metric: &str) -> PyResult<Self> {
-        let idx = DenseIndex::new(dim, DType::parse(dtype).map_err(to_py)?, Metric::parse(metric).map_err(to_py)?)
-            .map_err(to_py)?;
-        Ok(PyDenseIndex { inner: Arc::new(RwLock::new(idx)) })
+        let idx = DenseIndex::new(
+            dim,
+            DType::parse(dtype).map_err(to_py)?,
+            Metric::parse(metric).map_err(to_py)?,
+        )
+        .map_err(to_py)?;
+        Ok(PyDenseIndex {
+            inner: Arc::new(RwLock::new(idx)),
+        })
     }
 
     /// Add rows [n, dim] (float32, C-contiguous); returns their ids.
@@ -82,9 +95,17 @@ impl PyDenseIndex {
         };
         let inner = self.inner.clone();
         let out = py
-            .allow_threads(|| inner.write().unwrap_or_else(|e| e.into_inner()).add(data, ids_s))
+            .allow_threads(|| {
+                inner
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(data, ids_s)
+            })
             .map_err(to_py)?;
-        Ok(PyArray1::from_vec(py, out.into_iter().map(|i| i as i64).collect()))
+        Ok(PyArray1::from_vec(
+            py,
+            out.into_iter().map(|i| i as i64).collect(),
+        ))
     }
 
     /// Top-k of each query row: (ids int64 [Q, k'], scores float32 [Q, k']).
@@ -111,7 +132,12 @@ impl PyDenseIndex {
         };
         let inner = self.inner.clone();
         let hits = py
-            .allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).search(q, k, m, threads))
+            .allow_threads(|| {
+                inner
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .search(q, k, m, threads)
+            })
             .map_err(to_py)?;
         let nq = hits.len();
         let kk = hits.first().map_or(0, |h| h.len());
@@ -124,8 +150,12 @@ impl PyDenseIndex {
             }
         }
         Ok((
-            Array2::from_shape_vec((nq, kk), ids).unwrap().into_pyarray(py),
-            Array2::from_shape_vec((nq, kk), scores).unwrap().into_pyarray(py),
+            Array2::from_shape_vec((nq, kk), ids)
+                .unwrap()
+                .into_pyarray(py),
+            Array2::from_shape_vec((nq, kk), scores)
+                .unwrap()
+                .into_pyarray(py),
         ))
     }
 
@@ -144,7 +174,11 @@ impl PyDenseIndex {
     }
 
     /// Stored vectors of ids as float32 [n, dim] (dequantised).
-    fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        ids: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let ids = slice1(&ids, "ids")?;
         let inner = self.inner.clone();
         let (v, dim) = py
@@ -156,7 +190,9 @@ impl PyDenseIndex {
                 g.get(ids).map(|v| (v, g.dim())).map_err(Failure::Core)
             })
             .map_err(fail)?;
-        Ok(Array2::from_shape_vec((ids.len(), dim), v).unwrap().into_pyarray(py))
+        Ok(Array2::from_shape_vec((ids.len(), dim), v)
+            .unwrap()
+            .into_pyarray(py))
     }
 
     /// Drop removed rows from storage now.
@@ -177,14 +213,19 @@ impl PyDenseIndex {
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let inner = self.inner.clone();
-        py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).save(&path)).map_err(to_py)
+        py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).save(&path))
+            .map_err(to_py)
     }
 
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py.allow_threads(|| DenseIndex::load(&path, mmap)).map_err(to_py)?;
-        Ok(PyDenseIndex { inner: Arc::new(RwLock::new(idx)) })
+        let idx = py
+            .allow_threads(|| DenseIndex::load(&path, mmap))
+            .map_err(to_py)?;
+        Ok(PyDenseIndex {
+            inner: Arc::new(RwLock::new(idx)),
+        })
     }
 
     fn __len__(&self) -> usize {
@@ -225,8 +266,9 @@ fn doc_arrays<'py>(docs: &Bound<'py, PyList>) -> PyResult<Vec<PyReadonlyArray2<'
     docs.iter()
         .enumerate()
         .map(|(i, d)| {
-            d.extract::<PyReadonlyArray2<'py, f32>>()
-                .map_err(|_| PyValueError::new_err(format!("doc_vecs[{i}] must be a float32 2-D array")))
+            d.extract::<PyReadonlyArray2<'py, f32>>().map_err(|_| {
+                PyValueError::new_err(format!("doc_vecs[{i}] must be a float32 2-D array"))
+            })
         })
         .collect()
 }
@@ -234,7 +276,7 @@ fn doc_arrays<'py>(docs: &Bound<'py, PyList>) -> PyResult<Vec<PyReadonlyArray2<'
 fn maxsim_inputs<'a>(
     query: &'a PyReadonlyArray2<'_, f32>,
     docs: &'a [PyReadonlyArray2<'_, f32>],
-) -> PyResult<(&'a [f32], Vec<&'a [f32]>, usize)> {
+) -> PyResult<MaxSimInput<'a>> {
     let dim = query.shape()[1];
     let q = slice2(query, "query_vecs")?;
     let mut ds = Vec::with_capacity(docs.len());
@@ -261,7 +303,9 @@ fn maxsim<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let docs = doc_arrays(doc_vecs)?;
     let (q, ds, dim) = maxsim_inputs(&query_vecs, &docs)?;
-    let s = py.allow_threads(|| dense::maxsim(q, &ds, dim, threads)).map_err(to_py)?;
+    let s = py
+        .allow_threads(|| dense::maxsim(q, &ds, dim, threads))
+        .map_err(to_py)?;
     Ok(PyArray1::from_vec(py, s))
 }
 
@@ -274,19 +318,29 @@ fn maxsim_rerank<'py>(
     doc_vecs: &Bound<'py, PyList>,
     k: Option<usize>,
     threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
+) -> PyResult<Ranked<'py>> {
     let docs = doc_arrays(doc_vecs)?;
     let (q, ds, dim) = maxsim_inputs(&query_vecs, &docs)?;
-    let (order, s) = py.allow_threads(|| dense::maxsim_rerank(q, &ds, dim, k, threads)).map_err(to_py)?;
-    Ok((PyArray1::from_vec(py, order.into_iter().map(|i| i as i64).collect()), PyArray1::from_vec(py, s)))
+    let (order, s) = py
+        .allow_threads(|| dense::maxsim_rerank(q, &ds, dim, k, threads))
+        .map_err(to_py)?;
+    Ok((
+        PyArray1::from_vec(py, order.into_iter().map(|i| i as i64).collect()),
+        PyArray1::from_vec(py, s),
+    ))
 }
 
 /// Memory read-bandwidth probe: sum of a float32 array on `threads` workers (GIL released).
 #[pyfunction]
 #[pyo3(signature = (data, threads=None))]
-fn _dense_stream_sum(py: Python<'_>, data: PyReadonlyArray1<'_, f32>, threads: Option<usize>) -> PyResult<f64> {
+fn _dense_stream_sum(
+    py: Python<'_>,
+    data: PyReadonlyArray1<'_, f32>,
+    threads: Option<usize>,
+) -> PyResult<f64> {
     let d = slice1(&data, "data")?;
-    py.allow_threads(|| dense::stream_sum(d, threads)).map_err(to_py)
+    py.allow_threads(|| dense::stream_sum(d, threads))
+        .map_err(to_py)
 }
 
 /// Name of the dot-product kernels chosen for this CPU.

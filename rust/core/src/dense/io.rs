@@ -22,12 +22,15 @@ pub const VERSION: u32 = 1;
 
 fn le_bytes<T: Copy>(x: &[T]) -> Vec<u8> {
     // SAFETY: T is f32, f16, i8 or u64: plain numbers with no padding.
-    let b = unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) };
+    let b =
+        unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) };
     if cfg!(target_endian = "little") || std::mem::size_of::<T>() == 1 {
         b.to_vec()
     } else {
         let w = std::mem::size_of::<T>();
-        b.chunks_exact(w).flat_map(|c| c.iter().rev().copied().collect::<Vec<_>>()).collect()
+        b.chunks_exact(w)
+            .flat_map(|c| c.iter().rev().copied().collect::<Vec<_>>())
+            .collect()
     }
 }
 
@@ -36,8 +39,12 @@ fn typed<T: Copy + Default>(blob: &Arc<Blob>, range: std::ops::Range<usize>) -> 
     let w = std::mem::size_of::<T>();
     let len = range.len() / w;
     let ptr = blob.as_ptr() as usize + range.start;
-    if cfg!(target_endian = "little") && ptr % std::mem::align_of::<T>() == 0 {
-        return Buf::Shared { blob: blob.clone(), start: range.start, len };
+    if cfg!(target_endian = "little") && ptr.is_multiple_of(std::mem::align_of::<T>()) {
+        return Buf::Shared {
+            blob: blob.clone(),
+            start: range.start,
+            len,
+        };
     }
     let mut v = vec![T::default(); len];
     // SAFETY: v has exactly range.len() bytes; T is a plain number type.
@@ -130,8 +137,10 @@ impl DenseIndex {
         } else {
             None
         };
-        let ids: Vec<u64> =
-            r.blob[ids_range].chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect();
+        let ids: Vec<u64> = r.blob[ids_range]
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         let mut row_of = FxHashMap::default();
         row_of.reserve(rows);
         for (i, &id) in ids.iter().enumerate() {
@@ -151,10 +160,23 @@ impl DenseIndex {
                 if scale.as_slice().iter().any(|s| !s.is_finite() || *s < 0.0) {
                     return Err(bad("int8 scale out of range"));
                 }
-                Vectors::I8 { q: typed::<i8>(&blob, vec_range), scale }
+                Vectors::I8 {
+                    q: typed::<i8>(&blob, vec_range),
+                    scale,
+                }
             }
         };
         // Owned loads (mmap=False) keep the file's bytes as the backing store too.
-        Ok(DenseIndex { dim, dtype, metric, vectors, ids, row_of, dead: vec![false; rows], n_dead: 0, next_id })
+        Ok(DenseIndex {
+            dim,
+            dtype,
+            metric,
+            vectors,
+            ids,
+            row_of,
+            dead: vec![false; rows],
+            n_dead: 0,
+            next_id,
+        })
     }
 }

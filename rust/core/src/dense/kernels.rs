@@ -52,8 +52,13 @@ pub fn available() -> Vec<&'static Kernels> {
 
 // ------------------------------------------------------------------ scalar
 
-pub static SCALAR: Kernels =
-    Kernels { name: "scalar", dot_f32: dot_f32_scalar, dot_f16: dot_f16_scalar, dot_i8: dot_i8_scalar, sum_f32: sum_scalar };
+pub static SCALAR: Kernels = Kernels {
+    name: "scalar",
+    dot_f32: dot_f32_scalar,
+    dot_f16: dot_f16_scalar,
+    dot_i8: dot_i8_scalar,
+    sum_f32: sum_scalar,
+};
 
 fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -155,12 +160,20 @@ mod x86 {
         let mut i = 0;
         while i + 32 <= n {
             for (j, s) in acc.iter_mut().enumerate() {
-                *s = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)), *s);
+                *s = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8 * j)),
+                    _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    *s,
+                );
             }
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
             i += 8;
         }
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -255,19 +268,34 @@ mod x86 {
         let mut i = 0;
         while i + 64 <= n {
             for (j, s) in acc.iter_mut().enumerate() {
-                *s = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16 * j)), _mm512_loadu_ps(pb.add(i + 16 * j)), *s);
+                *s = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16 * j)),
+                    _mm512_loadu_ps(pb.add(i + 16 * j)),
+                    *s,
+                );
             }
             i += 64;
         }
         while i + 16 <= n {
-            acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc[0]);
+            acc[0] = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i)),
+                _mm512_loadu_ps(pb.add(i)),
+                acc[0],
+            );
             i += 16;
         }
         if i < n {
             let m: __mmask16 = ((1u32 << (n - i)) - 1) as __mmask16;
-            acc[1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)), acc[1]);
+            acc[1] = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+                acc[1],
+            );
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -288,8 +316,10 @@ mod x86 {
             acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), h, acc[0]);
             i += 16;
         }
-        let mut s =
-            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+        let mut s = _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ));
         while i < n {
             s += a[i] * b[i].to_f32();
             i += 1;
@@ -317,8 +347,10 @@ mod x86 {
             acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), x, acc[0]);
             i += 16;
         }
-        let mut s =
-            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+        let mut s = _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ));
         while i < n {
             s += a[i] * b[i] as f32;
             i += 1;
@@ -338,8 +370,10 @@ mod x86 {
             }
             i += 64;
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
-            + a[i..].iter().sum::<f32>()
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        )) + a[i..].iter().sum::<f32>()
     }
 }
 
@@ -366,7 +400,11 @@ mod arm {
         let mut i = 0;
         while i + 16 <= n {
             for (j, s) in acc.iter_mut().enumerate() {
-                *s = vfmaq_f32(*s, vld1q_f32(pa.add(i + 4 * j)), vld1q_f32(pb.add(i + 4 * j)));
+                *s = vfmaq_f32(
+                    *s,
+                    vld1q_f32(pa.add(i + 4 * j)),
+                    vld1q_f32(pb.add(i + 4 * j)),
+                );
             }
             i += 16;
         }
@@ -374,7 +412,10 @@ mod arm {
             acc[0] = vfmaq_f32(acc[0], vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
             i += 4;
         }
-        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+        let mut s = vaddvq_f32(vaddq_f32(
+            vaddq_f32(acc[0], acc[1]),
+            vaddq_f32(acc[2], acc[3]),
+        ));
         while i < n {
             s += a[i] * b[i];
             i += 1;
@@ -430,7 +471,10 @@ mod arm {
             }
             i += 16;
         }
-        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + a[i..].iter().sum::<f32>()
+        vaddvq_f32(vaddq_f32(
+            vaddq_f32(acc[0], acc[1]),
+            vaddq_f32(acc[2], acc[3]),
+        )) + a[i..].iter().sum::<f32>()
     }
 }
 
@@ -439,7 +483,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -452,7 +498,9 @@ mod tests {
             assert_eq!(kernels().name, "avx512f");
         }
         let mut seed = 7u64;
-        for &d in &[1usize, 2, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 383, 384, 385, 768, 1023] {
+        for &d in &[
+            1usize, 2, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 383, 384, 385, 768, 1023,
+        ] {
             let q: Vec<f32> = (0..d).map(|_| lcg(&mut seed)).collect();
             let x: Vec<f32> = (0..d).map(|_| lcg(&mut seed)).collect();
             let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
@@ -463,10 +511,26 @@ mod tests {
             let rs: f64 = x.iter().map(|&v| v as f64).sum();
             let tol = 1e-5 * (d as f64).sqrt() + 1e-6;
             for k in &ks {
-                assert!(((k.dot_f32)(&q, &x) as f64 - r32).abs() < tol, "{} f32 d={d}", k.name);
-                assert!(((k.dot_f16)(&q, &h) as f64 - r16).abs() < tol, "{} f16 d={d}", k.name);
-                assert!(((k.dot_i8)(&q, &b) as f64 - r8).abs() < tol * 127.0, "{} i8 d={d}", k.name);
-                assert!(((k.sum_f32)(&x) as f64 - rs).abs() < tol, "{} sum d={d}", k.name);
+                assert!(
+                    ((k.dot_f32)(&q, &x) as f64 - r32).abs() < tol,
+                    "{} f32 d={d}",
+                    k.name
+                );
+                assert!(
+                    ((k.dot_f16)(&q, &h) as f64 - r16).abs() < tol,
+                    "{} f16 d={d}",
+                    k.name
+                );
+                assert!(
+                    ((k.dot_i8)(&q, &b) as f64 - r8).abs() < tol * 127.0,
+                    "{} i8 d={d}",
+                    k.name
+                );
+                assert!(
+                    ((k.sum_f32)(&x) as f64 - rs).abs() < tol,
+                    "{} sum d={d}",
+                    k.name
+                );
             }
         }
     }

@@ -48,7 +48,9 @@ impl DType {
             "float32" | "f32" => Ok(DType::F32),
             "float16" | "f16" => Ok(DType::F16),
             "int8" | "i8" => Ok(DType::I8),
-            _ => Err(Error::invalid(format!("unknown dtype {s:?}: expected \"float32\", \"float16\" or \"int8\""))),
+            _ => Err(Error::invalid(format!(
+                "unknown dtype {s:?}: expected \"float32\", \"float16\" or \"int8\""
+            ))),
         }
     }
     pub fn name(self) -> &'static str {
@@ -70,7 +72,9 @@ impl DType {
         self as u32
     }
     fn from_code(c: u32) -> Option<Self> {
-        [DType::F32, DType::F16, DType::I8].into_iter().find(|d| d.code() == c)
+        [DType::F32, DType::F16, DType::I8]
+            .into_iter()
+            .find(|d| d.code() == c)
     }
 }
 
@@ -85,7 +89,9 @@ impl Metric {
         match s {
             "ip" | "dot" => Ok(Metric::Ip),
             "cosine" | "cos" => Ok(Metric::Cosine),
-            _ => Err(Error::invalid(format!("unknown metric {s:?}: expected \"ip\" or \"cosine\""))),
+            _ => Err(Error::invalid(format!(
+                "unknown metric {s:?}: expected \"ip\" or \"cosine\""
+            ))),
         }
     }
     pub fn name(self) -> &'static str {
@@ -101,7 +107,11 @@ impl Metric {
 /// A typed array, owned or a zero-copy view into a loaded file.
 pub(crate) enum Buf<T> {
     Owned(Vec<T>),
-    Shared { blob: Arc<Blob>, start: usize, len: usize },
+    Shared {
+        blob: Arc<Blob>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl<T: Copy> Buf<T> {
@@ -143,8 +153,10 @@ pub fn quantize_i8(x: &[f32], out: &mut Vec<i8>) -> f32 {
         return 0.0;
     }
     let scale = m / 127.0;
-    let inv = 127.0 / m;
-    out.extend(x.iter().map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8));
+    out.extend(
+        x.iter()
+            .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+    );
     scale
 }
 
@@ -159,7 +171,10 @@ impl Eq for Entry {}
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // The heap's maximum is the worst hit: lower score, then higher id.
-        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.id.cmp(&other.id))
     }
 }
 impl PartialOrd for Entry {
@@ -177,7 +192,10 @@ pub struct TopK64 {
 
 impl TopK64 {
     pub fn new(k: usize) -> Self {
-        TopK64 { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK64 {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
     /// A hit must score at least this to possibly enter (ties are decided by id in `push`).
     #[inline]
@@ -209,7 +227,12 @@ impl TopK64 {
     }
     /// Best first, padded to `len` with (-1, -inf).
     pub fn into_padded(self, len: usize) -> Vec<(i64, f32)> {
-        let mut v: Vec<(i64, f32)> = self.heap.into_sorted_vec().into_iter().map(|e| (e.id as i64, e.score)).collect();
+        let mut v: Vec<(i64, f32)> = self
+            .heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|e| (e.id as i64, e.score))
+            .collect();
         v.resize(len, (-1, f32::NEG_INFINITY));
         v
     }
@@ -223,7 +246,9 @@ pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Sen
     static POOLS: Mutex<Option<HashMap<usize, Arc<rayon::ThreadPool>>>> = Mutex::new(None);
     match threads {
         None => Ok(f()),
-        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
+        Some(0) => Err(Error::invalid(
+            "threads must be >= 1 (or None for all cores)",
+        )),
         Some(t) => {
             let pool = {
                 let mut g = POOLS.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,7 +260,9 @@ pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Sen
                             rayon::ThreadPoolBuilder::new()
                                 .num_threads(t)
                                 .build()
-                                .map_err(|e| Error::invalid(format!("cannot start {t} threads: {e}")))?,
+                                .map_err(|e| {
+                                    Error::invalid(format!("cannot start {t} threads: {e}"))
+                                })?,
                         );
                         map.insert(t, p.clone());
                         p
@@ -264,7 +291,9 @@ fn normalize_rows(x: &mut [f32], dim: usize, what: &str) -> Result<()> {
     for (i, row) in x.chunks_exact_mut(dim).enumerate() {
         let n = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
         if n == 0.0 {
-            return Err(Error::invalid(format!("{what} row {i} is all zeros: it has no direction for the cosine metric")));
+            return Err(Error::invalid(format!(
+                "{what} row {i} is all zeros: it has no direction for the cosine metric"
+            )));
         }
         let inv = (1.0 / n) as f32;
         row.iter_mut().for_each(|v| *v *= inv);
@@ -323,12 +352,17 @@ impl DenseIndex {
             return Err(Error::invalid("dim must be >= 1"));
         }
         if dim > (1 << 20) {
-            return Err(Error::invalid(format!("dim={dim} is too large (at most 1048576)")));
+            return Err(Error::invalid(format!(
+                "dim={dim} is too large (at most 1048576)"
+            )));
         }
         let vectors = match dtype {
             DType::F32 => Vectors::F32(Buf::Owned(Vec::new())),
             DType::F16 => Vectors::F16(Buf::Owned(Vec::new())),
-            DType::I8 => Vectors::I8 { q: Buf::Owned(Vec::new()), scale: Buf::Owned(Vec::new()) },
+            DType::I8 => Vectors::I8 {
+                q: Buf::Owned(Vec::new()),
+                scale: Buf::Owned(Vec::new()),
+            },
         };
         Ok(DenseIndex {
             dim,
@@ -380,29 +414,42 @@ impl DenseIndex {
     }
     /// Live ids in row (insertion) order.
     pub fn ids(&self) -> Vec<u64> {
-        self.ids.iter().zip(&self.dead).filter(|(_, &d)| !d).map(|(&i, _)| i).collect()
+        self.ids
+            .iter()
+            .zip(&self.dead)
+            .filter(|(_, &d)| !d)
+            .map(|(&i, _)| i)
+            .collect()
     }
     pub fn contains(&self, id: u64) -> bool {
         self.row_of.contains_key(&id)
     }
     /// First id of `ids` that is not in the index.
     pub fn first_missing(&self, ids: &[i64]) -> Option<i64> {
-        ids.iter().copied().find(|&i| i < 0 || !self.row_of.contains_key(&(i as u64)))
+        ids.iter()
+            .copied()
+            .find(|&i| i < 0 || !self.row_of.contains_key(&(i as u64)))
     }
 
     /// Add `data` (n rows of `dim`, row-major); `ids` default to the next
     /// sequential ids. All checks run before anything changes.
     pub fn add(&mut self, data: &[f32], ids: Option<&[i64]>) -> Result<Vec<u64>> {
         let dim = self.dim;
-        if data.len() % dim != 0 {
-            return Err(Error::invalid(format!("vectors have {} values, not a multiple of dim={dim}", data.len())));
+        if !data.len().is_multiple_of(dim) {
+            return Err(Error::invalid(format!(
+                "vectors have {} values, not a multiple of dim={dim}",
+                data.len()
+            )));
         }
         let n = data.len() / dim;
         check_finite(data, dim, "vectors")?;
         let new_ids: Vec<u64> = match ids {
             Some(ids) => {
                 if ids.len() != n {
-                    return Err(Error::invalid(format!("got {} ids for {n} vectors", ids.len())));
+                    return Err(Error::invalid(format!(
+                        "got {} ids for {n} vectors",
+                        ids.len()
+                    )));
                 }
                 let mut seen = FxHashMap::default();
                 seen.reserve(n);
@@ -411,7 +458,9 @@ impl DenseIndex {
                         return Err(Error::invalid(format!("ids[{i}] = {id}: ids must be >= 0")));
                     }
                     if self.row_of.contains_key(&(id as u64)) {
-                        return Err(Error::invalid(format!("ids[{i}] = {id} is already in the index")));
+                        return Err(Error::invalid(format!(
+                            "ids[{i}] = {id} is already in the index"
+                        )));
                     }
                     if seen.insert(id, i).is_some() {
                         return Err(Error::invalid(format!("id {id} appears twice in ids")));
@@ -420,8 +469,14 @@ impl DenseIndex {
                 ids.iter().map(|&i| i as u64).collect()
             }
             None => {
-                if self.next_id.checked_add(n as u64).is_none_or(|e| e > i64::MAX as u64) {
-                    return Err(Error::invalid("no more sequential ids: pass ids explicitly"));
+                if self
+                    .next_id
+                    .checked_add(n as u64)
+                    .is_none_or(|e| e > i64::MAX as u64)
+                {
+                    return Err(Error::invalid(
+                        "no more sequential ids: pass ids explicitly",
+                    ));
                 }
                 (self.next_id..self.next_id + n as u64).collect()
             }
@@ -545,10 +600,18 @@ impl DenseIndex {
         let dim = self.dim;
         match &self.vectors {
             Vectors::F32(b) => out.extend_from_slice(&b.as_slice()[r * dim..(r + 1) * dim]),
-            Vectors::F16(b) => out.extend(b.as_slice()[r * dim..(r + 1) * dim].iter().map(|h| h.to_f32())),
+            Vectors::F16(b) => out.extend(
+                b.as_slice()[r * dim..(r + 1) * dim]
+                    .iter()
+                    .map(|h| h.to_f32()),
+            ),
             Vectors::I8 { q, scale } => {
                 let s = scale.as_slice()[r];
-                out.extend(q.as_slice()[r * dim..(r + 1) * dim].iter().map(|&v| v as f32 * s))
+                out.extend(
+                    q.as_slice()[r * dim..(r + 1) * dim]
+                        .iter()
+                        .map(|&v| v as f32 * s),
+                )
             }
         }
     }
@@ -562,14 +625,16 @@ impl DenseIndex {
         if queries.is_empty() {
             return Err(Error::invalid("no queries given"));
         }
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(Error::invalid(format!(
                 "queries have {} values, not a multiple of dim={dim}",
                 queries.len()
             )));
         }
         if self.is_empty() {
-            return Err(Error::invalid("the index is empty: add vectors before searching"));
+            return Err(Error::invalid(
+                "the index is empty: add vectors before searching",
+            ));
         }
         check_finite(queries, dim, "queries")?;
         let mut q = queries.to_vec();
@@ -593,26 +658,43 @@ impl DenseIndex {
         let q = self.prepare_queries(queries, k)?;
         let kk = k.min(self.len());
         let nq = q.len() / self.dim;
-        let el = Eligible { dead: (self.n_dead > 0).then_some(&self.dead[..]), mask, ids: &self.ids };
+        let el = Eligible {
+            dead: (self.n_dead > 0).then_some(&self.dead[..]),
+            mask,
+            ids: &self.ids,
+        };
         with_threads(threads, || {
             let tops = if nq >= GEMM_MIN_QUERIES {
                 self.search_gemm(&q, kk, &el, threads == Some(1))
             } else {
-                q.chunks_exact(self.dim).map(|qr| self.search_one(qr, kk, &el, threads == Some(1))).collect()
+                q.chunks_exact(self.dim)
+                    .map(|qr| self.search_one(qr, kk, &el, threads == Some(1)))
+                    .collect()
             };
             tops.into_iter().map(|t| t.into_padded(kk)).collect()
         })
     }
 
     /// Force a path (tests and benchmarks): `gemm` true = matrix product.
-    pub fn search_with_path(&self, queries: &[f32], k: usize, gemm: bool) -> Result<Vec<Vec<(i64, f32)>>> {
+    pub fn search_with_path(
+        &self,
+        queries: &[f32],
+        k: usize,
+        gemm: bool,
+    ) -> Result<Vec<Vec<(i64, f32)>>> {
         let q = self.prepare_queries(queries, k)?;
         let kk = k.min(self.len());
-        let el = Eligible { dead: (self.n_dead > 0).then_some(&self.dead[..]), mask: None, ids: &self.ids };
+        let el = Eligible {
+            dead: (self.n_dead > 0).then_some(&self.dead[..]),
+            mask: None,
+            ids: &self.ids,
+        };
         let tops = if gemm {
             self.search_gemm(&q, kk, &el, false)
         } else {
-            q.chunks_exact(self.dim).map(|qr| self.search_one(qr, kk, &el, false)).collect()
+            q.chunks_exact(self.dim)
+                .map(|qr| self.search_one(qr, kk, &el, false))
+                .collect()
         };
         Ok(tops.into_iter().map(|t| t.into_padded(kk)).collect())
     }
@@ -704,7 +786,11 @@ impl DenseIndex {
             conv: Vec<f32>,
             scores: Vec<f32>,
         }
-        let new_state = || State { tops: vec![TopK64::new(k); nq], conv: Vec::new(), scores: Vec::new() };
+        let new_state = || State {
+            tops: vec![TopK64::new(k); nq],
+            conv: Vec::new(),
+            scores: Vec::new(),
+        };
         let step = |mut st: State, b: usize| -> State {
             let lo = b * br;
             let hi = ((b + 1) * br).min(n);
@@ -719,7 +805,8 @@ impl DenseIndex {
                 }
                 Vectors::I8 { q: qb, scale } => {
                     st.conv.clear();
-                    st.conv.extend(qb.as_slice()[lo * dim..hi * dim].iter().map(|&v| v as f32));
+                    st.conv
+                        .extend(qb.as_slice()[lo * dim..hi * dim].iter().map(|&v| v as f32));
                     (&st.conv, Some(&scale.as_slice()[lo..hi]))
                 }
             };
@@ -777,7 +864,10 @@ impl DenseIndex {
         let st = if serial {
             (0..blocks).fold(new_state(), step)
         } else {
-            (0..blocks).into_par_iter().fold(new_state, step).reduce(new_state, merge)
+            (0..blocks)
+                .into_par_iter()
+                .fold(new_state, step)
+                .reduce(new_state, merge)
         };
         st.tops
     }
@@ -787,20 +877,29 @@ impl DenseIndex {
 
 /// ColBERT late-interaction score of one query (m rows) against passages:
 /// `(1/m) * sum_i max_j dot(q_i, p_j)`. `docs[i]` holds n_i rows of `dim`.
-pub fn maxsim(query: &[f32], docs: &[&[f32]], dim: usize, threads: Option<usize>) -> Result<Vec<f32>> {
+pub fn maxsim(
+    query: &[f32],
+    docs: &[&[f32]],
+    dim: usize,
+    threads: Option<usize>,
+) -> Result<Vec<f32>> {
     if dim == 0 {
         return Err(Error::invalid("vectors must have at least one column"));
     }
-    if query.is_empty() || query.len() % dim != 0 {
-        return Err(Error::invalid("query_vecs must be a non-empty [m, dim] array"));
+    if query.is_empty() || !query.len().is_multiple_of(dim) {
+        return Err(Error::invalid(
+            "query_vecs must be a non-empty [m, dim] array",
+        ));
     }
     check_finite(query, dim, "query_vecs")?;
     for (i, d) in docs.iter().enumerate() {
         if d.is_empty() {
             return Err(Error::invalid(format!("doc_vecs[{i}] has no rows")));
         }
-        if d.len() % dim != 0 {
-            return Err(Error::invalid(format!("doc_vecs[{i}] does not have dim={dim} columns")));
+        if !d.len().is_multiple_of(dim) {
+            return Err(Error::invalid(format!(
+                "doc_vecs[{i}] does not have dim={dim} columns"
+            )));
         }
         check_finite(d, dim, &format!("doc_vecs[{i}]"))?;
     }
@@ -811,7 +910,10 @@ pub fn maxsim(query: &[f32], docs: &[&[f32]], dim: usize, threads: Option<usize>
             let kn = kernels();
             let mut total = 0f64;
             for qr in query.chunks_exact(dim) {
-                let best = d.chunks_exact(dim).map(|p| (kn.dot_f32)(qr, p)).fold(f32::NEG_INFINITY, f32::max);
+                let best = d
+                    .chunks_exact(dim)
+                    .map(|p| (kn.dot_f32)(qr, p))
+                    .fold(f32::NEG_INFINITY, f32::max);
                 total += best as f64;
             }
             return (total / m as f64) as f32;
@@ -841,7 +943,10 @@ pub fn maxsim(query: &[f32], docs: &[&[f32]], dim: usize, threads: Option<usize>
                 gemm::Parallelism::None,
             );
         }
-        let total: f64 = buf.chunks_exact(n).map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64).sum();
+        let total: f64 = buf
+            .chunks_exact(n)
+            .map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64)
+            .sum();
         (total / m as f64) as f32
     };
     with_threads(threads, || {
@@ -849,7 +954,9 @@ pub fn maxsim(query: &[f32], docs: &[&[f32]], dim: usize, threads: Option<usize>
             let mut buf = Vec::new();
             docs.iter().map(|d| one(&mut buf, d)).collect()
         } else {
-            docs.par_iter().map_init(Vec::new, |buf, d| one(buf, d)).collect()
+            docs.par_iter()
+                .map_init(Vec::new, |buf, d| one(buf, d))
+                .collect()
         }
     })
 }
@@ -880,7 +987,9 @@ pub fn stream_sum(data: &[f32], threads: Option<usize>) -> Result<f64> {
         if threads == Some(1) {
             (kn.sum_f32)(data) as f64
         } else {
-            data.par_chunks(1 << 20).map(|c| (kn.sum_f32)(c) as f64).sum()
+            data.par_chunks(1 << 20)
+                .map(|c| (kn.sum_f32)(c) as f64)
+                .sum()
         }
     })
 }
