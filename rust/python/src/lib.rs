@@ -21,8 +21,6 @@ use densparse_core::Error;
 
 mod dense;
 
-mod dense;
-
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
 
@@ -613,7 +611,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBm25Index>()?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    dense::register(m)?;
     dense::register(m)?;
     Ok(())
 }
