@@ -441,3 +441,20 @@ def test_bad_input():
     with pytest.raises(ValueError, match="float16 range"):
         h.add(np.array([1e6, 0.0]))
     assert len(h) == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_float16_input(dtype, metric):
+    x = rand(300, 12, 40).astype(np.float16)
+    a, b = DenseIndex(12, dtype=dtype, metric=metric), DenseIndex(12, dtype=dtype, metric=metric)
+    a.add(x)
+    b.add(x.astype(np.float32))
+    np.testing.assert_array_equal(a.get(np.arange(300)), b.get(np.arange(300)))
+    bad = x.copy()
+    bad[3, 4] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        a.add(bad)
+    with pytest.raises(ValueError, match="dim=12"):
+        a.add(np.ones((2, 5), dtype=np.float16))
+    assert len(a) == 300

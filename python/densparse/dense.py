@@ -162,7 +162,18 @@ class DenseIndex:
         NaN or infinite values, a wrong width, and duplicate or negative ids raise
         ValueError before anything is added.
         """
-        arr, _ = _rows(vectors, self.dim, "vectors")
+        raw = np.asarray(vectors)
+        if raw.dtype == np.float16 and raw.ndim in (1, 2):
+            # float16 goes to Rust as is (no float32 copy); float16 storage keeps it.
+            arr = np.ascontiguousarray(raw.reshape(1, -1) if raw.ndim == 1 else raw)
+            if arr.shape[1] != self.dim:
+                raise ValueError(
+                    f"vectors have {arr.shape[1]} columns but the index has dim={self.dim}"
+                )
+            if arr.shape[0] == 0:
+                raise ValueError("vectors is empty")
+        else:
+            arr, _ = _rows(raw, self.dim, "vectors")
         id_arr = None
         if ids is not None:
             id_arr = _id_array(ids)

@@ -8,11 +8,11 @@ use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use densparse_core::dense::{self, DType, DenseIndex, Metric};
+use densparse_core::dense::{self, DType, DenseIndex, Metric, Rows, F16};
 use densparse_core::Error;
 
 use crate::to_py;
@@ -73,22 +73,43 @@ impl PyDenseIndex {
         })
     }
 
-    /// Add rows [n, dim] (float32, C-contiguous); returns their ids.
+    /// Add rows [n, dim] (float32 or float16, C-contiguous: read in place); returns their ids.
     #[pyo3(signature = (vectors, ids=None))]
     fn add<'py>(
         &self,
         py: Python<'py>,
-        vectors: PyReadonlyArray2<'py, f32>,
+        vectors: &Bound<'py, PyAny>,
         ids: Option<PyReadonlyArray1<'py, i64>>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let dim = self.read().dim();
-        if vectors.shape()[1] != dim {
+        let a32 = vectors.extract::<PyReadonlyArray2<'py, f32>>().ok();
+        let a16 = if a32.is_some() {
+            None
+        } else {
+            Some(
+                vectors
+                    .extract::<PyReadonlyArray2<'py, F16>>()
+                    .map_err(|_| {
+                        PyTypeError::new_err("vectors must be a 2-D float32 or float16 array")
+                    })?,
+            )
+        };
+        let cols = a32
+            .as_ref()
+            .map_or_else(|| a16.as_ref().unwrap().shape()[1], |a| a.shape()[1]);
+        if cols != dim {
             return Err(PyValueError::new_err(format!(
-                "vectors have {} columns but the index has dim={dim}",
-                vectors.shape()[1]
+                "vectors have {cols} columns but the index has dim={dim}"
             )));
         }
-        let data = slice2(&vectors, "vectors")?;
+        let rows = match (&a32, &a16) {
+            (Some(a), _) => Rows::F32(slice2(a, "vectors")?),
+            (None, Some(a)) => Rows::F16(
+                a.as_slice()
+                    .map_err(|_| PyValueError::new_err("vectors must be C-contiguous"))?,
+            ),
+            (None, None) => unreachable!(),
+        };
         let ids_s = match &ids {
             Some(a) => Some(slice1(a, "ids")?),
             None => None,
@@ -99,7 +120,7 @@ impl PyDenseIndex {
                 inner
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .add(data, ids_s)
+                    .add_rows(rows, ids_s)
             })
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(

@@ -139,6 +139,15 @@ impl<T: Copy> Buf<T> {
     }
 }
 
+/// Input rows for [`DenseIndex::add_rows`].
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+pub use half::f16 as F16;
+
 pub(crate) enum Vectors {
     F32(Buf<f32>),
     F16(Buf<f16>),
@@ -241,11 +250,12 @@ impl TopK64 {
 // ------------------------------------------------------------------ thread pools
 
 /// Run `f` with `threads` workers: None = rayon's global pool, Some(1) = this
-/// thread only, Some(n) = a cached pool of n threads.
+/// thread only (callers take their serial paths then; no pool hand-off), Some(n)
+/// = a cached pool of n threads.
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
     static POOLS: Mutex<Option<HashMap<usize, Arc<rayon::ThreadPool>>>> = Mutex::new(None);
     match threads {
-        None => Ok(f()),
+        None | Some(1) => Ok(f()),
         Some(0) => Err(Error::invalid(
             "threads must be >= 1 (or None for all cores)",
         )),
@@ -434,15 +444,36 @@ impl DenseIndex {
     /// Add `data` (n rows of `dim`, row-major); `ids` default to the next
     /// sequential ids. All checks run before anything changes.
     pub fn add(&mut self, data: &[f32], ids: Option<&[i64]>) -> Result<Vec<u64>> {
+        self.add_rows(Rows::F32(data), ids)
+    }
+
+    /// [`add`](Self::add) for float32 or float16 input; float16 rows go into
+    /// float16 storage (inner-product metric) without a float32 detour.
+    pub fn add_rows(&mut self, rows_in: Rows, ids: Option<&[i64]>) -> Result<Vec<u64>> {
         let dim = self.dim;
-        if !data.len().is_multiple_of(dim) {
+        let len = match rows_in {
+            Rows::F32(d) => d.len(),
+            Rows::F16(d) => d.len(),
+        };
+        if !len.is_multiple_of(dim) {
             return Err(Error::invalid(format!(
-                "vectors have {} values, not a multiple of dim={dim}",
-                data.len()
+                "vectors have {len} values, not a multiple of dim={dim}"
             )));
         }
-        let n = data.len() / dim;
-        check_finite(data, dim, "vectors")?;
+        let n = len / dim;
+        match rows_in {
+            Rows::F32(d) => check_finite(d, dim, "vectors")?,
+            Rows::F16(d) => {
+                if let Some(p) = d.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::invalid(format!(
+                        "vectors row {} has a non-finite value ({}) at column {}",
+                        p / dim,
+                        d[p],
+                        p % dim
+                    )));
+                }
+            }
+        }
         let new_ids: Vec<u64> = match ids {
             Some(ids) => {
                 if ids.len() != n {
@@ -484,6 +515,20 @@ impl DenseIndex {
         if self.ids.len() + n > u32::MAX as usize {
             return Err(Error::invalid("an index holds at most 4294967295 rows"));
         }
+        if let (Rows::F16(d), DType::F16, Metric::Ip) = (rows_in, self.dtype, self.metric) {
+            if let Vectors::F16(b) = &mut self.vectors {
+                b.owned().extend_from_slice(d);
+            }
+            return Ok(self.commit_ids(new_ids));
+        }
+        let widened: Vec<f32>;
+        let data: &[f32] = match rows_in {
+            Rows::F32(d) => d,
+            Rows::F16(d) => {
+                widened = d.iter().map(|h| h.to_f32()).collect();
+                &widened
+            }
+        };
         let normalized = if self.metric == Metric::Cosine {
             let mut v = data.to_vec();
             normalize_rows(&mut v, dim, "vectors")?;
@@ -517,15 +562,20 @@ impl DenseIndex {
                 }
             }
         }
+        Ok(self.commit_ids(new_ids))
+    }
+
+    /// Record the ids of rows just appended to storage.
+    fn commit_ids(&mut self, new_ids: Vec<u64>) -> Vec<u64> {
         let base = self.ids.len() as u32;
-        self.row_of.reserve(n);
+        self.row_of.reserve(new_ids.len());
         for (i, &id) in new_ids.iter().enumerate() {
             self.row_of.insert(id, base + i as u32);
             self.next_id = self.next_id.max(id + 1);
         }
         self.ids.extend_from_slice(&new_ids);
         self.dead.resize(self.ids.len(), false);
-        Ok(new_ids)
+        new_ids
     }
 
     /// Remove ids (all must be present and distinct; checked first). Storage

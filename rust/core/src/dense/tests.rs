@@ -191,3 +191,35 @@ fn int8_error_bound() {
         assert!((a - *b as f32 * s).abs() <= m / 254.0 * 1.0001);
     }
 }
+
+#[test]
+#[ignore]
+fn kernel_speed() {
+    for d in [384usize, 768] {
+        let n = 1000;
+        let x = rand_vecs(n, d, 1);
+        let q = rand_vecs(1, d, 2);
+        let k = kernels::kernels();
+        let t = std::time::Instant::now();
+        let mut s = 0f32;
+        for _ in 0..1000 {
+            for r in 0..n {
+                s += (k.dot_f32)(&q, &x[r * d..(r + 1) * d]);
+            }
+        }
+        println!(
+            "d={d} kernel only: {:.1} ns/row ({s})",
+            t.elapsed().as_nanos() as f64 / 1e6
+        );
+        let mut idx = DenseIndex::new(d, DType::F32, Metric::Ip).unwrap();
+        idx.add(&x, None).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..1000 {
+            std::hint::black_box(idx.search(&q, 10, None, Some(1)).unwrap());
+        }
+        println!(
+            "d={d} search: {:.1} ns/row",
+            t.elapsed().as_nanos() as f64 / 1e6
+        );
+    }
+}
