@@ -151,6 +151,11 @@ impl DenseIndex {
                 return Err(bad("duplicate id"));
             }
         }
+        #[cfg(target_os = "linux")]
+        if let Blob::Mapped(m) = &r.blob {
+            // Best effort: huge pages for the mapped vectors where the kernel supports it.
+            let _ = m.advise(memmap2::Advice::HugePage);
+        }
         let blob = Arc::new(r.blob);
         let vectors = match dtype {
             DType::F32 => Vectors::F32(typed::<f32>(&blob, vec_range)),
