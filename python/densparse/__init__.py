@@ -19,6 +19,7 @@ from densparse._core import CorruptIndexError, __version__
 from densparse.analysis import Analyzer
 from densparse.bm25 import BM25
 from densparse.collection import Collection, Hit
+from densparse.dense import DenseIndex, maxsim, maxsim_rerank
 from densparse.fusion import FusedResult, fuse
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -28,8 +29,11 @@ __all__ = [
     "Analyzer",
     "Collection",
     "CorruptIndexError",
+    "DenseIndex",
     "FusedResult",
     "Hit",
     "__version__",
     "fuse",
+    "maxsim",
+    "maxsim_rerank",
 ]

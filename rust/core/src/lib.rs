@@ -4,9 +4,11 @@
 //! - [`bm25`]: BM25 variants, compressed postings, exact top-k with MaxScore pruning,
 //!   persistent index files.
 //! - [`fusion`]: result-list fusion for hybrid search (RRF, weighted, BGE-M3 mean).
+//! - [`dense`]: exact dense top-k (float32 / float16 / int8), ColBERT MaxSim.
 
 pub mod analysis;
 pub mod bm25;
+pub mod dense;
 pub mod error;
 pub mod fusion;
 pub mod hash;

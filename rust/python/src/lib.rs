@@ -24,6 +24,7 @@ use densparse_core::bm25::{
 use densparse_core::Error;
 
 mod fusion;
+mod dense;
 
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
@@ -903,5 +904,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fusion::register(m)?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    dense::register(m)?;
     Ok(())
 }
