@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod bm25;
 pub mod error;
 pub mod hash;
+pub mod sparse;
 pub mod storage;
 pub mod topk;
 
