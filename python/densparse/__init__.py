@@ -18,7 +18,8 @@ import logging
 from densparse._core import CorruptIndexError, __version__
 from densparse.analysis import Analyzer
 from densparse.bm25 import BM25
+from densparse.sparse import SparseIndex
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["BM25", "Analyzer", "CorruptIndexError", "__version__"]
+__all__ = ["BM25", "Analyzer", "CorruptIndexError", "SparseIndex", "__version__"]

@@ -19,6 +19,8 @@ use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, Stop
 use densparse_core::bm25::{thread_pool, Bm25Index, Method, Params, Query};
 use densparse_core::Error;
 
+mod sparse;
+
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
 
@@ -607,6 +609,7 @@ impl PyBm25Index {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAnalyzer>()?;
     m.add_class::<PyBm25Index>()?;
+    sparse::register(m)?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
