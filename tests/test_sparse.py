@@ -80,7 +80,8 @@ def assert_topk(ids, scores, ref_ids, ref_scores, S_by_id=None, exact_ids=True):
         # Ties within float noise may order differently: check the scores of the ids.
         for qi in range(ids.shape[0]):
             ok = ids[qi] >= 0
-            np.testing.assert_allclose(scores[qi][ok], S_by_id(qi, ids[qi][ok]), rtol=1e-5, atol=1e-6)
+            want = S_by_id(qi, ids[qi][ok])
+            np.testing.assert_allclose(scores[qi][ok], want, rtol=1e-5, atol=1e-6)
             assert len(set(ids[qi][ok].tolist())) == ok.sum()
 
 
@@ -159,7 +160,8 @@ def test_pruned_equals_exhaustive_adversarial(dtype):
     ix = build(X, dtype)
     Xs = stored_matrix(ix, np.arange(3000), V)
     # Long queries (up to every term), few-term queries on the frequent terms, ties.
-    qs = [zipf_csr(1, V, n, seed=s, dyadic=True) for s, n in zip(range(30), rng.integers(1, 300, 30))]
+    lens = rng.integers(1, 300, 30)
+    qs = [zipf_csr(1, V, n, seed=s, dyadic=True) for s, n in enumerate(lens)]
     qs.append(sp.csr_matrix(np.eye(1, V, 0, dtype=np.float32)))
     qs.append(sp.csr_matrix((np.ones(V, np.float32), np.arange(V), [0, V]), shape=(1, V)))
     Q = sp.vstack(qs).tocsr()
@@ -173,8 +175,7 @@ def test_pruned_equals_exhaustive_adversarial(dtype):
 def csr_to_pairs(X):
     X = X.tocsr()
     return [
-        (X.indices[X.indptr[i] : X.indptr[i + 1]].copy(), X.data[X.indptr[i] : X.indptr[i + 1]].copy())
-        for i in range(X.shape[0])
+        (X.indices[a:b].copy(), X.data[a:b].copy()) for a, b in zip(X.indptr[:-1], X.indptr[1:])
     ]
 
 
@@ -266,7 +267,7 @@ def test_bm25_vectors_give_bm25_search():
 def test_doc_top_n_keeps_largest_with_ties_by_lower_term():
     ix = SparseIndex(doc_top_n=3)
     ix.add([([9, 1, 5, 3, 7], [0.5, 0.5, 0.9, 0.1, 0.5]), ([2], [1.0])])
-    (t0, w0), (t1, w1) = ix.get([0, 1])
+    (t0, w0), (t1, _) = ix.get([0, 1])
     np.testing.assert_array_equal(t0, [1, 5, 7])
     np.testing.assert_allclose(w0, [0.5, 0.9, 0.5])
     np.testing.assert_array_equal(t1, [2])
@@ -371,7 +372,8 @@ def test_remove_and_add_interleaved(dtype):
             live[int(d)] = pos + i
         pos += chunk.shape[0]
         if step % 2 == 0 and live:
-            rm = rng.choice(list(live), size=min(len(live), int(rng.integers(1, 120))), replace=False)
+            n_rm = min(len(live), int(rng.integers(1, 120)))
+            rm = rng.choice(list(live), size=n_rm, replace=False)
             ix.remove(rm)
             for d in rm:
                 del live[int(d)]
@@ -380,7 +382,7 @@ def test_remove_and_add_interleaved(dtype):
         Xs = stored_matrix(ix, keys, V)
         for k in (1, 10, 50):
             ids, sc = ix.search(Q, k=k)
-            r_ids, r_sc, S = reference(Xs, keys, Q, k)
+            r_ids, r_sc, _ = reference(Xs, keys, Q, k)
             assert_topk(ids, sc, r_ids, r_sc)
             assert np.isin(ids[ids >= 0], keys).all()
     np.testing.assert_array_equal(np.sort(ix.ids()), np.array(sorted(live)))

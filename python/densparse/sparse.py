@@ -14,6 +14,8 @@ from densparse import _core
 
 DTYPES = ("float32", "float16", "uint8")
 SearchResult = tuple[np.ndarray, np.ndarray]
+_EMPTY_I = np.zeros(0, np.int64)
+_EMPTY_F = np.zeros(0, np.float32)
 
 
 def _is_scipy_sparse(x: Any) -> bool:
@@ -84,8 +86,8 @@ def _pairs_parts(pairs: Sequence[Any], what: str) -> tuple[np.ndarray, np.ndarra
             raise TypeError(f"{what} {i}: indices must be integers, not {ind.dtype}")
         if val.size and val.dtype.kind not in "fiub":
             raise TypeError(f"{what} {i}: values must be numbers, not {val.dtype}")
-        idx_parts.append(ind.astype(np.int64, copy=False) if ind.size else np.zeros(0, np.int64))
-        val_parts.append(val.astype(np.float32, copy=False) if val.size else np.zeros(0, np.float32))
+        idx_parts.append(ind.astype(np.int64, copy=False) if ind.size else _EMPTY_I)
+        val_parts.append(val.astype(np.float32, copy=False) if val.size else _EMPTY_F)
     lens = np.fromiter((a.shape[0] for a in idx_parts), dtype=np.int64, count=len(idx_parts))
     indptr = np.zeros(len(idx_parts) + 1, dtype=np.int64)
     np.cumsum(lens, out=indptr[1:])

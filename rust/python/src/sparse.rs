@@ -71,9 +71,10 @@ fn csr_rows(
 fn dict_key(k: &Bound<'_, PyAny>, doc: usize, what: &str) -> PyResult<i64> {
     if let Ok(s) = k.downcast::<PyString>() {
         let s = s.to_cow()?;
-        return s.trim().parse::<i64>().map_err(|_| {
-            PyValueError::new_err(format!("{what} {doc}: key {s:?} is not an integer token id"))
-        });
+        return s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| PyValueError::new_err(format!("{what} {doc}: key {s:?} is not an integer token id")));
     }
     if k.is_instance_of::<pyo3::types::PyBool>() {
         return Err(PyTypeError::new_err(format!("{what} {doc}: key {k} is a bool, not a token id")));
@@ -95,16 +96,16 @@ fn dict_rows(py: Python<'_>, dicts: &Bound<'_, PyAny>, top_n: Option<usize>, wha
     let mut indices: Vec<i64> = Vec::new();
     let mut values: Vec<f32> = Vec::new();
     for (doc, d) in list.iter().enumerate() {
-        let d = d
-            .downcast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err(format!("{what} {doc} is {}, expected a dict", d.get_type().name().unwrap())))?;
+        let d = d.downcast::<PyDict>().map_err(|_| {
+            PyTypeError::new_err(format!("{what} {doc} is {}, expected a dict", d.get_type().name().unwrap()))
+        })?;
         indices.reserve(d.len());
         values.reserve(d.len());
         for (k, v) in d.iter() {
             indices.push(dict_key(&k, doc, what)?);
-            let w: f64 = v.extract().map_err(|_| {
-                PyTypeError::new_err(format!("{what} {doc}: weight of key {k} is not a number"))
-            })?;
+            let w: f64 = v
+                .extract()
+                .map_err(|_| PyTypeError::new_err(format!("{what} {doc}: weight of key {k} is not a number")))?;
             values.push(w as f32);
         }
         indptr.push(indices.len() as i64);
@@ -159,7 +160,12 @@ impl PySparseIndex {
         }
     }
 
-    fn add_rows<'py>(&self, py: Python<'py>, rows: Vec<SparseVec>, ids: Option<Vec<i64>>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    fn add_rows<'py>(
+        &self,
+        py: Python<'py>,
+        rows: Vec<SparseVec>,
+        ids: Option<Vec<i64>>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let out = py.allow_threads(|| self.write().add_rows(rows, ids.as_deref())).map_err(to_py)?;
         Ok(PyArray1::from_vec(py, out.into_iter().map(|i| i as i64).collect()))
     }
@@ -178,12 +184,13 @@ impl PySparseIndex {
         if k < 1 {
             return Err(PyValueError::new_err(format!("k must be >= 1, got {k}")));
         }
-        let mask_arr: Option<PyReadonlyArray1<'_, u8>> = match mask {
-            Some(m) if !m.is_none() => Some(
-                m.extract().map_err(|_| PyTypeError::new_err("mask must be a 1-D uint8 (or bool viewed as uint8) numpy array"))?,
-            ),
-            _ => None,
-        };
+        let mask_arr: Option<PyReadonlyArray1<'_, u8>> =
+            match mask {
+                Some(m) if !m.is_none() => Some(m.extract().map_err(|_| {
+                    PyTypeError::new_err("mask must be a 1-D uint8 (or bool viewed as uint8) numpy array")
+                })?),
+                _ => None,
+            };
         let mask_slice = match &mask_arr {
             Some(a) => Some(slice(a, "mask")?),
             None => None,

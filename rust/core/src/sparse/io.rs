@@ -76,16 +76,7 @@ impl SparseIndex {
         let bad = |what: &str| Error::corrupt(path, format!("corrupt sparse index: {what}"));
         let mut c = Cursor::new(r.bytes("config")?);
         let vals: Option<Vec<u64>> = (|| {
-            Some(vec![
-                c.u32()? as u64,
-                c.u32()? as u64,
-                c.u64()?,
-                c.u64()?,
-                c.u64()?,
-                c.u64()?,
-                c.u64()?,
-                c.u64()?,
-            ])
+            Some(vec![c.u32()? as u64, c.u32()? as u64, c.u64()?, c.u64()?, c.u64()?, c.u64()?, c.u64()?, c.u64()?])
         })();
         let v = vals.ok_or_else(|| bad("short config section"))?;
         let dtype = Dtype::from_code(v[0] as u32).ok_or_else(|| bad("unknown dtype"))?;
@@ -110,7 +101,8 @@ impl SparseIndex {
         }
         let deleted: Vec<u64> = db.chunks_exact(8).map(|x| u64::from_le_bytes(x.try_into().unwrap())).collect();
         let count: usize = deleted.iter().map(|w| w.count_ones() as usize).sum();
-        if count != n_deleted || (n_rows % 64 != 0 && deleted.last().is_some_and(|w| w >> (n_rows % 64) != 0)) {
+        if count != n_deleted || (!n_rows.is_multiple_of(64) && deleted.last().is_some_and(|w| w >> (n_rows % 64) != 0))
+        {
             return Err(bad("tombstone count"));
         }
         let mut rows_of = FxHashMap::default();
@@ -151,7 +143,10 @@ impl SparseIndex {
             expect_off = off.checked_add(len).ok_or_else(|| bad("segment table"))?;
             specs.push((base as u32, nr as u32, ft as usize, nt as usize, off as usize, len as usize));
         }
-        if expect_base as usize != n_rows || expect_term as usize * 32 != tb.len() || expect_off as usize != prange.len() {
+        if expect_base as usize != n_rows
+            || expect_term as usize * 32 != tb.len()
+            || expect_off as usize != prange.len()
+        {
             return Err(bad("segments do not cover the rows, terms and postings"));
         }
         let mut tc = Cursor::new(tb);

@@ -117,7 +117,8 @@ pub fn encode_term(docs: &[u32], weights: &[f32], dtype: Dtype, scale: f32, out:
 /// last doc id of the term.
 pub fn validate_term(store: &[u8], m: &TermMeta, dtype: Dtype) -> Result<u32, String> {
     let (offset, n_blocks, df) = (m.offset as usize, m.n_blocks as usize, m.df as usize);
-    let hdr_end = offset.checked_add(n_blocks.checked_mul(HEADER).ok_or("block count overflow")?).ok_or("offset overflow")?;
+    let hdr_end =
+        offset.checked_add(n_blocks.checked_mul(HEADER).ok_or("block count overflow")?).ok_or("offset overflow")?;
     if hdr_end > store.len() {
         return Err("postings header past end".into());
     }

@@ -163,7 +163,7 @@ impl SparseIndex {
                 }
             }
         }
-        if n % 64 != 0 {
+        if !n.is_multiple_of(64) {
             if let Some(last) = bits.last_mut() {
                 *last &= (1u64 << (n % 64)) - 1;
             }

@@ -75,7 +75,8 @@ fn pruned_equals_exhaustive_all_dtypes() {
 #[test]
 fn fill_and_padding() {
     let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
-    let d: Vec<SparseVec> = vec![(vec![1], vec![1.0]), (vec![2], vec![2.0]), (vec![], vec![]), (vec![1, 2], vec![0.5, 0.5])];
+    let d: Vec<SparseVec> =
+        vec![(vec![1], vec![1.0]), (vec![2], vec![2.0]), (vec![], vec![]), (vec![1, 2], vec![0.5, 0.5])];
     idx.add_rows(d, None).unwrap();
     let q = (vec![2], vec![1.0]);
     let h = idx.search(&q, &SearchOptions { k: 10, ..Default::default() }, None).unwrap();
