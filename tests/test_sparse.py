@@ -13,6 +13,14 @@ from densparse import CorruptIndexError, SparseIndex
 sp = pytest.importorskip("scipy.sparse")
 
 DTYPES = ["float32", "float16", "uint8"]
+# Search strategies (same results): "maxscore" forces block-max MaxScore on every segment,
+# "auto" lets small segments (all of these tests' indexes) go term at a time.
+STRATEGIES = ["maxscore", "auto"]
+
+
+def set_strategy(ix: SparseIndex, strategy: str) -> SparseIndex:
+    ix._idx._set_dense_rows(0 if strategy == "maxscore" else 1 << 16)
+    return ix
 
 
 # --------------------------------------------------------------------------- helpers
@@ -93,11 +101,12 @@ def build(X, dtype="float32", **kw):
 
 # --------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_parity_with_scipy_on_stored_weights(dtype):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_parity_with_scipy_on_stored_weights(dtype, strategy):
     V = 3000
     X = zipf_csr(4000, V, 40, seed=1)
     Q = zipf_csr(60, V, 25, seed=2)
-    ix = build(X, dtype)
+    ix = set_strategy(build(X, dtype), strategy)
     assert len(ix) == 4000 and ix.dtype == dtype
     ids_all = np.arange(4000)
     Xs = stored_matrix(ix, ids_all, V)
@@ -149,7 +158,8 @@ def test_quantisation_error_bound_vs_float32(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_pruned_equals_exhaustive_adversarial(dtype):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_pruned_equals_exhaustive_adversarial(dtype, strategy):
     """Frequent terms, heavy ties (dyadic weights, exact sums), long queries."""
     V = 500
     rng = np.random.default_rng(5)
@@ -157,7 +167,7 @@ def test_pruned_equals_exhaustive_adversarial(dtype):
     X[:, 0] = 0.125  # a term in every document
     X[::2, 1] = 0.5  # another in half of them
     X = X.tocsr().astype(np.float32)
-    ix = build(X, dtype)
+    ix = set_strategy(build(X, dtype), strategy)
     Xs = stored_matrix(ix, np.arange(3000), V)
     # Long queries (up to every term), few-term queries on the frequent terms, ties.
     lens = rng.integers(1, 300, 30)
@@ -317,11 +327,12 @@ def test_query_pruning_semantics():
 
 
 # --------------------------------------------------------------------------- masks, fill
-def test_masks_fill_and_padding():
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_masks_fill_and_padding(strategy):
     V = 300
     X = zipf_csr(500, V, 5, seed=13)
     X = sp.vstack([X, sp.csr_matrix((3, V), dtype=np.float32)]).tocsr()  # empty docs
-    ix = build(X)
+    ix = set_strategy(build(X), strategy)
     Q = zipf_csr(15, V, 3, seed=14)
     rng = np.random.default_rng(15)
     ids_all = np.arange(503)
@@ -345,10 +356,11 @@ def test_masks_fill_and_padding():
 
 # --------------------------------------------------------------------------- mutation
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
-def test_remove_and_add_interleaved(dtype):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_remove_and_add_interleaved(dtype, strategy):
     V = 400
     rng = np.random.default_rng(16)
-    ix = SparseIndex(dtype=dtype)
+    ix = set_strategy(SparseIndex(dtype=dtype), strategy)
     live = {}  # id -> row of the CSR X_all
     X_all = zipf_csr(3000, V, 15, seed=17)
     pos = 0
@@ -471,7 +483,7 @@ def test_concurrent_searches_while_adding():
     X = zipf_csr(6000, V, 20, seed=24)
     Q = zipf_csr(40, V, 10, seed=25)
     S = (X.astype(np.float64) @ Q.astype(np.float64).T).toarray().T.astype(np.float32)
-    ix = SparseIndex()
+    ix = set_strategy(SparseIndex(), "maxscore")
     ix.add(X[:1000])
     errors = []
     done = threading.Event()
@@ -512,9 +524,12 @@ def test_many_threads_and_single_thread_agree():
     a = ix.search(Q, k=10, threads=1)
     b = ix.search(Q, k=10, threads=4)
     c = ix.search(Q, k=10)
-    for x, y, z in zip(a, b, c):
+    set_strategy(ix, "maxscore")
+    d = ix.search(Q, k=10)
+    for x, y, z, w in zip(a, b, c, d):
         np.testing.assert_array_equal(x, y)
         np.testing.assert_array_equal(x, z)
+        np.testing.assert_allclose(x, w, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- bad input

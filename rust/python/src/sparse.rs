@@ -324,6 +324,12 @@ impl PySparseIndex {
         PyList::new(py, items)
     }
 
+    /// Testing hook: segments up to `rows` rows are searched term at a time,
+    /// larger ones with MaxScore (0 forces MaxScore everywhere). Same results.
+    fn _set_dense_rows(&self, py: Python<'_>, rows: usize) {
+        py.allow_threads(|| self.write().set_dense_rows(rows))
+    }
+
     /// Live ids in insertion order.
     fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
         let v = py.allow_threads(|| self.read().ids());

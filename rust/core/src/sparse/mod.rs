@@ -434,6 +434,8 @@ pub struct SparseIndex {
     next_id: u64,
     /// 1 + largest term id seen.
     vocab_size: usize,
+    /// Segments up to this many rows are searched term at a time (not saved).
+    dense_rows: usize,
 }
 
 impl SparseIndex {
@@ -453,7 +455,14 @@ impl SparseIndex {
             by_id: Vec::new(),
             next_id: 0,
             vocab_size: 0,
+            dense_rows: search::DENSE_ROWS,
         })
+    }
+
+    /// Segments up to `rows` rows are searched term at a time, larger ones
+    /// with MaxScore (results are the same; tests force each strategy).
+    pub fn set_dense_rows(&mut self, rows: usize) {
+        self.dense_rows = rows;
     }
 
     pub fn dtype(&self) -> Dtype {

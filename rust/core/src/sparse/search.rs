@@ -10,6 +10,14 @@ use super::postings::{for_each_block, Cursor, END};
 use super::{Segment, SparseIndex, SparseVec};
 use crate::error::{Error, Result};
 
+/// Segments up to this many rows are searched term at a time.
+pub const DENSE_ROWS: usize = 1 << 16;
+
+thread_local! {
+    /// Dense score accumulator (kept zeroed between queries).
+    static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Ranked hits of one query: (id, score), best first; -1 / -inf pads rows
 /// with fewer eligible documents than k.
 pub type Hits = Vec<(i64, f32)>;
@@ -244,7 +252,11 @@ impl SparseIndex {
         let mut top = IdTop::new(k);
         if k > 0 {
             for seg in &self.segments {
-                self.search_segment(seg, q, &mut top, el);
+                if seg.n_rows as usize <= self.dense_rows {
+                    self.search_segment_dense(seg, q, &mut top, el);
+                } else {
+                    self.search_segment(seg, q, &mut top, el);
+                }
             }
         }
         self.finish(top, k, el)
@@ -279,6 +291,50 @@ impl SparseIndex {
             hits.resize(k, (-1, f32::NEG_INFINITY));
         }
         hits
+    }
+
+    /// Term at a time into a per-thread accumulator, then one scan of the
+    /// segment's rows: cheaper than document-at-a-time merging on small
+    /// segments, where a scan of every row costs little.
+    fn search_segment_dense(&self, seg: &Segment, q: &[(u32, f32)], top: &mut IdTop, el: &Eligible) {
+        let store = seg.store.bytes();
+        let n = seg.n_rows as usize;
+        ACC.with(|cell| {
+            let acc = &mut *cell.borrow_mut();
+            if acc.len() < n {
+                acc.resize(n, 0.0);
+            }
+            let acc = &mut acc[..n];
+            let mut any = false;
+            for &(t, qw) in q {
+                if let Some(m) = seg.find(t) {
+                    any = true;
+                    let qw = qw as f64;
+                    for_each_block(store, m, self.dtype, |docs, ws| {
+                        for (&d, &w) in docs.iter().zip(ws) {
+                            acc[d as usize] += qw * w as f64;
+                        }
+                    });
+                }
+            }
+            if !any {
+                return;
+            }
+            let base = seg.base;
+            for (d, x) in acc.iter_mut().enumerate() {
+                if *x > 0.0 {
+                    let s = *x as f32;
+                    *x = 0.0;
+                    let row = base + d as u32;
+                    if s > 0.0 && el.ok(row) && !self.is_deleted(row) {
+                        let id = self.ids[row as usize];
+                        if top.accepts(s, id) {
+                            top.push(s, id);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Block-max MaxScore over one segment, feeding the shared heap.

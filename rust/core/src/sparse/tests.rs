@@ -32,18 +32,23 @@ fn docs(n: usize, vocab: u64, seed: u64, dyadic: bool) -> Vec<SparseVec> {
         .collect()
 }
 
-fn check_equal(idx: &SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<&[u8]>) {
-    for q in queries {
-        let a = idx.search(q, opts, mask).unwrap();
-        let b = idx.search_exhaustive(q, opts, mask).unwrap();
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0), "{a:?} vs {b:?}");
+fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<&[u8]>) {
+    // Both strategies: MaxScore everywhere, then term at a time everywhere.
+    for dense_rows in [0, usize::MAX] {
+        idx.set_dense_rows(dense_rows);
+        for q in queries {
+            let a = idx.search(q, opts, mask).unwrap();
+            let b = idx.search_exhaustive(q, opts, mask).unwrap();
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0), "{a:?} vs {b:?}");
+            }
+            let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
+            let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
+            assert_eq!(ai, bi, "query {q:?}");
         }
-        let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
-        let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
-        assert_eq!(ai, bi, "query {q:?}");
     }
+    idx.set_dense_rows(search::DENSE_ROWS);
 }
 
 #[test]
@@ -59,15 +64,15 @@ fn pruned_equals_exhaustive_all_dtypes() {
             idx.add_rows(d[2600..].to_vec(), Some(&ids)).unwrap();
             let qs = docs(150, 3000, 11, dyadic);
             for k in [1, 10, 100] {
-                check_equal(&idx, &qs, &SearchOptions { k, ..Default::default() }, None);
+                check_equal(&mut idx, &qs, &SearchOptions { k, ..Default::default() }, None);
             }
             let rm: Vec<i64> = (0..500).map(|i| i * 3).collect();
             idx.remove(&rm).unwrap();
-            check_equal(&idx, &qs, &SearchOptions { k: 10, ..Default::default() }, None);
+            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, None);
             let mask: Vec<u8> = (0..60_000).map(|i| (i % 3 != 0) as u8).collect();
-            check_equal(&idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
+            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
             idx.compact();
-            check_equal(&idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
+            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
         }
     }
 }
