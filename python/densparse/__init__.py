@@ -21,6 +21,7 @@ from densparse.bm25 import BM25
 from densparse.collection import Collection, Hit
 from densparse.dense import DenseIndex, maxsim, maxsim_rerank
 from densparse.fusion import FusedResult, fuse
+from densparse.sparse import SparseIndex
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -32,6 +33,7 @@ __all__ = [
     "DenseIndex",
     "FusedResult",
     "Hit",
+    "SparseIndex",
     "__version__",
     "fuse",
     "maxsim",

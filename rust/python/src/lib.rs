@@ -25,6 +25,7 @@ use densparse_core::Error;
 
 mod fusion;
 mod dense;
+mod sparse;
 
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
@@ -902,6 +903,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyAnalyzer>()?;
     m.add_class::<PyBm25Index>()?;
     fusion::register(m)?;
+    sparse::register(m)?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     dense::register(m)?;

@@ -3,7 +3,7 @@
 
 mod build;
 mod io;
-mod postings;
+pub(crate) mod postings;
 mod scoring;
 mod search;
 

@@ -40,11 +40,11 @@ impl PostingsStore {
 }
 
 #[inline]
-fn bits_for(max: u32) -> u8 {
+pub(crate) fn bits_for(max: u32) -> u8 {
     (32 - max.leading_zeros()) as u8
 }
 
-fn pack(values: &[u32], bits: u8, out: &mut Vec<u8>) {
+pub(crate) fn pack(values: &[u32], bits: u8, out: &mut Vec<u8>) {
     if bits == 0 {
         return;
     }
@@ -66,7 +66,7 @@ fn pack(values: &[u32], bits: u8, out: &mut Vec<u8>) {
 
 /// Unpack `n` values of `bits` bits from `data` (which has 8 readable bytes past the packed ones).
 #[inline]
-fn unpack(data: &[u8], bits: u8, n: usize, out: &mut [u32; BLOCK]) {
+pub(crate) fn unpack(data: &[u8], bits: u8, n: usize, out: &mut [u32; BLOCK]) {
     if bits == 0 {
         out[..n].fill(0);
         return;

@@ -1,0 +1,115 @@
+use super::*;
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn zipf(&mut self, v: u64) -> u64 {
+        let u = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        ((v as f64).powf(u) - 1.0) as u64
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() % 1_000_000) as f32 / 1_000_000.0
+    }
+}
+
+/// Random documents; `dyadic` weights are multiples of 1/8 (exact sums, many ties).
+fn docs(n: usize, vocab: u64, seed: u64, dyadic: bool) -> Vec<SparseVec> {
+    let mut r = Lcg(seed);
+    (0..n)
+        .map(|_| {
+            let len = r.next() % 40;
+            let mut m = std::collections::BTreeMap::new();
+            for _ in 0..len {
+                let t = r.zipf(vocab) as u32;
+                let w = if dyadic { (1 + r.next() % 4) as f32 / 8.0 } else { 0.01 + r.unit() * 3.0 };
+                m.insert(t, w);
+            }
+            m.into_iter().unzip()
+        })
+        .collect()
+}
+
+fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<&[u8]>) {
+    // Both strategies: MaxScore everywhere, then term at a time everywhere.
+    for dense_rows in [0, usize::MAX] {
+        idx.set_dense_rows(dense_rows);
+        for q in queries {
+            let a = idx.search(q, opts, mask).unwrap();
+            let b = idx.search_exhaustive(q, opts, mask).unwrap();
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0), "{a:?} vs {b:?}");
+            }
+            let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
+            let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
+            assert_eq!(ai, bi, "query {q:?}");
+        }
+    }
+    idx.set_dense_rows(search::DENSE_ROWS);
+}
+
+#[test]
+fn pruned_equals_exhaustive_all_dtypes() {
+    for dyadic in [false, true] {
+        for dtype in [Dtype::F32, Dtype::F16, Dtype::U8] {
+            let mut idx = SparseIndex::new(dtype, None).unwrap();
+            let d = docs(5000, 3000, 3, dyadic);
+            // Several adds (segments and merges), some with shuffled ids.
+            idx.add_rows(d[..2000].to_vec(), None).unwrap();
+            idx.add_rows(d[2000..2600].to_vec(), None).unwrap();
+            let ids: Vec<i64> = (0..2400).map(|i| 100_000 - i as i64 * 3).collect();
+            idx.add_rows(d[2600..].to_vec(), Some(&ids)).unwrap();
+            let qs = docs(150, 3000, 11, dyadic);
+            for k in [1, 10, 100] {
+                check_equal(&mut idx, &qs, &SearchOptions { k, ..Default::default() }, None);
+            }
+            let rm: Vec<i64> = (0..500).map(|i| i * 3).collect();
+            idx.remove(&rm).unwrap();
+            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, None);
+            let mask: Vec<u8> = (0..60_000).map(|i| (i % 3 != 0) as u8).collect();
+            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
+            idx.compact();
+            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
+        }
+    }
+}
+
+#[test]
+fn fill_and_padding() {
+    let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
+    let d: Vec<SparseVec> =
+        vec![(vec![1], vec![1.0]), (vec![2], vec![2.0]), (vec![], vec![]), (vec![1, 2], vec![0.5, 0.5])];
+    idx.add_rows(d, None).unwrap();
+    let q = (vec![2], vec![1.0]);
+    let h = idx.search(&q, &SearchOptions { k: 10, ..Default::default() }, None).unwrap();
+    assert_eq!(h, vec![(1, 2.0), (3, 0.5), (0, 0.0), (2, 0.0)]);
+    let mask = [1u8, 0, 1];
+    let h = idx.search(&q, &SearchOptions { k: 10, ..Default::default() }, Some(&mask)).unwrap();
+    assert_eq!(h, vec![(0, 0.0), (2, 0.0), (-1, f32::NEG_INFINITY), (-1, f32::NEG_INFINITY)]);
+}
+
+#[test]
+fn save_load_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.idx");
+    let mut idx = SparseIndex::new(Dtype::U8, Some(20)).unwrap();
+    idx.add_rows(docs(3000, 500, 5, false), None).unwrap();
+    idx.add_rows(docs(100, 500, 6, false), None).unwrap();
+    idx.remove(&[5, 7, 9]).unwrap();
+    idx.save(&p).unwrap();
+    let qs = docs(50, 500, 8, false);
+    let o = SearchOptions { k: 10, ..Default::default() };
+    for mmap in [false, true] {
+        let l = SparseIndex::load(&p, mmap).unwrap();
+        assert_eq!(l.len(), idx.len());
+        for q in &qs {
+            assert_eq!(l.search(q, &o, None).unwrap(), idx.search(q, &o, None).unwrap());
+        }
+    }
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+    assert!(matches!(SparseIndex::load(&p, true), Err(Error::Corrupt { .. })));
+}
