@@ -223,16 +223,15 @@ class Segment:
         except (ValueError, UnicodeDecodeError) as e:
             raise _core.CorruptIndexError(f"{directory / RECORDS}: unreadable ({e})") from None
         bm25 = _core.BM25Index.load(str(directory / BM25_FILE), mmap=mmap)
-        dense = (
-            DenseIndex.load(directory / DENSE_FILE, mmap=mmap)
-            if (directory / DENSE_FILE).exists()
-            else None
-        )
-        sparse = (
-            SparseIndex.load(directory / SPARSE_FILE, mmap=mmap)
-            if (directory / SPARSE_FILE).exists()
-            else None
-        )
+        dense = sparse = None
+        if (directory / DENSE_FILE).exists():
+            from densparse.dense import DenseIndex
+
+            dense = DenseIndex.load(directory / DENSE_FILE, mmap=mmap)
+        if (directory / SPARSE_FILE).exists():
+            from densparse.sparse import SparseIndex
+
+            sparse = SparseIndex.load(directory / SPARSE_FILE, mmap=mmap)
         colbert = None
         if COLBERT_FILE in digests:
             mode = "r" if mmap else None
