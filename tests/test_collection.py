@@ -505,3 +505,64 @@ def test_chinese_collection_and_public_exports(tmp_path: Path) -> None:
     assert c.search(text="押金", k=2, filter={"type": "劳动"}) == []
     assert densparse.Collection is Collection
     assert os.path.exists(tmp_path / "zh" / "manifest.json")
+
+
+def test_colbert_rescoring_joins_the_fusion(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    c = Collection.create(tmp_path / "cb", analyzer=en(), colbert_dim=6)
+    recs = []
+    for i, t in enumerate(make_texts(30, seed=4)):
+        m = rng.standard_normal((int(rng.integers(1, 9)), 6)).astype(np.float32)
+        recs.append(
+            {
+                "id": f"c{i}",
+                "text": t,
+                "colbert": m,
+                "sparse": {
+                    str(j): float(rng.random()) + 0.1 for j in rng.choice(20, 3, replace=False)
+                },
+            }
+        )
+    c.add(recs)
+    qc = rng.standard_normal((4, 6)).astype(np.float32)
+    qs = {"1": 0.7, "5": 0.4, "9": 1.0}  # FlagEmbedding lexical_weights: str token ids
+    hits = c.search(text="apple", sparse=qs, colbert=qc, k=30, candidates=30)
+    assert set(hits[0].scores) == {"bm25", "sparse", "colbert"}
+    by_id = {r["id"]: r for r in recs}
+    for h in hits:
+        m = by_id[h.id]["colbert"].astype(np.float16).astype(np.float32)  # stored as float16
+        want = float((qc @ m.T).max(axis=1).mean())
+        assert h.scores["colbert"] == pytest.approx(want, rel=1e-5, abs=1e-6)
+    got = c.get("c3")
+    np.testing.assert_allclose(got["colbert"], recs[3]["colbert"], atol=1e-2)
+    idx, val = got["sparse"]
+    assert dict(zip(idx.tolist(), val.tolist())) == pytest.approx(
+        {int(k): v for k, v in recs[3]["sparse"].items()}
+    )
+
+
+def test_real_data_scifact_segments_and_sparse_bm25_vectors(
+    tmp_path: Path, scifact_corpus: list[dict]
+) -> None:
+    """On SciFact: a 3-segment Collection's BM25 route equals one BM25 index, and a
+    SparseIndex over BM25 document vectors equals BM25 search."""
+    from conftest import DATA, read_jsonl
+
+    texts = [(d.get("title", "") + " " + d["text"]).strip() for d in scifact_corpus]
+    queries = [q["text"] for q in read_jsonl(DATA / "scifact" / "queries.jsonl")][:60]
+    ref = BM25(analyzer=en()).index(texts)
+    c = Collection.create(tmp_path / "sf", analyzer=en(), auto_merge=False)
+    third = len(texts) // 3 + 1
+    for s in range(0, len(texts), third):
+        c.add([{"id": str(i), "text": texts[i]} for i in range(s, min(s + third, len(texts)))])
+    assert c.stats()["segments"] == 3
+    sp = densparse.SparseIndex()
+    sp.add(ref.encode_documents(texts))
+    for q in queries:
+        ids, scores = ref.search(q, k=10)
+        hits = c.search(text=q, mode="bm25", k=10)
+        assert [int(h.id) for h in hits] == ids[scores > 0].tolist()
+        np.testing.assert_allclose([h.score for h in hits], scores[scores > 0], rtol=1e-5)
+        sids, sscores = sp.search(ref.encode_queries([q])[0], k=10)
+        np.testing.assert_allclose(sscores, scores, rtol=1e-5)
+        assert sids.tolist() == ids.tolist()
