@@ -316,7 +316,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--docs", type=int, default=1_000_000)
     p.add_argument("--nnz", type=float, default=100.0, help="median non-zeros per document")
     p.add_argument("--vocabs", default="30000,250000", help="comma-separated vocabulary sizes")
-    p.add_argument("--queries", type=int, default=500, help="queries for densparse")
+    p.add_argument("--queries", type=int, default=400, help="queries for densparse")
     p.add_argument("--peer-queries", type=int, default=30, help="queries timed for scipy/CSC")
     p.add_argument("--no-csc", action="store_true", help="skip the CSC accumulation peer")
     p.add_argument("--reps", type=int, default=3, help="timed runs per densparse measurement")
