@@ -351,10 +351,12 @@ impl SparseIndex {
     fn search_segment(&self, seg: &Segment, q: &[(u32, f32)], top: &mut IdTop, el: &Eligible) {
         let store = seg.store.bytes();
         let dtype = self.dtype;
-        // Prune only when a bound is below the threshold; with ids increasing
-        // along rows an equal bound loses the tie too.
+        // With ids increasing along rows a document whose bound equals the
+        // threshold loses the tie, so it can be pruned.
         let strict = self.ids_sorted;
-        let prunable = |ub: f64, theta: f64| ub < theta || (strict && ub <= theta);
+        // Otherwise an equal f32 score may still win on a lower id: keep a
+        // margin larger than the rounding of the f64 sum to f32.
+        let prunable = |ub: f64, theta: f64| if strict { ub <= theta } else { ub * (1.0 + 1e-6) < theta };
         let mut terms: Vec<(f64, Cursor)> = q
             .iter()
             .filter_map(|&(t, qw)| Some((qw as f64, Cursor::new(store, seg.find(t)?, dtype))))
@@ -409,9 +411,9 @@ impl SparseIndex {
                 let words = (hi - lo).div_ceil(64) as usize;
                 let mut theta = top.threshold() as f64;
                 let ne_bound = if ne > 0 { prefix[ne - 1] } else { 0.0 };
-                for wi in 0..words {
-                    let mut x = touched[wi];
-                    touched[wi] = 0;
+                for (wi, tw) in touched.iter_mut().enumerate().take(words) {
+                    let mut x = *tw;
+                    *tw = 0;
                     while x != 0 {
                         let o = wi * 64 + x.trailing_zeros() as usize;
                         x &= x - 1;
