@@ -262,6 +262,18 @@ def render(args, info, results, t_total) -> str:
     ]
     if args.quick:
         lines.append("- **--quick run: tiny sizes, the numbers mean nothing.**")
+    else:
+        lines.append(
+            f"- Scope: nothing cut ({args.docs:,} documents for each vocabulary); scipy and "
+            "the CSC peer are timed on fewer queries only because each takes ~0.1 s."
+        )
+    load = info.get("loadavg") or (0.0,)
+    if load[0] >= 0.5 * (info.get("usable_cores") or 1):
+        lines.append(
+            f"- Note: the machine was shared with other jobs (load average {load[0]:.2f} at the "
+            f"start on {info.get('usable_cores')} cores): the all-threads rows compete with them "
+            "and understate scaling; single-thread rows are affected less."
+        )
     for res in results:
         v = res["vocab"]
         lines += ["", f"### Vocabulary {v:,}", ""]
