@@ -262,6 +262,18 @@ def render(args, info, results, t_total) -> str:
     ]
     if args.quick:
         lines.append("- **--quick run: tiny sizes, the numbers mean nothing.**")
+    else:
+        lines.append(
+            f"- Scope: nothing cut ({args.docs:,} documents for each vocabulary); scipy and "
+            "the CSC peer are timed on fewer queries only because each takes ~0.1 s."
+        )
+    load = info.get("loadavg") or (0.0,)
+    if load[0] >= 0.5 * (info.get("usable_cores") or 1):
+        lines.append(
+            f"- Note: the machine was shared with other jobs (load average {load[0]:.2f} at the "
+            f"start on {info.get('usable_cores')} cores): the all-threads rows compete with them "
+            "and understate scaling; single-thread rows are affected less."
+        )
     for res in results:
         v = res["vocab"]
         lines += ["", f"### Vocabulary {v:,}", ""]
@@ -316,7 +328,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--docs", type=int, default=1_000_000)
     p.add_argument("--nnz", type=float, default=100.0, help="median non-zeros per document")
     p.add_argument("--vocabs", default="30000,250000", help="comma-separated vocabulary sizes")
-    p.add_argument("--queries", type=int, default=500, help="queries for densparse")
+    p.add_argument("--queries", type=int, default=400, help="queries for densparse")
     p.add_argument("--peer-queries", type=int, default=30, help="queries timed for scipy/CSC")
     p.add_argument("--no-csc", action="store_true", help="skip the CSC accumulation peer")
     p.add_argument("--reps", type=int, default=3, help="timed runs per densparse measurement")

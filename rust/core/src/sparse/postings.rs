@@ -291,6 +291,73 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Upper bound of this term's weights over docs `< hi` from the cursor
+    /// on (max of the overlapping blocks' bounds; 0 if none), from headers.
+    #[inline]
+    pub fn window_bound(&self, hi: u32) -> f32 {
+        if self.doc >= hi {
+            return 0.0;
+        }
+        let mut m = 0f32;
+        let mut bi = self.block;
+        while bi < self.n_blocks {
+            let h = self.header(bi);
+            m = m.max(f32::from_le_bytes(h[4..8].try_into().unwrap()));
+            if u32::from_le_bytes(h[0..4].try_into().unwrap()) >= hi {
+                break;
+            }
+            bi += 1;
+        }
+        m
+    }
+
+    #[inline]
+    fn ensure_weights(&mut self) {
+        if !self.ws_decoded {
+            let h = self.header(self.block);
+            let n = self.len;
+            let data = self.region + u32::from_le_bytes(h[8..12].try_into().unwrap()) as usize;
+            let doc_bytes = (n * h[12] as usize).div_ceil(8);
+            decode_weights(self.store, data + doc_bytes, n, self.dtype, self.scale, &mut self.ws);
+            self.ws_decoded = true;
+        }
+    }
+
+    /// Call `f(doc, weight)` for every posting with doc < `hi`, leaving the
+    /// cursor at the first doc >= `hi`.
+    #[inline]
+    pub fn for_each_until(&mut self, hi: u32, mut f: impl FnMut(u32, f32)) {
+        loop {
+            if self.doc >= hi {
+                return;
+            }
+            self.ensure_weights();
+            if self.block_last(self.block) < hi {
+                for j in self.pos..self.len {
+                    f(self.docs[j], self.ws[j]);
+                }
+                if self.block + 1 < self.n_blocks {
+                    self.load_block(self.block + 1);
+                    self.doc = self.docs[0];
+                } else {
+                    self.pos = self.len;
+                    self.doc = END;
+                    return;
+                }
+            } else {
+                let mut i = self.pos;
+                // Terminates: the block's last doc is >= hi.
+                while self.docs[i] < hi {
+                    f(self.docs[i], self.ws[i]);
+                    i += 1;
+                }
+                self.pos = i;
+                self.doc = self.docs[i];
+                return;
+            }
+        }
+    }
+
     fn load_block(&mut self, bi: usize) {
         let h = self.header(bi);
         let n = h[13] as usize + 1;
@@ -311,14 +378,7 @@ impl<'a> Cursor<'a> {
     /// Dequantised weight at the current posting (decoded lazily per block).
     #[inline]
     pub fn weight(&mut self) -> f32 {
-        if !self.ws_decoded {
-            let h = self.header(self.block);
-            let n = self.len;
-            let data = self.region + u32::from_le_bytes(h[8..12].try_into().unwrap()) as usize;
-            let doc_bytes = (n * h[12] as usize).div_ceil(8);
-            decode_weights(self.store, data + doc_bytes, n, self.dtype, self.scale, &mut self.ws);
-            self.ws_decoded = true;
-        }
+        self.ensure_weights();
         self.ws[self.pos]
     }
 

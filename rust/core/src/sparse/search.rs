@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 /// Segments up to this many rows are searched term at a time.
 pub const DENSE_ROWS: usize = 1 << 16;
 
+/// Rows per MaxScore window (its accumulator stays in L1/L2).
+const WINDOW: usize = 8192;
+
 thread_local! {
     /// Dense score accumulator (kept zeroed between queries).
     static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -337,123 +340,122 @@ impl SparseIndex {
         });
     }
 
-    /// Block-max MaxScore over one segment, feeding the shared heap.
+    /// Block-max MaxScore over one segment in windows of rows, feeding the
+    /// shared heap. Per window: each term's bound is the largest block max
+    /// overlapping the window; a window whose bounds cannot reach the
+    /// threshold is skipped whole; otherwise the terms are split MaxScore
+    /// style by those window bounds, the essential ones are accumulated term
+    /// at a time into a window-sized array, and only documents whose partial
+    /// score plus the other terms' bounds can still enter the top k look the
+    /// other terms up.
     fn search_segment(&self, seg: &Segment, q: &[(u32, f32)], top: &mut IdTop, el: &Eligible) {
         let store = seg.store.bytes();
         let dtype = self.dtype;
-        // Prune a candidate only when its bound is below the threshold; with
-        // ids increasing along rows an equal bound loses the tie too.
+        // With ids increasing along rows a document whose bound equals the
+        // threshold loses the tie, so it can be pruned.
         let strict = self.ids_sorted;
-        let prunable = |ub: f64, theta: f64| ub < theta || (strict && ub <= theta);
-        let mut terms: Vec<(f64, f64, Cursor)> = q
+        // Otherwise an equal f32 score may still win on a lower id: keep a
+        // margin larger than the rounding of the f64 sum to f32.
+        let prunable = |ub: f64, theta: f64| if strict { ub <= theta } else { ub * (1.0 + 1e-6) < theta };
+        let mut terms: Vec<(f64, Cursor)> = q
             .iter()
-            .filter_map(|&(t, qw)| {
-                let m = seg.find(t)?;
-                Some((qw as f64 * m.max as f64, qw as f64, Cursor::new(store, m, dtype)))
-            })
-            .filter(|x| x.1 > 0.0)
+            .filter_map(|&(t, qw)| Some((qw as f64, Cursor::new(store, seg.find(t)?, dtype))))
+            .filter(|x| x.0 > 0.0)
             .collect();
         if terms.is_empty() {
             return;
         }
-        terms.sort_by(|a, b| a.0.total_cmp(&b.0));
         let m = terms.len();
-        let mut prefix = vec![0f64; m];
-        let mut s = 0.0;
-        for (i, t) in terms.iter().enumerate() {
-            s += t.0;
-            // Over-estimate slightly so rounding (also the final f32) never prunes a real hit.
-            prefix[i] = s * (1.0 + 1e-6);
-        }
+        let n = seg.n_rows;
         let base_row = seg.base;
         let ids = &self.ids;
-        let theta_of = |top: &IdTop| top.threshold() as f64;
-        let mut first_essential = 0usize;
-        if top.is_full() {
-            let theta = theta_of(top);
-            while first_essential < m && prunable(prefix[first_essential], theta) {
-                first_essential += 1;
+        let mut acc = vec![0f64; WINDOW];
+        let mut touched = vec![0u64; WINDOW / 64];
+        let check_rows = el.0.is_some() || self.n_deleted > 0;
+        let mut order: Vec<usize> = (0..m).collect();
+        let mut wb = vec![0f64; m];
+        let mut prefix = vec![0f64; m];
+        let mut lo = terms.iter().map(|t| t.1.doc).min().unwrap_or(END);
+        while lo < n {
+            let hi = lo.saturating_add(WINDOW as u32).min(n);
+            let theta = top.threshold() as f64;
+            for (i, t) in terms.iter().enumerate() {
+                wb[i] = t.0 * t.1.window_bound(hi) as f64;
             }
-            if first_essential == m {
-                return;
+            order.sort_by(|&a, &b| wb[a].total_cmp(&wb[b]));
+            let mut s = 0.0;
+            for (j, &i) in order.iter().enumerate() {
+                s += wb[i];
+                // Over-estimate slightly so rounding (also the final f32) never prunes a real hit.
+                prefix[j] = s * (1.0 + 1e-6);
             }
-        }
-        loop {
-            let mut d = END;
-            for t in &terms[first_essential..] {
-                d = d.min(t.2.doc);
-            }
-            if d == END {
-                break;
-            }
-            let row = base_row + d;
-            if !el.ok(row) || self.is_deleted(row) {
-                for t in terms[first_essential..].iter_mut() {
-                    if t.2.doc == d {
-                        t.2.next();
+            if prunable(prefix[m - 1], theta) {
+                // Nothing in this window can enter the top k.
+                for t in terms.iter_mut() {
+                    t.1.advance(hi);
+                }
+            } else {
+                let mut ne = 0; // order[..ne] are non-essential
+                while ne < m && prunable(prefix[ne], theta) {
+                    ne += 1;
+                }
+                for &i in &order[ne..] {
+                    let (qw, c) = &mut terms[i];
+                    let qw = *qw;
+                    c.for_each_until(hi, |d, w| {
+                        let o = (d - lo) as usize;
+                        acc[o] += qw * w as f64;
+                        touched[o / 64] |= 1 << (o % 64);
+                    });
+                }
+                let words = (hi - lo).div_ceil(64) as usize;
+                let mut theta = top.threshold() as f64;
+                let ne_bound = if ne > 0 { prefix[ne - 1] } else { 0.0 };
+                for (wi, tw) in touched.iter_mut().enumerate().take(words) {
+                    let mut x = *tw;
+                    *tw = 0;
+                    while x != 0 {
+                        let o = wi * 64 + x.trailing_zeros() as usize;
+                        x &= x - 1;
+                        let mut score = acc[o];
+                        acc[o] = 0.0;
+                        if prunable(score + ne_bound, theta) {
+                            continue;
+                        }
+                        let d = lo + o as u32;
+                        let row = base_row + d;
+                        if check_rows && (!el.ok(row) || self.is_deleted(row)) {
+                            continue;
+                        }
+                        let mut alive = true;
+                        for j in (0..ne).rev() {
+                            if prunable(score + prefix[j], theta) {
+                                alive = false;
+                                break;
+                            }
+                            let rest = if j > 0 { prefix[j - 1] } else { 0.0 };
+                            let (qw, c) = &mut terms[order[j]];
+                            if prunable((score + *qw * c.bound_at(d) as f64) * (1.0 + 1e-6) + rest, theta) {
+                                alive = false;
+                                break;
+                            }
+                            c.advance(d);
+                            if c.doc == d {
+                                score += *qw * c.weight() as f64;
+                            }
+                        }
+                        let id = ids[row as usize];
+                        if alive && score > 0.0 && top.accepts(score as f32, id) {
+                            top.push(score as f32, id);
+                            theta = top.threshold() as f64;
+                        }
                     }
                 }
-                continue;
-            }
-            if top.is_full() {
-                // Block-max skip: essential terms' block bounds hold up to the
-                // nearest block end; if they cannot reach the threshold, jump.
-                let theta = theta_of(top);
-                let mut ub = if first_essential > 0 { prefix[first_essential - 1] } else { 0.0 };
-                let mut boundary = END;
-                for t in &terms[first_essential..] {
-                    let (b, end) = t.2.block_bound(d);
-                    ub += t.1 * b as f64;
-                    boundary = boundary.min(end);
-                }
-                if prunable(ub * (1.0 + 1e-6), theta) {
-                    if boundary == END {
-                        break;
-                    }
-                    for t in terms[first_essential..].iter_mut() {
-                        t.2.advance(boundary);
-                    }
-                    continue;
+                for &i in &order[..ne] {
+                    terms[i].1.advance(hi);
                 }
             }
-            let mut score = 0f64;
-            for t in terms[first_essential..].iter_mut() {
-                if t.2.doc == d {
-                    score += t.1 * t.2.weight() as f64;
-                    t.2.next();
-                }
-            }
-            let theta = theta_of(top);
-            let mut alive = true;
-            for i in (0..first_essential).rev() {
-                if prunable(score + prefix[i], theta) {
-                    alive = false;
-                    break;
-                }
-                let rest = if i > 0 { prefix[i - 1] } else { 0.0 };
-                let t = &mut terms[i];
-                if prunable((score + t.1 * t.2.bound_at(d) as f64) * (1.0 + 1e-6) + rest, theta) {
-                    alive = false;
-                    break;
-                }
-                t.2.advance(d);
-                if t.2.doc == d {
-                    score += t.1 * t.2.weight() as f64;
-                }
-            }
-            let id = ids[row as usize];
-            if alive && score > 0.0 && top.accepts(score as f32, id) {
-                top.push(score as f32, id);
-                if top.is_full() {
-                    let theta = theta_of(top);
-                    while first_essential < m && prunable(prefix[first_essential], theta) {
-                        first_essential += 1;
-                    }
-                    if first_essential == m {
-                        break;
-                    }
-                }
-            }
+            lo = terms.iter().map(|t| t.1.doc).min().unwrap_or(END);
         }
     }
 }

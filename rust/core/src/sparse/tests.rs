@@ -78,6 +78,28 @@ fn pruned_equals_exhaustive_all_dtypes() {
 }
 
 #[test]
+fn ties_with_shuffled_ids_many_seeds() {
+    // Dyadic and quantised weights give many exact ties; ids in no particular
+    // order exercise the tie margin of the pruning.
+    for seed in 0..6u64 {
+        for dtype in [Dtype::F32, Dtype::U8] {
+            let mut idx = SparseIndex::new(dtype, None).unwrap();
+            let d = docs(3000, 300, 100 + seed, seed % 2 == 0);
+            let mut r = Lcg(seed);
+            let mut ids: Vec<i64> = (0..3000).collect();
+            for i in (1..ids.len()).rev() {
+                ids.swap(i, (r.next() % (i as u64 + 1)) as usize);
+            }
+            idx.add_rows(d, Some(&ids)).unwrap();
+            let qs = docs(60, 300, 200 + seed, seed % 2 == 0);
+            for k in [1, 5, 37] {
+                check_equal(&mut idx, &qs, &SearchOptions { k, ..Default::default() }, None);
+            }
+        }
+    }
+}
+
+#[test]
 fn fill_and_padding() {
     let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
     let d: Vec<SparseVec> =
