@@ -21,7 +21,12 @@ pub struct Kernels {
     pub dots_f32: fn(&[f32], &[f32], &mut [f32]),
     pub dots_f16: fn(&[f32], &[f16], &mut [f32]),
     pub dots_i8: fn(&[f32], &[i8], &mut [f32]),
+    /// `out[x][y] = dot(a[x], b[y])` for four rows of each (equal lengths), where
+    /// a register-blocked kernel exists (AVX-512); MaxSim uses it.
+    pub tile4x4: Option<Tile4x4>,
 }
+
+pub type Tile4x4 = fn([&[f32]; 4], [&[f32]; 4], &mut [[f32; 4]; 4]);
 
 /// Row-at-a-time fallback for `dots_*`.
 #[inline(always)]
@@ -74,6 +79,7 @@ pub static SCALAR: Kernels = Kernels {
     dots_f32: |q, x, o| dots_by_row(dot_f32_scalar, q, x, o),
     dots_f16: |q, x, o| dots_by_row(dot_f16_scalar, q, x, o),
     dots_i8: |q, x, o| dots_by_row(dot_i8_scalar, q, x, o),
+    tile4x4: None,
 };
 
 fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
@@ -152,6 +158,7 @@ mod x86 {
         dots_f32: |q, x, o| unsafe { dots_f32_avx2(q, x, o) },
         dots_f16: |q, x, o| unsafe { dots_f16_avx2(q, x, o) },
         dots_i8: |q, x, o| unsafe { dots_i8_avx2(q, x, o) },
+        tile4x4: None,
     };
     pub static AVX512: Kernels = Kernels {
         name: "avx512f",
@@ -162,7 +169,43 @@ mod x86 {
         dots_f32: |q, x, o| unsafe { dots_f32_avx512(q, x, o) },
         dots_f16: |q, x, o| unsafe { dots_f16_avx512(q, x, o) },
         dots_i8: |q, x, o| unsafe { dots_i8_avx512(q, x, o) },
+        tile4x4: Some(|a, b, o| unsafe { tile4x4_avx512(a, b, o) }),
     };
+
+    /// 4 x 4 dot products: 16 accumulators, each loaded vector used four times.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile4x4_avx512(a: [&[f32]; 4], b: [&[f32]; 4], out: &mut [[f32; 4]; 4]) {
+        let d = a.iter().chain(&b).map(|r| r.len()).min().unwrap_or(0);
+        let full = d / 16 * 16;
+        let pa = [a[0].as_ptr(), a[1].as_ptr(), a[2].as_ptr(), a[3].as_ptr()];
+        let pb = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
+        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+        let mut i = 0;
+        while i < full {
+            let va = [
+                _mm512_loadu_ps(pa[0].add(i)),
+                _mm512_loadu_ps(pa[1].add(i)),
+                _mm512_loadu_ps(pa[2].add(i)),
+                _mm512_loadu_ps(pa[3].add(i)),
+            ];
+            for y in 0..4 {
+                let vb = _mm512_loadu_ps(pb[y].add(i));
+                for x in 0..4 {
+                    acc[x][y] = _mm512_fmadd_ps(va[x], vb, acc[x][y]);
+                }
+            }
+            i += 16;
+        }
+        for x in 0..4 {
+            for y in 0..4 {
+                let mut s = _mm512_reduce_add_ps(acc[x][y]);
+                for j in full..d {
+                    s += a[x][j] * b[y][j];
+                }
+                out[x][y] = s;
+            }
+        }
+    }
 
     /// Four rows at a time: each query block is loaded once for four rows, two
     /// accumulators per row keep eight FMA chains in flight, and the bytes ahead
@@ -609,6 +652,7 @@ mod arm {
         dots_f32: |q, x, o| super::dots_by_row(NEON.dot_f32, q, x, o),
         dots_f16: |q, x, o| super::dots_by_row(NEON.dot_f16, q, x, o),
         dots_i8: |q, x, o| super::dots_by_row(NEON.dot_i8, q, x, o),
+        tile4x4: None,
     };
 
     #[target_feature(enable = "neon")]
