@@ -1028,9 +1028,9 @@ pub fn maxsim(
                     }
                 }
             }
-            for i in m4..m {
+            for (i, best) in buf.iter_mut().enumerate().skip(m4) {
                 for j in 0..n {
-                    buf[i] = buf[i].max((kn.dot_f32)(row(query, i, dim), row(d, j, dim)));
+                    *best = best.max((kn.dot_f32)(row(query, i, dim), row(d, j, dim)));
                 }
             }
             let total: f64 = buf.iter().map(|&v| v as f64).sum();
