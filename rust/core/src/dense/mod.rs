@@ -996,24 +996,23 @@ pub fn maxsim(
             buf.resize(m, f32::NEG_INFINITY);
             let (m4, n4) = (m / 4 * 4, n / 4 * 4);
             let mut out = [[0f32; 4]; 4];
-            for i in (0..m4).step_by(4) {
-                let qa = [
-                    row(query, i, dim),
-                    row(query, i + 1, dim),
-                    row(query, i + 2, dim),
-                    row(query, i + 3, dim),
+            // Passage tiles outside, query groups inside: four passage rows stay in L1
+            // while the (small) query streams from L2.
+            for j in (0..n4).step_by(4) {
+                let pb = [
+                    row(d, j, dim),
+                    row(d, j + 1, dim),
+                    row(d, j + 2, dim),
+                    row(d, j + 3, dim),
                 ];
-                for j in (0..n4).step_by(4) {
-                    tile(
-                        qa,
-                        [
-                            row(d, j, dim),
-                            row(d, j + 1, dim),
-                            row(d, j + 2, dim),
-                            row(d, j + 3, dim),
-                        ],
-                        &mut out,
-                    );
+                for i in (0..m4).step_by(4) {
+                    let qa = [
+                        row(query, i, dim),
+                        row(query, i + 1, dim),
+                        row(query, i + 2, dim),
+                        row(query, i + 3, dim),
+                    ];
+                    tile(qa, pb, &mut out);
                     for x in 0..4 {
                         buf[i + x] = buf[i + x]
                             .max(out[x][0])
@@ -1022,10 +1021,10 @@ pub fn maxsim(
                             .max(out[x][3]);
                     }
                 }
-                for j in n4..n {
-                    for x in 0..4 {
-                        buf[i + x] = buf[i + x].max((kn.dot_f32)(qa[x], row(d, j, dim)));
-                    }
+            }
+            for j in n4..n {
+                for (i, best) in buf.iter_mut().enumerate().take(m4) {
+                    *best = best.max((kn.dot_f32)(row(query, i, dim), row(d, j, dim)));
                 }
             }
             for (i, best) in buf.iter_mut().enumerate().skip(m4) {
