@@ -790,7 +790,7 @@ impl DenseIndex {
         Ok(tops.into_iter().map(|t| t.into_padded(kk)).collect())
     }
 
-    /// Score rows `lo..hi` against one query into `top`: block kernels fill a
+    /// Score rows `lo..hi` against one query into `top`: the dot kernels fill a
     /// small score buffer, then the eligible rows that can enter go to `top`.
     fn scan(&self, q: &[f32], lo: usize, hi: usize, el: &Eligible, top: &mut TopK64) {
         const B: usize = 64;
