@@ -343,6 +343,10 @@ def test_maxsim_reference():
         np_maxsim(rand(1, 3, 3), small),
         rtol=1e-5,
     )
+    # Odd shapes: query rows and passage rows not multiples of 4, dim not a multiple of 16.
+    q7 = rand(7, 33, 50)
+    odd = [rand(n, 33, 60 + n) for n in (1, 2, 5, 9, 130)]
+    np.testing.assert_allclose(maxsim(q7, odd), np_maxsim(q7, odd), rtol=1e-5, atol=1e-5)
     order, scores = maxsim_rerank(q, docs, k=5)
     ref = np_maxsim(q, docs)
     assert list(order) == list(np.lexsort((np.arange(len(ref)), -got))[:5])

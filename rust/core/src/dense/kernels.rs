@@ -21,11 +21,16 @@ pub struct Kernels {
     pub dots_f32: fn(&[f32], &[f32], &mut [f32]),
     pub dots_f16: fn(&[f32], &[f16], &mut [f32]),
     pub dots_i8: fn(&[f32], &[i8], &mut [f32]),
+    /// `out[x][y] = dot(a[x], b[y])` for four rows of each (equal lengths), where
+    /// a register-blocked kernel exists (AVX-512); MaxSim uses it.
+    pub tile4x4: Option<Tile4x4>,
 }
+
+pub type Tile4x4 = fn([&[f32]; 4], [&[f32]; 4], &mut [[f32; 4]; 4]);
 
 /// Row-at-a-time fallback for `dots_*`.
 #[inline(always)]
-fn dots_by_row<T>(dot: fn(&[f32], &[T]) -> f32, q: &[f32], x: &[T], out: &mut [f32]) {
+pub(crate) fn dots_by_row<T>(dot: fn(&[f32], &[T]) -> f32, q: &[f32], x: &[T], out: &mut [f32]) {
     let d = q.len();
     for (o, row) in out.iter_mut().zip(x.chunks_exact(d)) {
         *o = dot(q, row);
@@ -74,6 +79,7 @@ pub static SCALAR: Kernels = Kernels {
     dots_f32: |q, x, o| dots_by_row(dot_f32_scalar, q, x, o),
     dots_f16: |q, x, o| dots_by_row(dot_f16_scalar, q, x, o),
     dots_i8: |q, x, o| dots_by_row(dot_i8_scalar, q, x, o),
+    tile4x4: None,
 };
 
 fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
@@ -149,9 +155,10 @@ mod x86 {
         dot_f16: |a, b| unsafe { dot_f16_avx2(a, b) },
         dot_i8: |a, b| unsafe { dot_i8_avx2(a, b) },
         sum_f32: |a| unsafe { sum_avx2(a) },
-        dots_f32: |q, x, o| unsafe { dots_f32_avx2(q, x, o) },
-        dots_f16: |q, x, o| unsafe { dots_f16_avx2(q, x, o) },
-        dots_i8: |q, x, o| unsafe { dots_i8_avx2(q, x, o) },
+        dots_f32: |q, x, o| dots_by_row(|a, b| unsafe { dot_f32_avx2(a, b) }, q, x, o),
+        dots_f16: |q, x, o| dots_by_row(|a, b| unsafe { dot_f16_avx2(a, b) }, q, x, o),
+        dots_i8: |q, x, o| dots_by_row(|a, b| unsafe { dot_i8_avx2(a, b) }, q, x, o),
+        tile4x4: None,
     };
     pub static AVX512: Kernels = Kernels {
         name: "avx512f",
@@ -159,204 +166,46 @@ mod x86 {
         dot_f16: |a, b| unsafe { dot_f16_avx512(a, b) },
         dot_i8: |a, b| unsafe { dot_i8_avx512(a, b) },
         sum_f32: |a| unsafe { sum_avx512(a) },
-        dots_f32: |q, x, o| unsafe { dots_f32_avx512(q, x, o) },
-        dots_f16: |q, x, o| unsafe { dots_f16_avx512(q, x, o) },
-        dots_i8: |q, x, o| unsafe { dots_i8_avx512(q, x, o) },
+        dots_f32: |q, x, o| dots_by_row(|a, b| unsafe { dot_f32_avx512(a, b) }, q, x, o),
+        dots_f16: |q, x, o| dots_by_row(|a, b| unsafe { dot_f16_avx512(a, b) }, q, x, o),
+        dots_i8: |q, x, o| dots_by_row(|a, b| unsafe { dot_i8_avx512(a, b) }, q, x, o),
+        tile4x4: Some(|a, b, o| unsafe { tile4x4_avx512(a, b, o) }),
     };
 
-    /// Four rows at a time: each query block is loaded once for four rows, two
-    /// accumulators per row keep eight FMA chains in flight, and the bytes ahead
-    /// are prefetched. Leftover columns (dim not a multiple of the
-    /// lane count) and leftover rows go through the one-row kernel.
-    /// Software prefetch runs at least this many bytes ahead of the rows being read.
-    const PREFETCH_MIN: usize = 2048;
-
-    macro_rules! dots4 {
-        ($name:ident, $feat:literal, $t:ty, $w:expr, $zero:expr, $fma:ident, $loadq:ident, $loadx:expr, $hsum:ident, $add:ident, $one:ident) => {
-            #[target_feature(enable = $feat)]
-            unsafe fn $name(q: &[f32], x: &[$t], out: &mut [f32]) {
-                let d = q.len();
-                let rows = out.len();
-                debug_assert!(x.len() >= rows * d);
-                let full = d / (2 * $w) * (2 * $w);
-                let pq = q.as_ptr();
-                let mut r = 0;
-                while r + 4 <= rows {
-                    let p: [*const $t; 4] = [
-                        x.as_ptr().add(r * d),
-                        x.as_ptr().add((r + 1) * d),
-                        x.as_ptr().add((r + 2) * d),
-                        x.as_ptr().add((r + 3) * d),
-                    ];
-                    let mut a = [$zero; 4];
-                    let mut b = [$zero; 4];
-                    let mut i = 0;
-                    while i < full {
-                        let qa = $loadq(pq.add(i));
-                        let qb = $loadq(pq.add(i + $w));
-                        for j in 0..4 {
-                            a[j] = $fma(qa, $loadx(p[j].add(i)), a[j]);
-                            b[j] = $fma(qb, $loadx(p[j].add(i + $w)), b[j]);
-                        }
-                        i += 2 * $w;
-                    }
-                    {
-                        // Prefetch one group (at least PREFETCH_MIN bytes) ahead: without it
-                        // a one-query scan reached a third of the read bandwidth on the
-                        // (virtualised) benchmark machine, whose hardware prefetcher
-                        // keeps too few lines in flight for these short row loops.
-                        let group = 4 * d * std::mem::size_of::<$t>();
-                        let base = (x.as_ptr().add(r * d) as *const i8)
-                            .wrapping_add(group.max(PREFETCH_MIN));
-                        let end = (x.as_ptr().add(rows * d) as *const i8) as usize;
-                        let mut o = 0;
-                        while o < group && (base as usize + o) < end {
-                            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(o));
-                            o += 64;
-                        }
-                    }
-                    for j in 0..4 {
-                        let mut s = $hsum($add(a[j], b[j]));
-                        if full < d {
-                            s += $one(&q[full..], &x[(r + j) * d + full..(r + j + 1) * d]);
-                        }
-                        out[r + j] = s;
-                    }
-                    r += 4;
-                }
-                while r < rows {
-                    out[r] = $one(q, &x[r * d..(r + 1) * d]);
-                    r += 1;
+    /// 4 x 4 dot products: 16 accumulators, each loaded vector used four times.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile4x4_avx512(a: [&[f32]; 4], b: [&[f32]; 4], out: &mut [[f32; 4]; 4]) {
+        let d = a.iter().chain(&b).map(|r| r.len()).min().unwrap_or(0);
+        let full = d / 16 * 16;
+        let pa = [a[0].as_ptr(), a[1].as_ptr(), a[2].as_ptr(), a[3].as_ptr()];
+        let pb = [b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr()];
+        let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+        let mut i = 0;
+        while i < full {
+            let va = [
+                _mm512_loadu_ps(pa[0].add(i)),
+                _mm512_loadu_ps(pa[1].add(i)),
+                _mm512_loadu_ps(pa[2].add(i)),
+                _mm512_loadu_ps(pa[3].add(i)),
+            ];
+            for y in 0..4 {
+                let vb = _mm512_loadu_ps(pb[y].add(i));
+                for x in 0..4 {
+                    acc[x][y] = _mm512_fmadd_ps(va[x], vb, acc[x][y]);
                 }
             }
-        };
+            i += 16;
+        }
+        for x in 0..4 {
+            for y in 0..4 {
+                let mut s = _mm512_reduce_add_ps(acc[x][y]);
+                for j in full..d {
+                    s += a[x][j] * b[y][j];
+                }
+                out[x][y] = s;
+            }
+        }
     }
-
-    #[inline(always)]
-    unsafe fn ld16_f32(p: *const f32) -> __m512 {
-        _mm512_loadu_ps(p)
-    }
-    #[inline(always)]
-    unsafe fn ld16_f16(p: *const f16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
-    }
-    #[inline(always)]
-    unsafe fn ld16_i8(p: *const i8) -> __m512 {
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
-    }
-    #[inline(always)]
-    unsafe fn ld8_f32(p: *const f32) -> __m256 {
-        _mm256_loadu_ps(p)
-    }
-    #[inline(always)]
-    unsafe fn ld8_f16(p: *const f16) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-    }
-    #[inline(always)]
-    unsafe fn ld8_i8(p: *const i8) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
-    }
-    fn one_f32_512(q: &[f32], x: &[f32]) -> f32 {
-        unsafe { dot_f32_avx512(q, x) }
-    }
-    fn one_f16_512(q: &[f32], x: &[f16]) -> f32 {
-        unsafe { dot_f16_avx512(q, x) }
-    }
-    fn one_i8_512(q: &[f32], x: &[i8]) -> f32 {
-        unsafe { dot_i8_avx512(q, x) }
-    }
-    fn one_f32_256(q: &[f32], x: &[f32]) -> f32 {
-        unsafe { dot_f32_avx2(q, x) }
-    }
-    fn one_f16_256(q: &[f32], x: &[f16]) -> f32 {
-        unsafe { dot_f16_avx2(q, x) }
-    }
-    fn one_i8_256(q: &[f32], x: &[i8]) -> f32 {
-        unsafe { dot_i8_avx2(q, x) }
-    }
-    #[inline(always)]
-    unsafe fn hsum512(v: __m512) -> f32 {
-        _mm512_reduce_add_ps(v)
-    }
-
-    dots4!(
-        dots_f32_avx512,
-        "avx512f",
-        f32,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_fmadd_ps,
-        ld16_f32,
-        ld16_f32,
-        hsum512,
-        _mm512_add_ps,
-        one_f32_512
-    );
-    dots4!(
-        dots_f16_avx512,
-        "avx512f",
-        f16,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_fmadd_ps,
-        ld16_f32,
-        ld16_f16,
-        hsum512,
-        _mm512_add_ps,
-        one_f16_512
-    );
-    dots4!(
-        dots_i8_avx512,
-        "avx512f",
-        i8,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_fmadd_ps,
-        ld16_f32,
-        ld16_i8,
-        hsum512,
-        _mm512_add_ps,
-        one_i8_512
-    );
-    dots4!(
-        dots_f32_avx2,
-        "avx2,fma",
-        f32,
-        8,
-        _mm256_setzero_ps(),
-        _mm256_fmadd_ps,
-        ld8_f32,
-        ld8_f32,
-        hsum256,
-        _mm256_add_ps,
-        one_f32_256
-    );
-    dots4!(
-        dots_f16_avx2,
-        "avx2,fma,f16c",
-        f16,
-        8,
-        _mm256_setzero_ps(),
-        _mm256_fmadd_ps,
-        ld8_f32,
-        ld8_f16,
-        hsum256,
-        _mm256_add_ps,
-        one_f16_256
-    );
-    dots4!(
-        dots_i8_avx2,
-        "avx2,fma",
-        i8,
-        8,
-        _mm256_setzero_ps(),
-        _mm256_fmadd_ps,
-        ld8_f32,
-        ld8_i8,
-        hsum256,
-        _mm256_add_ps,
-        one_i8_256
-    );
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum256(v: __m256) -> f32 {
@@ -609,6 +458,7 @@ mod arm {
         dots_f32: |q, x, o| super::dots_by_row(NEON.dot_f32, q, x, o),
         dots_f16: |q, x, o| super::dots_by_row(NEON.dot_f16, q, x, o),
         dots_i8: |q, x, o| super::dots_by_row(NEON.dot_i8, q, x, o),
+        tile4x4: None,
     };
 
     #[target_feature(enable = "neon")]

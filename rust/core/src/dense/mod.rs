@@ -790,7 +790,7 @@ impl DenseIndex {
         Ok(tops.into_iter().map(|t| t.into_padded(kk)).collect())
     }
 
-    /// Score rows `lo..hi` against one query into `top`: block kernels fill a
+    /// Score rows `lo..hi` against one query into `top`: the dot kernels fill a
     /// small score buffer, then the eligible rows that can enter go to `top`.
     fn scan(&self, q: &[f32], lo: usize, hi: usize, el: &Eligible, top: &mut TopK64) {
         const B: usize = 64;
@@ -983,10 +983,59 @@ pub fn maxsim(
         check_finite(d, dim, &format!("doc_vecs[{i}]"))?;
     }
     let m = query.len() / dim;
+    let kn = kernels();
     let one = |buf: &mut Vec<f32>, d: &[f32]| -> f32 {
         let n = d.len() / dim;
+        if let Some(tile) = kn.tile4x4 {
+            // Register-blocked 4 x 4 tiles: no packing, the passage streams once per
+            // four query rows.
+            fn row(x: &[f32], i: usize, dim: usize) -> &[f32] {
+                &x[i * dim..(i + 1) * dim]
+            }
+            buf.clear();
+            buf.resize(m, f32::NEG_INFINITY);
+            let (m4, n4) = (m / 4 * 4, n / 4 * 4);
+            let mut out = [[0f32; 4]; 4];
+            // Passage tiles outside, query groups inside: four passage rows stay in L1
+            // while the (small) query streams from L2.
+            for j in (0..n4).step_by(4) {
+                let pb = [
+                    row(d, j, dim),
+                    row(d, j + 1, dim),
+                    row(d, j + 2, dim),
+                    row(d, j + 3, dim),
+                ];
+                for i in (0..m4).step_by(4) {
+                    let qa = [
+                        row(query, i, dim),
+                        row(query, i + 1, dim),
+                        row(query, i + 2, dim),
+                        row(query, i + 3, dim),
+                    ];
+                    tile(qa, pb, &mut out);
+                    for x in 0..4 {
+                        buf[i + x] = buf[i + x]
+                            .max(out[x][0])
+                            .max(out[x][1])
+                            .max(out[x][2])
+                            .max(out[x][3]);
+                    }
+                }
+            }
+            for j in n4..n {
+                for (i, best) in buf.iter_mut().enumerate().take(m4) {
+                    *best = best.max((kn.dot_f32)(row(query, i, dim), row(d, j, dim)));
+                }
+            }
+            for (i, best) in buf.iter_mut().enumerate().skip(m4) {
+                for j in 0..n {
+                    *best = best.max((kn.dot_f32)(row(query, i, dim), row(d, j, dim)));
+                }
+            }
+            let total: f64 = buf.iter().map(|&v| v as f64).sum();
+            return (total / m as f64) as f32;
+        }
         if m * n * dim < 4096 {
-            let kn = kernels();
             let mut total = 0f64;
             for qr in query.chunks_exact(dim) {
                 let best = d
