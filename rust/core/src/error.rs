@@ -12,10 +12,7 @@ pub enum Error {
     Corrupt { path: PathBuf, msg: String },
     /// Operating-system error with the file it concerns (-> OSError).
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl Error {

@@ -112,9 +112,7 @@ impl FusionParams {
     /// The weights for `n_lists` lists, validated.
     pub fn resolve_weights(&self, n_lists: usize) -> Result<Vec<f64>> {
         if n_lists == 0 {
-            return Err(Error::invalid(
-                "nothing to fuse: give at least one result list",
-            ));
+            return Err(Error::invalid("nothing to fuse: give at least one result list"));
         }
         let w = match &self.weights {
             Some(w) => {
@@ -124,11 +122,7 @@ impl FusionParams {
                         w.len()
                     )));
                 }
-                if let Some((i, x)) = w
-                    .iter()
-                    .enumerate()
-                    .find(|(_, x)| !(x.is_finite() && **x >= 0.0))
-                {
+                if let Some((i, x)) = w.iter().enumerate().find(|(_, x)| !(x.is_finite() && **x >= 0.0)) {
                     return Err(Error::invalid(format!(
                         "weights[{i}] = {x}: weights must be finite and >= 0"
                     )));
@@ -139,9 +133,7 @@ impl FusionParams {
             None => vec![1.0; n_lists],
         };
         if self.method == Method::M3 && w.iter().sum::<f64>() <= 0.0 {
-            return Err(Error::invalid(
-                "m3 divides by the sum of the weights, which is 0",
-            ));
+            return Err(Error::invalid("m3 divides by the sum of the weights, which is 0"));
         }
         Ok(w)
     }
@@ -180,8 +172,7 @@ pub fn fuse(routes: &[Route<'_>], params: &FusionParams) -> Result<Fused> {
 fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Result<Fused> {
     let n_routes = routes.len();
     let cap: usize = routes.iter().map(|r| r.ids.len()).sum();
-    let mut slot_of: FxHashMap<i64, u32> =
-        FxHashMap::with_capacity_and_hasher(cap, Default::default());
+    let mut slot_of: FxHashMap<i64, u32> = FxHashMap::with_capacity_and_hasher(cap, Default::default());
     let mut ids: Vec<i64> = Vec::with_capacity(cap);
     let mut fused: Vec<f64> = Vec::with_capacity(cap);
     let mut raw: Vec<f32> = Vec::with_capacity(cap * n_routes);
@@ -198,9 +189,7 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
         list.clear();
         for (&id, &s) in r.ids.iter().zip(r.scores) {
             if s.is_nan() {
-                return Err(Error::invalid(format!(
-                    "result list {l}: score of id {id} is NaN"
-                )));
+                return Err(Error::invalid(format!("result list {l}: score of id {id} is NaN")));
             }
             if s == f32::INFINITY {
                 return Err(Error::invalid(format!(
@@ -394,11 +383,7 @@ mod tests {
         let f = fuse(&[r(&[7, 3], &[1.0, 1.0])], &params(Method::Rrf { k: 1.0 })).unwrap();
         assert_eq!(f.ids, vec![3, 7]);
         assert_eq!(f.scores, vec![0.5, 1.0 / 3.0]);
-        let f = fuse(
-            &[r(&[7], &[1.0]), r(&[3], &[1.0])],
-            &params(Method::Rrf { k: 60.0 }),
-        )
-        .unwrap();
+        let f = fuse(&[r(&[7], &[1.0]), r(&[3], &[1.0])], &params(Method::Rrf { k: 60.0 })).unwrap();
         assert_eq!(f.ids, vec![3, 7]);
     }
 
@@ -415,10 +400,7 @@ mod tests {
         // a: mean 2, sample std 1 -> (s - (-1)) / 6; b: std 0 -> 0.5.
         let g = |s: f64| ((s + 1.0) / 6.0) as f32;
         assert_eq!(f.ids, vec![2, 3, 4, 1]);
-        assert_eq!(
-            f.scores,
-            vec![(4.0 / 6.0 + 0.5) as f32, g(2.0), 0.5, g(1.0)]
-        );
+        assert_eq!(f.scores, vec![(4.0 / 6.0 + 0.5) as f32, g(2.0), 0.5, g(1.0)]);
 
         let f = fuse(&[a, b], &params(Method::Weighted(Normalization::None))).unwrap();
         assert_eq!(f.ids, vec![2, 4, 3, 1]);
@@ -444,24 +426,12 @@ mod tests {
         let ids: Vec<i64> = (0..20).collect();
         let mut scores = vec![0.0f32; 20];
         scores[0] = 100.0;
-        let f = fuse(
-            &[r(&ids, &scores)],
-            &params(Method::Weighted(Normalization::Dbsf)),
-        )
-        .unwrap();
+        let f = fuse(&[r(&ids, &scores)], &params(Method::Weighted(Normalization::Dbsf))).unwrap();
         assert!(f.scores.iter().all(|s| (0.0..=1.0).contains(s)));
         assert_eq!(f.scores[0], 1.0);
-        let f = fuse(
-            &[r(&[5], &[3.0])],
-            &params(Method::Weighted(Normalization::Dbsf)),
-        )
-        .unwrap();
+        let f = fuse(&[r(&[5], &[3.0])], &params(Method::Weighted(Normalization::Dbsf))).unwrap();
         assert_eq!(f.scores, vec![0.5]);
-        let f = fuse(
-            &[r(&[5], &[3.0])],
-            &params(Method::Weighted(Normalization::MinMax)),
-        )
-        .unwrap();
+        let f = fuse(&[r(&[5], &[3.0])], &params(Method::Weighted(Normalization::MinMax))).unwrap();
         assert_eq!(f.scores, vec![1.0]);
     }
 
@@ -527,10 +497,7 @@ mod tests {
         assert!(fuse(&[], &p).is_err());
         let mut pw = p.clone();
         pw.weights = Some(vec![1.0]);
-        assert!(
-            msg(fuse(&[r(&[1], &[1.0]), r(&[1], &[1.0])], &pw).unwrap_err())
-                .contains("1 weights for 2")
-        );
+        assert!(msg(fuse(&[r(&[1], &[1.0]), r(&[1], &[1.0])], &pw).unwrap_err()).contains("1 weights for 2"));
         pw.weights = Some(vec![-1.0]);
         assert!(fuse(&[r(&[1], &[1.0])], &pw).is_err());
         pw.weights = Some(vec![f64::NAN]);
@@ -595,9 +562,7 @@ mod tests {
             n_queries: 1,
             width: 4,
         };
-        let e = fuse_batch(&[a, c], &params(Method::M3))
-            .unwrap_err()
-            .to_string();
+        let e = fuse_batch(&[a, c], &params(Method::M3)).unwrap_err().to_string();
         assert!(e.contains("1 queries"), "{e}");
         let d = BatchRoute {
             ids: &ids_b,
@@ -613,9 +578,7 @@ mod tests {
             n_queries: 2,
             width: 3,
         };
-        let msg = fuse_batch(&[e], &params(Method::M3))
-            .unwrap_err()
-            .to_string();
+        let msg = fuse_batch(&[e], &params(Method::M3)).unwrap_err().to_string();
         assert!(msg.starts_with("query 1: "), "{msg}");
     }
 }

@@ -134,11 +134,7 @@ pub fn atomic_write(
     let fname = path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?;
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.tmp-{}",
-        fname.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", fname.to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let file = File::create(&tmp)?;
         {
@@ -194,18 +190,12 @@ impl FileReader {
         let b: &[u8] = &blob;
         let corrupt = |m: String| Error::corrupt(path, m);
         if b.len() < HEADER_LEN || &b[..8] != MAGIC {
-            return Err(corrupt(
-                "not a densparse index file (bad magic number)".into(),
-            ));
+            return Err(corrupt("not a densparse index file (bad magic number)".into()));
         }
         let want = name8(kind);
         if b[8..16] != want {
-            let got = String::from_utf8_lossy(&b[8..16])
-                .trim_end_matches('\0')
-                .to_string();
-            return Err(corrupt(format!(
-                "is a densparse {got:?} file, not a {kind:?} file"
-            )));
+            let got = String::from_utf8_lossy(&b[8..16]).trim_end_matches('\0').to_string();
+            return Err(corrupt(format!("is a densparse {got:?} file, not a {kind:?} file")));
         }
         let version = u32::from_le_bytes(b[16..20].try_into().unwrap());
         if version == 0 || version > max_version {
@@ -228,9 +218,7 @@ impl FileReader {
         }
         let table_end = HEADER_LEN + count * ENTRY_LEN;
         if table_end > b.len() {
-            return Err(corrupt(
-                "section table runs past the end of the file".into(),
-            ));
+            return Err(corrupt("section table runs past the end of the file".into()));
         }
         let mut sections = Vec::with_capacity(count);
         for i in 0..count {
@@ -285,18 +273,15 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
     }
 
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+        self.take(8).map(|s| u64::from_le_bytes(s.try_into().unwrap()))
     }
 
     pub fn f64(&mut self) -> Option<f64> {
-        self.take(8)
-            .map(|s| f64::from_le_bytes(s.try_into().unwrap()))
+        self.take(8).map(|s| f64::from_le_bytes(s.try_into().unwrap()))
     }
 }
 

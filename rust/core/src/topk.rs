@@ -16,10 +16,7 @@ impl Eq for Entry {}
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // Lower score is worse; at equal scores the higher id is worse.
-        other
-            .score
-            .total_cmp(&self.score)
-            .then(self.id.cmp(&other.id))
+        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
     }
 }
 

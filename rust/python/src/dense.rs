@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use numpy::ndarray::Array2;
-use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -89,9 +87,7 @@ impl PyDenseIndex {
             Some(
                 vectors
                     .extract::<PyReadonlyArray2<'py, F16>>()
-                    .map_err(|_| {
-                        PyTypeError::new_err("vectors must be a 2-D float32 or float16 array")
-                    })?,
+                    .map_err(|_| PyTypeError::new_err("vectors must be a 2-D float32 or float16 array"))?,
             )
         };
         let cols = a32
@@ -116,17 +112,9 @@ impl PyDenseIndex {
         };
         let inner = self.inner.clone();
         let out = py
-            .allow_threads(|| {
-                inner
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add_rows(rows, ids_s)
-            })
+            .allow_threads(|| inner.write().unwrap_or_else(|e| e.into_inner()).add_rows(rows, ids_s))
             .map_err(to_py)?;
-        Ok(PyArray1::from_vec(
-            py,
-            out.into_iter().map(|i| i as i64).collect(),
-        ))
+        Ok(PyArray1::from_vec(py, out.into_iter().map(|i| i as i64).collect()))
     }
 
     /// Top-k of each query row: (ids int64 [Q, k'], scores float32 [Q, k']).
@@ -153,12 +141,7 @@ impl PyDenseIndex {
         };
         let inner = self.inner.clone();
         let hits = py
-            .allow_threads(|| {
-                inner
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .search(q, k, m, threads)
-            })
+            .allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).search(q, k, m, threads))
             .map_err(to_py)?;
         let nq = hits.len();
         let kk = hits.first().map_or(0, |h| h.len());
@@ -171,12 +154,8 @@ impl PyDenseIndex {
             }
         }
         Ok((
-            Array2::from_shape_vec((nq, kk), ids)
-                .unwrap()
-                .into_pyarray(py),
-            Array2::from_shape_vec((nq, kk), scores)
-                .unwrap()
-                .into_pyarray(py),
+            Array2::from_shape_vec((nq, kk), ids).unwrap().into_pyarray(py),
+            Array2::from_shape_vec((nq, kk), scores).unwrap().into_pyarray(py),
         ))
     }
 
@@ -195,11 +174,7 @@ impl PyDenseIndex {
     }
 
     /// Stored vectors of ids as float32 [n, dim] (dequantised).
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        ids: PyReadonlyArray1<'py, i64>,
-    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let ids = slice1(&ids, "ids")?;
         let inner = self.inner.clone();
         let (v, dim) = py
@@ -211,9 +186,7 @@ impl PyDenseIndex {
                 g.get(ids).map(|v| (v, g.dim())).map_err(Failure::Core)
             })
             .map_err(fail)?;
-        Ok(Array2::from_shape_vec((ids.len(), dim), v)
-            .unwrap()
-            .into_pyarray(py))
+        Ok(Array2::from_shape_vec((ids.len(), dim), v).unwrap().into_pyarray(py))
     }
 
     /// Drop removed rows from storage now.
@@ -241,9 +214,7 @@ impl PyDenseIndex {
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py
-            .allow_threads(|| DenseIndex::load(&path, mmap))
-            .map_err(to_py)?;
+        let idx = py.allow_threads(|| DenseIndex::load(&path, mmap)).map_err(to_py)?;
         Ok(PyDenseIndex {
             inner: Arc::new(RwLock::new(idx)),
         })
@@ -287,9 +258,8 @@ fn doc_arrays<'py>(docs: &Bound<'py, PyList>) -> PyResult<Vec<PyReadonlyArray2<'
     docs.iter()
         .enumerate()
         .map(|(i, d)| {
-            d.extract::<PyReadonlyArray2<'py, f32>>().map_err(|_| {
-                PyValueError::new_err(format!("doc_vecs[{i}] must be a float32 2-D array"))
-            })
+            d.extract::<PyReadonlyArray2<'py, f32>>()
+                .map_err(|_| PyValueError::new_err(format!("doc_vecs[{i}] must be a float32 2-D array")))
         })
         .collect()
 }
@@ -354,14 +324,9 @@ fn maxsim_rerank<'py>(
 /// Memory read-bandwidth probe: sum of a float32 array on `threads` workers (GIL released).
 #[pyfunction]
 #[pyo3(signature = (data, threads=None))]
-fn _dense_stream_sum(
-    py: Python<'_>,
-    data: PyReadonlyArray1<'_, f32>,
-    threads: Option<usize>,
-) -> PyResult<f64> {
+fn _dense_stream_sum(py: Python<'_>, data: PyReadonlyArray1<'_, f32>, threads: Option<usize>) -> PyResult<f64> {
     let d = slice1(&data, "data")?;
-    py.allow_threads(|| dense::stream_sum(d, threads))
-        .map_err(to_py)
+    py.allow_threads(|| dense::stream_sum(d, threads)).map_err(to_py)
 }
 
 /// Name of the dot-product kernels chosen for this CPU.

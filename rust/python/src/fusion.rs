@@ -1,9 +1,7 @@
 //! Bindings of densparse_core::fusion: conversion, GIL release, errors.
 
 use numpy::ndarray::Array2;
-use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use densparse_core::fusion::{self, BatchRoute, Fused, FusionParams, Method, Route};
@@ -24,11 +22,7 @@ fn params(
     top_k: Option<usize>,
 ) -> PyResult<FusionParams> {
     let method = Method::parse(method, k, normalization).map_err(to_py)?;
-    Ok(FusionParams {
-        method,
-        weights,
-        top_k,
-    })
+    Ok(FusionParams { method, weights, top_k })
 }
 
 fn to_numpy(py: Python<'_>, f: Fused) -> FusedPy<'_> {
@@ -99,9 +93,7 @@ fn fuse_batch<'py>(
             width,
         });
     }
-    let out = py
-        .allow_threads(|| fusion::fuse_batch(&rs, &p))
-        .map_err(to_py)?;
+    let out = py.allow_threads(|| fusion::fuse_batch(&rs, &p)).map_err(to_py)?;
     Ok(out.into_iter().map(|f| to_numpy(py, f)).collect())
 }
 

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use densparse_core::hash::StrMap;
 use numpy::ndarray::Array2;
-use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -18,13 +16,11 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use densparse_core::analysis::keywords::{KeywordExtractor, KeywordMethod};
 use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, StopWords};
-use densparse_core::bm25::{
-    thread_pool, Bm25Index, GlobalStats, Method, Params, Query, SearchOpts,
-};
+use densparse_core::bm25::{thread_pool, Bm25Index, GlobalStats, Method, Params, Query, SearchOpts};
 use densparse_core::Error;
 
-mod fusion;
 mod dense;
+mod fusion;
 mod sparse;
 
 /// Texts up to this many bytes are tokenized without releasing the GIL.
@@ -139,10 +135,7 @@ fn with_progress<T: Send>(
 /// Read-lock an analyzer while holding the GIL without ever blocking on the
 /// lock with the GIL held (a writer in `add_word` waits without the GIL, and a
 /// reader on another thread may need the GIL back before it can finish).
-fn read_with_gil<'a>(
-    py: Python<'_>,
-    lock: &'a RwLock<an::Analyzer>,
-) -> RwLockReadGuard<'a, an::Analyzer> {
+fn read_with_gil<'a>(py: Python<'_>, lock: &'a RwLock<an::Analyzer>) -> RwLockReadGuard<'a, an::Analyzer> {
     loop {
         match lock.try_read() {
             Ok(g) => return g,
@@ -240,9 +233,9 @@ impl PyAnalyzer {
             // jieba-identical configuration (keep_punctuation=True) does not.
             (lang != Language::En && !keep_punctuation).then_some((1, 2))
         } else {
-            let (lo, hi): (usize, usize) = ng_arg.extract().map_err(|_| {
-                PyTypeError::new_err("char_ngrams must be \"auto\", None or a (min, max) tuple")
-            })?;
+            let (lo, hi): (usize, usize) = ng_arg
+                .extract()
+                .map_err(|_| PyTypeError::new_err("char_ngrams must be \"auto\", None or a (min, max) tuple"))?;
             if lo == 0 || hi < lo || hi > 8 {
                 return Err(PyValueError::new_err(format!(
                     "char_ngrams=({lo}, {hi}): need 1 <= min <= max <= 8"
@@ -271,10 +264,7 @@ impl PyAnalyzer {
         config.set_item("stemmer", a.stemmer.as_ref().map(|s| s.name.clone()))?;
         config.set_item("lowercase", lowercase)?;
         config.set_item("keep_punctuation", keep_punctuation)?;
-        config.set_item(
-            "user_dict",
-            user_dict.as_ref().map(|p| p.display().to_string()),
-        )?;
+        config.set_item("user_dict", user_dict.as_ref().map(|p| p.display().to_string()))?;
         config.set_item("char_ngrams", ngrams)?;
         config.set_item("added_words", PyList::empty(py))?;
         Ok(PyAnalyzer {
@@ -285,19 +275,10 @@ impl PyAnalyzer {
     }
 
     /// Tokens of one text.
-    fn tokenize<'py>(
-        &self,
-        py: Python<'py>,
-        text: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn tokenize<'py>(&self, py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let text = text
             .downcast::<PyString>()
-            .map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "text must be str, not {}",
-                    text.get_type().name().unwrap()
-                ))
-            })?
+            .map_err(|_| PyTypeError::new_err(format!("text must be str, not {}", text.get_type().name().unwrap())))?
             .to_cow()?;
         if text.len() <= SHORT_TEXT {
             let a = read_with_gil(py, &self.inner);
@@ -322,29 +303,15 @@ impl PyAnalyzer {
             return PyList::new(py, out);
         }
         let inner = self.inner.clone();
-        let toks = py.allow_threads(|| {
-            inner
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .tokenize(&text)
-        });
+        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize(&text));
         PyList::new(py, toks)
     }
 
     /// Tokens of many texts, in parallel on all cores (GIL released).
-    fn tokenize_batch<'py>(
-        &self,
-        py: Python<'py>,
-        texts: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn tokenize_batch<'py>(&self, py: Python<'py>, texts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let texts = str_list(texts, "texts")?;
         let inner = self.inner.clone();
-        let toks = py.allow_threads(|| {
-            inner
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .tokenize_batch(&texts)
-        });
+        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize_batch(&texts));
         // Words repeat across a batch: make each distinct one a Python str once.
         let mut interned: StrMap<&str, Bound<'py, PyString>> = StrMap::default();
         let lists = toks
@@ -367,13 +334,7 @@ impl PyAnalyzer {
 
     /// Top-k keywords with weights, as jieba.analyse (tfidf: extract_tags; textrank).
     #[pyo3(signature = (text, k=10, method="tfidf"))]
-    fn keywords(
-        &self,
-        py: Python<'_>,
-        text: String,
-        k: usize,
-        method: &str,
-    ) -> PyResult<Vec<(String, f64)>> {
+    fn keywords(&self, py: Python<'_>, text: String, k: usize, method: &str) -> PyResult<Vec<(String, f64)>> {
         let m = KeywordMethod::parse(method).map_err(to_py)?;
         let inner = self.inner.clone();
         Ok(py.allow_threads(|| {
@@ -386,13 +347,7 @@ impl PyAnalyzer {
 
     /// Add a word to the segmentation dictionary (jieba.add_word). Returns the frequency used.
     #[pyo3(signature = (word, freq=None, tag=None))]
-    fn add_word(
-        &self,
-        py: Python<'_>,
-        word: &str,
-        freq: Option<usize>,
-        tag: Option<&str>,
-    ) -> PyResult<usize> {
+    fn add_word(&self, py: Python<'_>, word: &str, freq: Option<usize>, tag: Option<&str>) -> PyResult<usize> {
         let inner = self.inner.clone();
         let f = py
             .allow_threads(|| {
@@ -414,9 +369,7 @@ impl PyAnalyzer {
 
     /// Frequency that would keep `word` in one piece (jieba.suggest_freq).
     fn suggest_freq(&self, py: Python<'_>, word: &str) -> usize {
-        read_with_gil(py, &self.inner)
-            .segmenter()
-            .suggest_freq(word)
+        read_with_gil(py, &self.inner).segmenter().suggest_freq(word)
     }
 
     /// The settings this analyzer was built with (JSON-serialisable).
@@ -428,9 +381,8 @@ impl PyAnalyzer {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let c = self.config.bind(py);
         let get = |k: &str| -> PyResult<String> {
-            Ok(c.get_item(k)?.map_or("None".into(), |v| {
-                v.repr().map(|r| r.to_string()).unwrap_or_default()
-            }))
+            Ok(c.get_item(k)?
+                .map_or("None".into(), |v| v.repr().map(|r| r.to_string()).unwrap_or_default()))
         };
         Ok(format!(
             "Analyzer(language={}, mode={}, hmm={}, stemmer={}, char_ngrams={}, lowercase={})",
@@ -472,12 +424,8 @@ fn hits_to_numpy(py: Python<'_>, hits: Vec<Vec<(u32, f32)>>, k: usize) -> Search
         scores.extend(std::iter::repeat_n(f32::NEG_INFINITY, pad));
     }
     (
-        Array2::from_shape_vec((q, k), ids)
-            .unwrap()
-            .into_pyarray(py),
-        Array2::from_shape_vec((q, k), scores)
-            .unwrap()
-            .into_pyarray(py),
+        Array2::from_shape_vec((q, k), ids).unwrap().into_pyarray(py),
+        Array2::from_shape_vec((q, k), scores).unwrap().into_pyarray(py),
     )
 }
 
@@ -491,9 +439,7 @@ fn mask_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u8>>> {
         return Ok(Some(a.readonly().as_array().iter().copied().collect()));
     }
     if let Ok(a) = o.downcast::<PyArray1<bool>>() {
-        return Ok(Some(
-            a.readonly().as_array().iter().map(|&b| b as u8).collect(),
-        ));
+        return Ok(Some(a.readonly().as_array().iter().map(|&b| b as u8).collect()));
     }
     if let Ok(a) = o.downcast::<PyUntypedArray>() {
         let dt = a.dtype().str()?.to_string();
@@ -526,14 +472,9 @@ fn stats_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<GlobalStats>> {
         return Ok(None);
     };
     let shape = "global_stats must be a tuple (n_docs: int, avgdl: float, df: dict[str, int])";
-    let t = o
-        .downcast::<PyTuple>()
-        .map_err(|_| PyTypeError::new_err(shape))?;
+    let t = o.downcast::<PyTuple>().map_err(|_| PyTypeError::new_err(shape))?;
     if t.len() != 3 {
-        return Err(PyTypeError::new_err(format!(
-            "{shape}, got {} items",
-            t.len()
-        )));
+        return Err(PyTypeError::new_err(format!("{shape}, got {} items", t.len())));
     }
     let (n, a, d) = (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?);
     if n.is_instance_of::<pyo3::types::PyBool>() || !n.is_instance_of::<pyo3::types::PyInt>() {
@@ -548,34 +489,25 @@ fn stats_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<GlobalStats>> {
             "global_stats n_docs must be >= 1, got {n_docs}"
         )));
     }
-    let avgdl: f64 = a.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "global_stats avgdl must be a float, not {}",
-            tname(&a)
-        ))
-    })?;
-    let d = d.downcast::<PyDict>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "global_stats df must be a dict[str, int], not {}",
-            tname(&d)
-        ))
-    })?;
+    let avgdl: f64 = a
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("global_stats avgdl must be a float, not {}", tname(&a))))?;
+    let d = d
+        .downcast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err(format!("global_stats df must be a dict[str, int], not {}", tname(&d))))?;
     let mut df = StrMap::default();
     for (key, v) in d.iter() {
-        let key: String = key.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "global_stats df keys must be str, not {}",
-                tname(&key)
-            ))
-        })?;
+        let key: String = key
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("global_stats df keys must be str, not {}", tname(&key))))?;
         if v.is_instance_of::<pyo3::types::PyBool>() {
             return Err(PyTypeError::new_err(format!(
                 "global_stats df[{key:?}] must be an int, not bool"
             )));
         }
-        let x: i128 = v.extract().map_err(|_| {
-            PyTypeError::new_err(format!("global_stats df[{key:?}] must be an int"))
-        })?;
+        let x: i128 = v
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("global_stats df[{key:?}] must be an int")))?;
         if x < 0 || x > u64::MAX as i128 {
             return Err(PyValueError::new_err(format!(
                 "global_stats df[{key:?}] must be >= 0, got {x}"
@@ -641,17 +573,10 @@ impl PyBm25Index {
         let a = Self::analyzer_of(analyzer);
         let idx = with_progress(py, progress, |tick| {
             let a = a.read().unwrap_or_else(|e| e.into_inner());
-            Bm25Index::build(
-                params,
-                texts.len(),
-                |i, emit| a.tokenize_into(&texts[i], emit),
-                tick,
-            )
+            Bm25Index::build(params, texts.len(), |i, emit| a.tokenize_into(&texts[i], emit), tick)
         })?
         .map_err(to_py)?;
-        Ok(PyBm25Index {
-            inner: Arc::new(idx),
-        })
+        Ok(PyBm25Index { inner: Arc::new(idx) })
     }
 
     /// Build from token lists (already analysed).
@@ -674,17 +599,10 @@ impl PyBm25Index {
         };
         let docs = token_lists(tokens, "corpus")?;
         let idx = with_progress(py, progress, |tick| {
-            Bm25Index::build(
-                params,
-                docs.len(),
-                |i, emit| docs[i].iter().for_each(|t| emit(t)),
-                tick,
-            )
+            Bm25Index::build(params, docs.len(), |i, emit| docs[i].iter().for_each(|t| emit(t)), tick)
         })?
         .map_err(to_py)?;
-        Ok(PyBm25Index {
-            inner: Arc::new(idx),
-        })
+        Ok(PyBm25Index { inner: Arc::new(idx) })
     }
 
     /// Scores of every document for one query given as tokens; with
@@ -772,11 +690,7 @@ impl PyBm25Index {
                     None => run(),
                 });
             }
-            let run = || {
-                qs.par_iter()
-                    .map(|q| inner.query(&a.tokenize(q)))
-                    .collect::<Vec<_>>()
-            };
+            let run = || qs.par_iter().map(|q| inner.query(&a.tokenize(q))).collect::<Vec<_>>();
             let queries = match &pool {
                 Some(p) => p.install(run),
                 None => run(),
@@ -791,28 +705,18 @@ impl PyBm25Index {
     }
 
     /// BM25 sparse vectors of documents given as token lists: [(term ids, weights)].
-    fn document_vectors<'py>(
-        &self,
-        py: Python<'py>,
-        docs: &Bound<'_, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn document_vectors<'py>(&self, py: Python<'py>, docs: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let docs = token_lists(docs, "documents")?;
         let inner = self.inner.clone();
         let v = py.allow_threads(|| {
             use rayon::prelude::*;
-            docs.par_iter()
-                .map(|d| inner.document_vector(d))
-                .collect::<Vec<_>>()
+            docs.par_iter().map(|d| inner.document_vector(d)).collect::<Vec<_>>()
         });
         sparse_to_py(py, v)
     }
 
     /// BM25 sparse vectors of queries given as token lists: [(term ids, counts)].
-    fn query_vectors<'py>(
-        &self,
-        py: Python<'py>,
-        queries: &Bound<'_, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn query_vectors<'py>(&self, py: Python<'py>, queries: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let qs = token_lists(queries, "queries")?;
         let v = qs.iter().map(|q| self.inner.query_vector(q)).collect();
         sparse_to_py(py, v)
@@ -823,20 +727,15 @@ impl PyBm25Index {
     fn save(&self, py: Python<'_>, path: PathBuf, meta: &str) -> PyResult<()> {
         let inner = self.inner.clone();
         let meta = meta.to_string();
-        py.allow_threads(|| inner.save_with_meta(&path, &meta))
-            .map_err(to_py)
+        py.allow_threads(|| inner.save_with_meta(&path, &meta)).map_err(to_py)
     }
 
     /// Load a saved index; with mmap=True the postings are memory-mapped.
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py
-            .allow_threads(|| Bm25Index::load(&path, mmap))
-            .map_err(to_py)?;
-        Ok(PyBm25Index {
-            inner: Arc::new(idx),
-        })
+        let idx = py.allow_threads(|| Bm25Index::load(&path, mmap)).map_err(to_py)?;
+        Ok(PyBm25Index { inner: Arc::new(idx) })
     }
 
     #[getter]

@@ -29,15 +29,19 @@ fn int_arr<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<IntArr<'py>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, i64>>() {
         return Ok(IntArr::I64(a));
     }
-    Err(PyTypeError::new_err(format!("{what} must be a 1-D int32 or int64 numpy array")))
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a 1-D int32 or int64 numpy array"
+    )))
 }
 
 fn f32_arr<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray1<'py, f32>> {
-    obj.extract().map_err(|_| PyTypeError::new_err(format!("{what} must be a 1-D float32 numpy array")))
+    obj.extract()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a 1-D float32 numpy array")))
 }
 
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be C-contiguous")))
 }
 
 /// Check and clean CSR rows without the GIL (zero-copy views of the arrays).
@@ -56,7 +60,15 @@ fn csr_rows(
     macro_rules! go {
         ($p:expr, $i:expr) => {{
             let (ps, is) = (slice($p, "indptr")?, slice($i, "indices")?);
-            py.allow_threads(|| Csr { indptr: ps, indices: is, values: v }.rows(top_n, what)).map_err(to_py)
+            py.allow_threads(|| {
+                Csr {
+                    indptr: ps,
+                    indices: is,
+                    values: v,
+                }
+                .rows(top_n, what)
+            })
+            .map_err(to_py)
         }};
     }
     match (&p, &i) {
@@ -77,7 +89,9 @@ fn dict_key(k: &Bound<'_, PyAny>, doc: usize, what: &str) -> PyResult<i64> {
             .map_err(|_| PyValueError::new_err(format!("{what} {doc}: key {s:?} is not an integer token id")));
     }
     if k.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err(format!("{what} {doc}: key {k} is a bool, not a token id")));
+        return Err(PyTypeError::new_err(format!(
+            "{what} {doc}: key {k} is a bool, not a token id"
+        )));
     }
     k.extract::<i64>().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -90,14 +104,19 @@ fn dict_key(k: &Bound<'_, PyAny>, doc: usize, what: &str) -> PyResult<i64> {
 
 /// Dicts {token id: weight} to checked rows.
 fn dict_rows(py: Python<'_>, dicts: &Bound<'_, PyAny>, top_n: Option<usize>, what: &str) -> PyResult<Vec<SparseVec>> {
-    let list = dicts.downcast::<PyList>().map_err(|_| PyTypeError::new_err("expected a list of dicts"))?;
+    let list = dicts
+        .downcast::<PyList>()
+        .map_err(|_| PyTypeError::new_err("expected a list of dicts"))?;
     let mut indptr: Vec<i64> = Vec::with_capacity(list.len() + 1);
     indptr.push(0);
     let mut indices: Vec<i64> = Vec::new();
     let mut values: Vec<f32> = Vec::new();
     for (doc, d) in list.iter().enumerate() {
         let d = d.downcast::<PyDict>().map_err(|_| {
-            PyTypeError::new_err(format!("{what} {doc} is {}, expected a dict", d.get_type().name().unwrap()))
+            PyTypeError::new_err(format!(
+                "{what} {doc} is {}, expected a dict",
+                d.get_type().name().unwrap()
+            ))
         })?;
         indices.reserve(d.len());
         values.reserve(d.len());
@@ -110,7 +129,15 @@ fn dict_rows(py: Python<'_>, dicts: &Bound<'_, PyAny>, top_n: Option<usize>, wha
         }
         indptr.push(indices.len() as i64);
     }
-    py.allow_threads(|| Csr { indptr: &indptr, indices: &indices, values: &values }.rows(top_n, what)).map_err(to_py)
+    py.allow_threads(|| {
+        Csr {
+            indptr: &indptr,
+            indices: &indices,
+            values: &values,
+        }
+        .rows(top_n, what)
+    })
+    .map_err(to_py)
 }
 
 type SearchResult<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
@@ -153,8 +180,9 @@ impl PySparseIndex {
             None => Ok(None),
             Some(a) if a.is_none() => Ok(None),
             Some(a) => {
-                let arr: PyReadonlyArray1<'_, i64> =
-                    a.extract().map_err(|_| PyTypeError::new_err("ids must be a 1-D int64 numpy array"))?;
+                let arr: PyReadonlyArray1<'_, i64> = a
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("ids must be a 1-D int64 numpy array"))?;
                 Ok(Some(arr.as_array().to_vec()))
             }
         }
@@ -166,7 +194,9 @@ impl PySparseIndex {
         rows: Vec<SparseVec>,
         ids: Option<Vec<i64>>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let out = py.allow_threads(|| self.write().add_rows(rows, ids.as_deref())).map_err(to_py)?;
+        let out = py
+            .allow_threads(|| self.write().add_rows(rows, ids.as_deref()))
+            .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, out.into_iter().map(|i| i as i64).collect()))
     }
 
@@ -195,7 +225,11 @@ impl PySparseIndex {
             Some(a) => Some(slice(a, "mask")?),
             None => None,
         };
-        let opts = SearchOptions { k: k as usize, query_top_n, query_cut };
+        let opts = SearchOptions {
+            k: k as usize,
+            query_top_n,
+            query_cut,
+        };
         let (hits, kk) = py
             .allow_threads(|| -> Result<_, Error> {
                 let pool = thread_pool(threads)?;
@@ -217,10 +251,18 @@ impl PySparseIndex {
         let top = match doc_top_n {
             None => None,
             Some(n) if n >= 1 => Some(n as usize),
-            Some(n) => return Err(PyValueError::new_err(format!("doc_top_n must be >= 1 (or None), got {n}"))),
+            Some(n) => {
+                return Err(PyValueError::new_err(format!(
+                    "doc_top_n must be >= 1 (or None), got {n}"
+                )))
+            }
         };
         let idx = SparseIndex::new(dt, top).map_err(to_py)?;
-        Ok(PySparseIndex { inner: RwLock::new(idx), dtype: dt, doc_top_n: top })
+        Ok(PySparseIndex {
+            inner: RwLock::new(idx),
+            dtype: dt,
+            doc_top_n: top,
+        })
     }
 
     /// Add documents given as CSR arrays (zero-copy); returns their ids.
@@ -318,7 +360,13 @@ impl PySparseIndex {
             .into_iter()
             .map(|(t, w)| {
                 let t: Vec<i64> = t.into_iter().map(|x| x as i64).collect();
-                PyTuple::new(py, [PyArray1::from_vec(py, t).into_any(), PyArray1::from_vec(py, w).into_any()])
+                PyTuple::new(
+                    py,
+                    [
+                        PyArray1::from_vec(py, t).into_any(),
+                        PyArray1::from_vec(py, w).into_any(),
+                    ],
+                )
             })
             .collect::<PyResult<_>>()?;
         PyList::new(py, items)
@@ -347,7 +395,11 @@ impl PySparseIndex {
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
         let idx = py.allow_threads(|| SparseIndex::load(&path, mmap)).map_err(to_py)?;
         let (dtype, doc_top_n) = (idx.dtype(), idx.doc_top_n());
-        Ok(PySparseIndex { inner: RwLock::new(idx), dtype, doc_top_n })
+        Ok(PySparseIndex {
+            inner: RwLock::new(idx),
+            dtype,
+            doc_top_n,
+        })
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -381,7 +433,10 @@ impl PySparseIndex {
         d.set_item("n_terms", s.n_terms)?;
         d.set_item("n_postings", s.n_postings)?;
         d.set_item("postings_bytes", s.postings_bytes)?;
-        d.set_item("bytes_per_posting", s.postings_bytes as f64 / (s.n_postings.max(1)) as f64)?;
+        d.set_item(
+            "bytes_per_posting",
+            s.postings_bytes as f64 / (s.n_postings.max(1)) as f64,
+        )?;
         Ok(d)
     }
 }

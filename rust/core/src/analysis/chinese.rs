@@ -77,9 +77,7 @@ fn runs(text: &str, class: impl Fn(char) -> bool) -> impl Iterator<Item = (&str,
         let mut chars = rest.char_indices();
         let (_, first) = chars.next()?;
         let want = class(first);
-        let end = chars
-            .find(|&(_, c)| class(c) != want)
-            .map_or(rest.len(), |(i, _)| i);
+        let end = chars.find(|&(_, c)| class(c) != want).map_or(rest.len(), |(i, _)| i);
         let (run, tail) = rest.split_at(end);
         rest = tail;
         Some((run, want))
@@ -158,12 +156,7 @@ impl Segmenter {
 
     /// Add a word as `jieba.add_word(word, freq, tag)` does; `None` freq means
     /// `suggest_freq(word)`. Returns the frequency used.
-    pub fn add_word(
-        &mut self,
-        word: &str,
-        freq: Option<usize>,
-        tag: Option<&str>,
-    ) -> Result<usize> {
+    pub fn add_word(&mut self, word: &str, freq: Option<usize>, tag: Option<&str>) -> Result<usize> {
         let word = word.trim();
         if word.is_empty() {
             return Err(Error::invalid("add_word: the word is empty"));
@@ -176,8 +169,7 @@ impl Segmenter {
     /// `jieba.load_userdict` reads it.
     pub fn load_user_dict<R: BufRead>(&mut self, reader: R, source: &str) -> Result<()> {
         for (no, line) in reader.lines().enumerate() {
-            let line =
-                line.map_err(|e| Error::invalid(format!("{source}: line {}: {e}", no + 1)))?;
+            let line = line.map_err(|e| Error::invalid(format!("{source}: line {}: {e}", no + 1)))?;
             let line = line.trim_start_matches('\u{feff}').trim();
             if line.is_empty() {
                 continue;
@@ -187,9 +179,7 @@ impl Segmenter {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let (word, freq, tag) = match parts.as_slice() {
                 [w] => (w.to_string(), None, None),
-                [init @ .., f] if f.parse::<usize>().is_ok() => {
-                    (init.join(" "), f.parse::<usize>().ok(), None)
-                }
+                [init @ .., f] if f.parse::<usize>().is_ok() => (init.join(" "), f.parse::<usize>().ok(), None),
                 [init @ .., f, t] if f.parse::<usize>().is_ok() && !init.is_empty() => {
                     (init.join(" "), f.parse::<usize>().ok(), Some(*t))
                 }
@@ -210,13 +200,7 @@ impl Segmenter {
     }
 
     /// Segment `text` and pass every token (whitespace included) to `emit`.
-    pub fn cut_each<'a>(
-        &self,
-        text: &'a str,
-        mode: CutMode,
-        hmm: bool,
-        emit: &mut dyn FnMut(&'a str),
-    ) {
+    pub fn cut_each<'a>(&self, text: &'a str, mode: CutMode, hmm: bool, emit: &mut dyn FnMut(&'a str)) {
         match mode {
             CutMode::Precise => self.cut_precise(text, hmm, emit),
             CutMode::Search => self.cut_precise(text, hmm, &mut |w: &'a str| {
@@ -224,8 +208,7 @@ impl Segmenter {
                 // words inside each longer word come before it.
                 let n = w.chars().count();
                 if n > 2 {
-                    let offs: Vec<usize> =
-                        w.char_indices().map(|(i, _)| i).chain([w.len()]).collect();
+                    let offs: Vec<usize> = w.char_indices().map(|(i, _)| i).chain([w.len()]).collect();
                     for i in 0..n - 1 {
                         let g = &w[offs[i]..offs[i + 2]];
                         if self.has_word(g) {
@@ -338,11 +321,7 @@ impl Segmenter {
 
     /// Python jieba's `__cut_all` over one block, its `eng_scan` included.
     fn cut_full_block<'a>(&self, block: &'a str, emit: &mut dyn FnMut(&'a str)) {
-        let offs: Vec<usize> = block
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain([block.len()])
-            .collect();
+        let offs: Vec<usize> = block.char_indices().map(|(i, _)| i).chain([block.len()]).collect();
         let chars: Vec<char> = block.chars().collect();
         let n = chars.len();
         let is_eng = |c: char| c.is_ascii_alphanumeric();

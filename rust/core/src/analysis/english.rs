@@ -55,16 +55,10 @@ impl NamedStemmer {
         } else {
             lower.as_str()
         };
-        let idx = STEMMERS
-            .iter()
-            .position(|(n, _)| *n == key)
-            .ok_or_else(|| {
-                let names: Vec<&str> = STEMMERS.iter().map(|(n, _)| *n).collect();
-                Error::invalid(format!(
-                    "unknown stemmer {name:?}; available: {}",
-                    names.join(", ")
-                ))
-            })?;
+        let idx = STEMMERS.iter().position(|(n, _)| *n == key).ok_or_else(|| {
+            let names: Vec<&str> = STEMMERS.iter().map(|(n, _)| *n).collect();
+            Error::invalid(format!("unknown stemmer {name:?}; available: {}", names.join(", ")))
+        })?;
         Ok(NamedStemmer {
             name: key.to_string(),
             stemmer: Stemmer::create(STEMMERS[idx].1),
@@ -136,12 +130,8 @@ fn ascii_words(text: &str, emit: &mut dyn FnMut(&str, bool)) {
             }
             if i + 1 < n {
                 let (p, m, q) = (b[i - 1], b[i], b[i + 1]);
-                let letters = p.is_ascii_alphabetic()
-                    && q.is_ascii_alphabetic()
-                    && matches!(m, b':' | b'.' | b'\'');
-                let digits = p.is_ascii_digit()
-                    && q.is_ascii_digit()
-                    && matches!(m, b',' | b';' | b'.' | b'\'');
+                let letters = p.is_ascii_alphabetic() && q.is_ascii_alphabetic() && matches!(m, b':' | b'.' | b'\'');
+                let digits = p.is_ascii_digit() && q.is_ascii_digit() && matches!(m, b',' | b';' | b'.' | b'\'');
                 if letters || digits {
                     i += 2;
                     continue;
@@ -184,8 +174,7 @@ mod tests {
             let len = (state >> 59) as usize + 1;
             let text: String = (0..len)
                 .map(|k| {
-                    let r = state.rotate_left(7 * k as u32 + 3)
-                        ^ (k as u64).wrapping_mul(0x9E3779B97F4A7C15);
+                    let r = state.rotate_left(7 * k as u32 + 3) ^ (k as u64).wrapping_mul(0x9E3779B97F4A7C15);
                     alphabet[(r % alphabet.len() as u64) as usize] as char
                 })
                 .collect();
@@ -198,8 +187,7 @@ mod tests {
                 .collect();
             assert_eq!(fast, slow, "{text:?}");
         }
-        let sample =
-            "The patient's T-cell count (3,000.5 per µl) wasn't e.g. U.S.A. a:b 1;2 x_y __ _z 9.a";
+        let sample = "The patient's T-cell count (3,000.5 per µl) wasn't e.g. U.S.A. a:b 1;2 x_y __ _z 9.a";
         let ascii: String = sample.chars().filter(char::is_ascii).collect();
         let mut fast = Vec::new();
         ascii_words(&ascii, &mut |w, _| fast.push(w.to_string()));
@@ -214,9 +202,7 @@ mod tests {
     #[test]
     fn uax29_words() {
         let mut v = Vec::new();
-        words("Don't stop: 3.14 is π, ok?", false, &mut |w, _| {
-            v.push(w.to_string())
-        });
+        words("Don't stop: 3.14 is π, ok?", false, &mut |w, _| v.push(w.to_string()));
         assert_eq!(v, ["Don't", "stop", "3.14", "is", "π", "ok"]);
     }
 }

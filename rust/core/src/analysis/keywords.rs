@@ -42,13 +42,7 @@ impl Default for KeywordExtractor {
 
 impl KeywordExtractor {
     /// Top `k` keywords of `text` with their weights, highest first.
-    pub fn extract(
-        &self,
-        seg: &Segmenter,
-        text: &str,
-        k: usize,
-        method: KeywordMethod,
-    ) -> Vec<(String, f64)> {
+    pub fn extract(&self, seg: &Segmenter, text: &str, k: usize, method: KeywordMethod) -> Vec<(String, f64)> {
         match method {
             KeywordMethod::TfIdf => self.tfidf(seg, text, k),
             KeywordMethod::TextRank => textrank(seg, text, k),
@@ -58,9 +52,7 @@ impl KeywordExtractor {
     /// jieba.analyse.extract_tags: every part of speech; ties keep the order
     /// in which words first occur (Python's stable sort over its dict).
     fn tfidf(&self, seg: &Segmenter, text: &str, k: usize) -> Vec<(String, f64)> {
-        let all = self
-            .tfidf
-            .extract_keywords(seg.jieba(), text, usize::MAX, vec![]);
+        let all = self.tfidf.extract_keywords(seg.jieba(), text, usize::MAX, vec![]);
         let mut first: FxHashMap<&str, usize> = FxHashMap::default();
         seg.cut_each(text, super::CutMode::Precise, true, &mut |w| {
             let n = first.len();
@@ -70,10 +62,7 @@ impl KeywordExtractor {
             .into_iter()
             .map(|kw| {
                 (
-                    first
-                        .get(kw.keyword.as_str())
-                        .copied()
-                        .unwrap_or(usize::MAX),
+                    first.get(kw.keyword.as_str()).copied().unwrap_or(usize::MAX),
                     kw.keyword,
                     kw.weight,
                 )

@@ -120,10 +120,7 @@ impl Analyzer {
 
     /// Tokenize many texts in parallel (rayon), order kept.
     pub fn tokenize_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<String>> {
-        texts
-            .par_iter()
-            .map(|t| self.tokenize(t.as_ref()))
-            .collect()
+        texts.par_iter().map(|t| self.tokenize(t.as_ref())).collect()
     }
 
     /// Tokenize, handing each token to `emit` (no per-text Vec needed).
@@ -197,27 +194,26 @@ impl Analyzer {
     }
 
     fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(&str)) {
-        self.segmenter
-            .cut_each(text, self.mode, self.hmm, &mut |w: &str| {
-                if w.chars().all(char::is_whitespace) {
-                    return;
+        self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
+            if w.chars().all(char::is_whitespace) {
+                return;
+            }
+            if !w.chars().any(char::is_alphanumeric) {
+                if self.keep_punctuation {
+                    emit(w);
                 }
-                if !w.chars().any(char::is_alphanumeric) {
-                    if self.keep_punctuation {
-                        emit(w);
+                return;
+            }
+            if w.chars().any(is_han) {
+                self.with_case(w, &mut |tok| {
+                    if !self.stopwords.contains(tok) {
+                        emit(tok);
                     }
-                    return;
-                }
-                if w.chars().any(is_han) {
-                    self.with_case(w, &mut |tok| {
-                        if !self.stopwords.contains(tok) {
-                            emit(tok);
-                        }
-                    });
-                } else {
-                    self.latin_word(w, emit);
-                }
-            });
+                });
+            } else {
+                self.latin_word(w, emit);
+            }
+        });
     }
 
     fn latin(&self, text: &str, emit: &mut dyn FnMut(&str)) {
@@ -282,10 +278,7 @@ mod tests {
     #[test]
     fn english_pipeline() {
         let a = analyzer(Language::En);
-        assert_eq!(
-            a.tokenize("The Running dogs, of Europe!"),
-            ["run", "dog", "europ"]
-        );
+        assert_eq!(a.tokenize("The Running dogs, of Europe!"), ["run", "dog", "europ"]);
     }
 
     #[test]
@@ -304,8 +297,7 @@ mod tests {
         assert_eq!(
             t,
             [
-                "押金", "退还", "房东", "押", "金", "退", "还", "押金", "金的", "的退", "退还",
-                "房", "东", "房东"
+                "押金", "退还", "房东", "押", "金", "退", "还", "押金", "金的", "的退", "退还", "房", "东", "房东"
             ]
         );
     }

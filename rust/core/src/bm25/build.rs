@@ -78,15 +78,10 @@ impl Bm25Index {
             ));
         }
         if n_docs > u32::MAX as usize - 1 {
-            return Err(Error::invalid(
-                "too many documents for one index (at most 2^32 - 2)",
-            ));
+            return Err(Error::invalid("too many documents for one index (at most 2^32 - 2)"));
         }
         let chunk = chunk_size(n_docs);
-        let ranges: Vec<_> = (0..n_docs)
-            .step_by(chunk)
-            .map(|s| s..(s + chunk).min(n_docs))
-            .collect();
+        let ranges: Vec<_> = (0..n_docs).step_by(chunk).map(|s| s..(s + chunk).min(n_docs)).collect();
         let chunks: Vec<ChunkCounts> = ranges
             .into_par_iter()
             .map(|r| {
@@ -118,10 +113,7 @@ impl Bm25Index {
                 .collect();
             remaps.push(remap);
         }
-        let doc_lens: Vec<u32> = chunks
-            .iter()
-            .flat_map(|c| c.doc_lens.iter().copied())
-            .collect();
+        let doc_lens: Vec<u32> = chunks.iter().flat_map(|c| c.doc_lens.iter().copied()).collect();
         let total_tokens: u64 = doc_lens.iter().map(|&l| l as u64).sum();
         let avgdl = total_tokens as f64 / n_docs as f64;
 

@@ -81,8 +81,7 @@ impl Bm25Index {
         c.u32();
         let (k1, b, delta) = (c.f64(), c.f64(), c.f64());
         let (n_docs, total_tokens) = (c.u64(), c.u64());
-        let (Some(k1), Some(b), Some(delta), Some(n_docs), Some(total_tokens)) =
-            (k1, b, delta, n_docs, total_tokens)
+        let (Some(k1), Some(b), Some(delta), Some(n_docs), Some(total_tokens)) = (k1, b, delta, n_docs, total_tokens)
         else {
             return Err(bad("short parameter section"));
         };
@@ -92,12 +91,9 @@ impl Bm25Index {
             b: b as f32,
             delta: delta as f32,
         };
-        params
-            .validate()
-            .map_err(|_| bad("parameters out of range"))?;
+        params.validate().map_err(|_| bad("parameters out of range"))?;
         let n_docs = n_docs as usize;
-        let meta =
-            String::from_utf8(r.bytes("meta")?.to_vec()).map_err(|_| bad("meta is not UTF-8"))?;
+        let meta = String::from_utf8(r.bytes("meta")?.to_vec()).map_err(|_| bad("meta is not UTF-8"))?;
 
         let vb = r.bytes("vocab")?;
         let mut c = Cursor::new(vb);
@@ -136,12 +132,7 @@ impl Bm25Index {
         let mut terms = Vec::with_capacity(nv);
         let mut c = Cursor::new(tb);
         for _ in 0..nv {
-            let (df, nb, off, mx) = (
-                c.u32().unwrap(),
-                c.u32().unwrap(),
-                c.u64().unwrap(),
-                c.u32().unwrap(),
-            );
+            let (df, nb, off, mx) = (c.u32().unwrap(), c.u32().unwrap(), c.u64().unwrap(), c.u32().unwrap());
             c.u32();
             if df as usize > n_docs {
                 return Err(bad("document frequency above the document count"));

@@ -18,11 +18,7 @@ pub const TAIL_PAD: usize = 8;
 /// Bytes of all postings, owned or memory-mapped.
 pub enum PostingsStore {
     Owned(Vec<u8>),
-    Shared {
-        blob: Arc<Blob>,
-        start: usize,
-        len: usize,
-    },
+    Shared { blob: Arc<Blob>, start: usize, len: usize },
 }
 
 impl PostingsStore {
@@ -94,12 +90,7 @@ pub(crate) fn unpack(data: &[u8], bits: u8, n: usize, out: &mut [u32; BLOCK]) {
 /// Encode one term's postings (doc ids strictly increasing, tf >= 1) into
 /// its region, appended to `out`. `weight(doc, tf)` gives the tf weight whose
 /// block maximum is stored for pruning. Returns (blocks, max weight).
-pub fn encode_term(
-    docs: &[u32],
-    tfs: &[u32],
-    weight: impl Fn(u32, u32) -> f32,
-    out: &mut Vec<u8>,
-) -> (u32, f32) {
+pub fn encode_term(docs: &[u32], tfs: &[u32], weight: impl Fn(u32, u32) -> f32, out: &mut Vec<u8>) -> (u32, f32) {
     let region = out.len();
     let n_blocks = docs.len().div_ceil(BLOCK);
     out.resize(region + n_blocks * HEADER, 0);
@@ -137,15 +128,8 @@ pub fn encode_term(
 
 /// Check a term region's headers against the store, so that a damaged file
 /// gives an error at load instead of a panic at search time.
-pub fn validate_term(
-    store: &[u8],
-    offset: usize,
-    n_blocks: usize,
-    df: usize,
-) -> Result<(), String> {
-    let hdr_end = offset
-        .checked_add(n_blocks * HEADER)
-        .ok_or("offset overflow")?;
+pub fn validate_term(store: &[u8], offset: usize, n_blocks: usize, df: usize) -> Result<(), String> {
+    let hdr_end = offset.checked_add(n_blocks * HEADER).ok_or("offset overflow")?;
     if hdr_end > store.len() {
         return Err("postings header past end".into());
     }
@@ -176,12 +160,7 @@ pub const END: u32 = u32::MAX;
 
 /// Call `f(docs, tfs_minus_1)` for every block of a term, decoded whole:
 /// the fast path for scoring a term's full list.
-pub fn for_each_block(
-    store: &[u8],
-    region: usize,
-    n_blocks: usize,
-    mut f: impl FnMut(&[u32], &[u32]),
-) {
+pub fn for_each_block(store: &[u8], region: usize, n_blocks: usize, mut f: impl FnMut(&[u32], &[u32])) {
     let mut docs = [0u32; BLOCK];
     let mut tfs = [0u32; BLOCK];
     let mut base = 0u32;
@@ -280,10 +259,7 @@ impl<'a> Cursor<'a> {
         } else {
             let h = self.header(self.block);
             let last = u32::from_le_bytes(h[0..4].try_into().unwrap());
-            (
-                f32::from_le_bytes(h[4..8].try_into().unwrap()),
-                last.saturating_add(1),
-            )
+            (f32::from_le_bytes(h[4..8].try_into().unwrap()), last.saturating_add(1))
         }
     }
 
@@ -377,13 +353,7 @@ mod tests {
             got.push((c.doc, c.tf()));
             c.next();
         }
-        assert_eq!(
-            got,
-            docs.iter()
-                .copied()
-                .zip(tfs.iter().copied())
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(got, docs.iter().copied().zip(tfs.iter().copied()).collect::<Vec<_>>());
         let mut c = Cursor::new(&store, 0, nb as usize);
         c.advance(3500);
         assert_eq!(c.doc, docs[docs.iter().position(|&d| d >= 3500).unwrap()]);

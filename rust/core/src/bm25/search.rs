@@ -125,10 +125,7 @@ impl Filter for Mask<'_> {
     #[inline]
     fn next_ok(&self, d: u32) -> u32 {
         match self.0.get(d as usize..) {
-            Some(rest) => rest
-                .iter()
-                .position(|&m| m != 0)
-                .map_or(END, |i| d + i as u32),
+            Some(rest) => rest.iter().position(|&m| m != 0).map_or(END, |i| d + i as u32),
             None => END,
         }
     }
@@ -240,10 +237,7 @@ impl Bm25Index {
         if a == 0.0 {
             return 0.0;
         }
-        q.terms
-            .iter()
-            .map(|&(t, c)| c as f64 * self.idf(t) * a)
-            .sum()
+        q.terms.iter().map(|&(t, c)| c as f64 * self.idf(t) * a).sum()
     }
 
     /// Term weights and base constant of `q`, from the index's own statistics
@@ -330,11 +324,7 @@ impl Bm25Index {
         if let Some(c) = cache.as_ref().filter(|c| c.avgdl_bits == bits) {
             return Some((c.kn.clone(), c.inv_c));
         }
-        let kn: Arc<[f32]> = self
-            .doc_lens
-            .iter()
-            .map(|&l| self.params.kn(l, st.avgdl))
-            .collect();
+        let kn: Arc<[f32]> = self.doc_lens.iter().map(|&l| self.params.kn(l, st.avgdl)).collect();
         let mut inv_c = 0f64;
         for (&old, &new) in self.kn.iter().zip(kn.iter()) {
             if old > 0.0 {
@@ -423,12 +413,12 @@ impl Bm25Index {
             Method::Lucene | Method::Robertson => {
                 self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| tf / (tf + kn))
             }
-            Method::Atire => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
-                tf * (k1 + 1.0) / (tf + kn)
-            }),
-            Method::Bm25L => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
-                p.tf_part(tf, kn) - absent
-            }),
+            Method::Atire => {
+                self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| tf * (k1 + 1.0) / (tf + kn))
+            }
+            Method::Bm25L => {
+                self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| p.tf_part(tf, kn) - absent)
+            }
             Method::Bm25Plus => self.accumulate_with(store, info, w, kn, impacts, acc, |tf, kn| {
                 (k1 + 1.0) * tf / (kn + tf) + delta - absent
             }),
@@ -450,18 +440,13 @@ impl Bm25Index {
         if impacts {
             let impacts = self.impacts[info.term as usize].get_or_init(|| {
                 let mut v = Vec::with_capacity(info.df as usize);
-                for_each_block(
-                    store,
-                    info.offset as usize,
-                    info.n_blocks as usize,
-                    |docs, tfs| {
-                        v.extend(
-                            docs.iter()
-                                .zip(tfs)
-                                .map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))),
-                        );
-                    },
-                );
+                for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
+                    v.extend(
+                        docs.iter()
+                            .zip(tfs)
+                            .map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))),
+                    );
+                });
                 v.into_boxed_slice()
             });
             for &(d, x) in impacts.iter() {
@@ -470,20 +455,15 @@ impl Bm25Index {
             return;
         }
         let mut wts = [0f32; super::postings::BLOCK];
-        for_each_block(
-            store,
-            info.offset as usize,
-            info.n_blocks as usize,
-            |docs, tfs| {
-                // Weights first (independent divisions pipeline well), then the scatter.
-                for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
-                    *x = weight((tf1 + 1) as f32, kn[d as usize]);
-                }
-                for (&d, &x) in docs.iter().zip(&wts) {
-                    acc[d as usize] += w * x as f64;
-                }
-            },
-        );
+        for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
+            // Weights first (independent divisions pipeline well), then the scatter.
+            for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
+                *x = weight((tf1 + 1) as f32, kn[d as usize]);
+            }
+            for (&d, &x) in docs.iter().zip(&wts) {
+                acc[d as usize] += w * x as f64;
+            }
+        });
     }
 
     /// Exact top-k: same hits and order as sorting `get_scores` by
@@ -539,13 +519,7 @@ impl Bm25Index {
         }
     }
 
-    fn search_resolved(
-        &self,
-        q: &Query,
-        k: usize,
-        opts: &SearchOpts,
-        kn: Option<&(Arc<[f32]>, f64)>,
-    ) -> Result<Hits> {
+    fn search_resolved(&self, q: &Query, k: usize, opts: &SearchOpts, kn: Option<&(Arc<[f32]>, f64)>) -> Result<Hits> {
         let n = self.n_docs();
         let k = k.min(n);
         let plan = self.plan(q, opts.stats)?;
@@ -561,9 +535,7 @@ impl Bm25Index {
             (None, None) => self.maxscore_with(&plan, &self.kn, k, All, Stored),
             (None, Some(m)) => self.maxscore_with(&plan, &self.kn, k, Mask(m), Stored),
             (Some((kn, c)), None) => self.maxscore_with(&plan, kn, k, All, self.rescaled(*c)),
-            (Some((kn, c)), Some(m)) => {
-                self.maxscore_with(&plan, kn, k, Mask(m), self.rescaled(*c))
-            }
+            (Some((kn, c)), Some(m)) => self.maxscore_with(&plan, kn, k, Mask(m), self.rescaled(*c)),
         })
     }
 
@@ -576,14 +548,7 @@ impl Bm25Index {
         self.dense_with(&plan, &self.kn, self.n_docs() <= DENSE_DOCS, k, All)
     }
 
-    fn dense_with<F: Filter>(
-        &self,
-        plan: &Plan,
-        kn: &[f32],
-        impacts: bool,
-        k: usize,
-        f: F,
-    ) -> Hits {
+    fn dense_with<F: Filter>(&self, plan: &Plan, kn: &[f32], impacts: bool, k: usize, f: F) -> Hits {
         let n = self.n_docs();
         let store = self.postings.bytes();
         let base = plan.base;
@@ -640,14 +605,7 @@ impl Bm25Index {
         self.maxscore_with(&plan, &self.kn, k, All, Stored)
     }
 
-    fn maxscore_with<F: Filter, M: BoundMap>(
-        &self,
-        plan: &Plan,
-        kn: &[f32],
-        k: usize,
-        f: F,
-        bm: M,
-    ) -> Hits {
+    fn maxscore_with<F: Filter, M: BoundMap>(&self, plan: &Plan, kn: &[f32], k: usize, f: F, bm: M) -> Hits {
         let store = self.postings.bytes();
         // Terms by upper bound, ascending: MaxScore's non-essential prefix.
         let mut terms: Vec<(f64, f64, Cursor)> = plan
@@ -656,11 +614,7 @@ impl Bm25Index {
             .map(|&(t, w)| {
                 let info = self.terms[t as usize];
                 let ub = w * bm.map(info.max_tf_weight);
-                (
-                    ub,
-                    w,
-                    Cursor::new(store, info.offset as usize, info.n_blocks as usize),
-                )
+                (ub, w, Cursor::new(store, info.offset as usize, info.n_blocks as usize))
             })
             .collect();
         terms.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -772,12 +726,7 @@ impl Bm25Index {
     }
 
     /// Search many queries in parallel on `pool` (or rayon's global pool).
-    pub fn search_batch(
-        &self,
-        queries: &[Query],
-        k: usize,
-        pool: Option<&rayon::ThreadPool>,
-    ) -> Vec<Hits> {
+    pub fn search_batch(&self, queries: &[Query], k: usize, pool: Option<&rayon::ThreadPool>) -> Vec<Hits> {
         let run = || queries.par_iter().map(|q| self.search(q, k)).collect();
         match pool {
             Some(p) => p.install(run),
@@ -796,12 +745,7 @@ impl Bm25Index {
         let mut pairs: Vec<(u32, f32)> = q
             .terms
             .iter()
-            .map(|&(t, tf)| {
-                (
-                    t,
-                    (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32,
-                )
-            })
+            .map(|&(t, tf)| (t, (self.idf(t) * self.params.tf_weight(tf as f32, kn) as f64) as f32))
             .collect();
         pairs.sort_unstable_by_key(|p| p.0);
         pairs.into_iter().unzip()
@@ -824,9 +768,7 @@ impl Bm25Index {
 pub fn thread_pool(threads: Option<usize>) -> Result<Option<rayon::ThreadPool>> {
     match threads {
         None => Ok(None),
-        Some(0) => Err(Error::invalid(
-            "threads must be >= 1 (or None for all cores)",
-        )),
+        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
         Some(t) => rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build()

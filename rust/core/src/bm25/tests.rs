@@ -58,10 +58,7 @@ fn pruned_search_equals_exhaustive() {
             let ql = 1 + r.next() % 8;
             let q: Vec<String> = (0..ql).map(|_| format!("t{}", r.zipf(2500))).collect();
             let q = idx.query(&q);
-            for (k, strategy) in [1, 10, 100, 5000]
-                .into_iter()
-                .flat_map(|k| [(k, 0), (k, 1), (k, 2)])
-            {
+            for (k, strategy) in [1, 10, 100, 5000].into_iter().flat_map(|k| [(k, 0), (k, 1), (k, 2)]) {
                 let got = match strategy {
                     0 => idx.search(&q, k),
                     1 => idx.search_maxscore(&q, k),
@@ -106,10 +103,7 @@ fn save_load_round_trip() {
     for mmap in [false, true] {
         let l = Bm25Index::load(&p, mmap).unwrap();
         let q = l.query(&["t1", "t5", "t30"]);
-        assert_eq!(
-            l.search(&q, 20),
-            idx.search(&idx.query(&["t1", "t5", "t30"]), 20)
-        );
+        assert_eq!(l.search(&q, 20), idx.search(&idx.query(&["t1", "t5", "t30"]), 20));
         assert_eq!(l.vocab(), idx.vocab());
     }
 }
@@ -141,11 +135,7 @@ fn sparse_vectors_dot_to_scores() {
                 dot += qv[i] * dv[j];
             }
         }
-        assert!(
-            (dot - scores[d]).abs() < 1e-4,
-            "{d}: {dot} vs {}",
-            scores[d]
-        );
+        assert!((dot - scores[d]).abs() < 1e-4, "{d}: {dot} vs {}", scores[d]);
     }
 }
 
@@ -243,11 +233,7 @@ fn check_segments(sizes: &[(usize, u64)], n_queries: usize) {
             let ql = 1 + r.next() % 6;
             let mut q: Vec<String> = (0..ql).map(|_| format!("t{}", r.zipf(4000))).collect();
             // Words of one segment only (possibly absent from all), and repeats.
-            q.push(format!(
-                "s{}w{}",
-                r.next() % (sizes.len() as u64 + 1),
-                r.zipf(400)
-            ));
+            q.push(format!("s{}w{}", r.next() % (sizes.len() as u64 + 1), r.zipf(400)));
             if qi % 3 == 0 {
                 q.push(q[0].clone());
             }
@@ -281,12 +267,7 @@ fn check_segments(sizes: &[(usize, u64)], n_queries: usize) {
                 }
                 merged.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 merged.truncate(k);
-                assert_same_hits(
-                    &merged,
-                    &want,
-                    &want_scores,
-                    &format!("{method:?} q{qi} merged k{k}"),
-                );
+                assert_same_hits(&merged, &want, &want_scores, &format!("{method:?} q{qi} merged k{k}"));
             }
         }
     }
@@ -311,9 +292,7 @@ fn masks(n: usize, seed: u64) -> Vec<Vec<u8>> {
         vec![0u8; n],
         vec![1u8; n / 3],
         (0..n).map(|_| (r.next() % 2) as u8).collect(),
-        (0..n)
-            .map(|_| r.next().is_multiple_of(200) as u8 * 7)
-            .collect(),
+        (0..n).map(|_| r.next().is_multiple_of(200) as u8 * 7).collect(),
     ];
     let mut few = vec![0u8; n];
     few[3] = 1;
@@ -348,8 +327,7 @@ fn check_masks(n: usize, n_queries: usize) {
                         let what = format!("{method:?} q{qi} mask{mi} k{k} stats={use_stats}");
                         assert_same_hits(&got, &want, &scores, &what);
                         assert!(
-                            got.iter()
-                                .all(|h| mask.get(h.0 as usize).is_some_and(|&m| m != 0)),
+                            got.iter().all(|h| mask.get(h.0 as usize).is_some_and(|&m| m != 0)),
                             "{what}"
                         );
                     }
@@ -379,10 +357,7 @@ fn options_without_mask_or_stats_equal_search() {
         idx.search(&q, 20)
     );
     // Stats equal to the index's own give the same results too.
-    let toks: Vec<String> = ["t1", "t7", "t40", "nope"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let toks: Vec<String> = ["t1", "t7", "t40", "nope"].iter().map(|s| s.to_string()).collect();
     let own = global_stats(&[&idx], &toks);
     let got = idx
         .search_opts(

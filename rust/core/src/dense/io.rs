@@ -22,8 +22,7 @@ pub const VERSION: u32 = 1;
 
 fn le_bytes<T: Copy>(x: &[T]) -> Vec<u8> {
     // SAFETY: T is f32, f16, i8 or u64: plain numbers with no padding.
-    let b =
-        unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) };
+    let b = unsafe { std::slice::from_raw_parts(x.as_ptr() as *const u8, std::mem::size_of_val(x)) };
     if cfg!(target_endian = "little") || std::mem::size_of::<T>() == 1 {
         b.to_vec()
     } else {

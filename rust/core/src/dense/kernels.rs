@@ -234,11 +234,7 @@ mod x86 {
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i)),
-                _mm256_loadu_ps(pb.add(i)),
-                acc[0],
-            );
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
             i += 8;
         }
         let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -342,11 +338,7 @@ mod x86 {
             i += 64;
         }
         while i + 16 <= n {
-            acc[0] = _mm512_fmadd_ps(
-                _mm512_loadu_ps(pa.add(i)),
-                _mm512_loadu_ps(pb.add(i)),
-                acc[0],
-            );
+            acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc[0]);
             i += 16;
         }
         if i < n {
@@ -469,11 +461,7 @@ mod arm {
         let mut i = 0;
         while i + 16 <= n {
             for (j, s) in acc.iter_mut().enumerate() {
-                *s = vfmaq_f32(
-                    *s,
-                    vld1q_f32(pa.add(i + 4 * j)),
-                    vld1q_f32(pb.add(i + 4 * j)),
-                );
+                *s = vfmaq_f32(*s, vld1q_f32(pa.add(i + 4 * j)), vld1q_f32(pb.add(i + 4 * j)));
             }
             i += 16;
         }
@@ -481,10 +469,7 @@ mod arm {
             acc[0] = vfmaq_f32(acc[0], vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
             i += 4;
         }
-        let mut s = vaddvq_f32(vaddq_f32(
-            vaddq_f32(acc[0], acc[1]),
-            vaddq_f32(acc[2], acc[3]),
-        ));
+        let mut s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
         while i < n {
             s += a[i] * b[i];
             i += 1;
@@ -540,10 +525,7 @@ mod arm {
             }
             i += 16;
         }
-        vaddvq_f32(vaddq_f32(
-            vaddq_f32(acc[0], acc[1]),
-            vaddq_f32(acc[2], acc[3]),
-        )) + a[i..].iter().sum::<f32>()
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]))) + a[i..].iter().sum::<f32>()
     }
 }
 
@@ -552,9 +534,7 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -580,26 +560,14 @@ mod tests {
             let rs: f64 = x.iter().map(|&v| v as f64).sum();
             let tol = 1e-5 * (d as f64).sqrt() + 1e-6;
             for k in &ks {
-                assert!(
-                    ((k.dot_f32)(&q, &x) as f64 - r32).abs() < tol,
-                    "{} f32 d={d}",
-                    k.name
-                );
-                assert!(
-                    ((k.dot_f16)(&q, &h) as f64 - r16).abs() < tol,
-                    "{} f16 d={d}",
-                    k.name
-                );
+                assert!(((k.dot_f32)(&q, &x) as f64 - r32).abs() < tol, "{} f32 d={d}", k.name);
+                assert!(((k.dot_f16)(&q, &h) as f64 - r16).abs() < tol, "{} f16 d={d}", k.name);
                 assert!(
                     ((k.dot_i8)(&q, &b) as f64 - r8).abs() < tol * 127.0,
                     "{} i8 d={d}",
                     k.name
                 );
-                assert!(
-                    ((k.sum_f32)(&x) as f64 - rs).abs() < tol,
-                    "{} sum d={d}",
-                    k.name
-                );
+                assert!(((k.sum_f32)(&x) as f64 - rs).abs() < tol, "{} sum d={d}", k.name);
             }
         }
     }

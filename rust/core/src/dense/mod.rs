@@ -72,9 +72,7 @@ impl DType {
         self as u32
     }
     fn from_code(c: u32) -> Option<Self> {
-        [DType::F32, DType::F16, DType::I8]
-            .into_iter()
-            .find(|d| d.code() == c)
+        [DType::F32, DType::F16, DType::I8].into_iter().find(|d| d.code() == c)
     }
 }
 
@@ -107,11 +105,7 @@ impl Metric {
 /// A typed array, owned or a zero-copy view into a loaded file.
 pub(crate) enum Buf<T> {
     Owned(Vec<T>),
-    Shared {
-        blob: Arc<Blob>,
-        start: usize,
-        len: usize,
-    },
+    Shared { blob: Arc<Blob>, start: usize, len: usize },
 }
 
 impl<T: Copy> Buf<T> {
@@ -196,10 +190,7 @@ pub fn quantize_i8(x: &[f32], out: &mut Vec<i8>) -> f32 {
         return 0.0;
     }
     let scale = m / 127.0;
-    out.extend(
-        x.iter()
-            .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8),
-    );
+    out.extend(x.iter().map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8));
     scale
 }
 
@@ -214,10 +205,7 @@ impl Eq for Entry {}
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // The heap's maximum is the worst hit: lower score, then higher id.
-        other
-            .score
-            .total_cmp(&self.score)
-            .then(self.id.cmp(&other.id))
+        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
     }
 }
 impl PartialOrd for Entry {
@@ -290,9 +278,7 @@ pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Sen
     static POOLS: Mutex<Option<HashMap<usize, Arc<rayon::ThreadPool>>>> = Mutex::new(None);
     match threads {
         None | Some(1) => Ok(f()),
-        Some(0) => Err(Error::invalid(
-            "threads must be >= 1 (or None for all cores)",
-        )),
+        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
         Some(t) => {
             let pool = {
                 let mut g = POOLS.lock().unwrap_or_else(|e| e.into_inner());
@@ -304,9 +290,7 @@ pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Sen
                             rayon::ThreadPoolBuilder::new()
                                 .num_threads(t)
                                 .build()
-                                .map_err(|e| {
-                                    Error::invalid(format!("cannot start {t} threads: {e}"))
-                                })?,
+                                .map_err(|e| Error::invalid(format!("cannot start {t} threads: {e}")))?,
                         );
                         map.insert(t, p.clone());
                         p
@@ -396,9 +380,7 @@ impl DenseIndex {
             return Err(Error::invalid("dim must be >= 1"));
         }
         if dim > (1 << 20) {
-            return Err(Error::invalid(format!(
-                "dim={dim} is too large (at most 1048576)"
-            )));
+            return Err(Error::invalid(format!("dim={dim} is too large (at most 1048576)")));
         }
         let vectors = match dtype {
             DType::F32 => Vectors::F32(Buf::Owned(Vec::new())),
@@ -511,10 +493,7 @@ impl DenseIndex {
         let new_ids: Vec<u64> = match ids {
             Some(ids) => {
                 if ids.len() != n {
-                    return Err(Error::invalid(format!(
-                        "got {} ids for {n} vectors",
-                        ids.len()
-                    )));
+                    return Err(Error::invalid(format!("got {} ids for {n} vectors", ids.len())));
                 }
                 let mut seen = FxHashMap::default();
                 seen.reserve(n);
@@ -523,9 +502,7 @@ impl DenseIndex {
                         return Err(Error::invalid(format!("ids[{i}] = {id}: ids must be >= 0")));
                     }
                     if self.row_of.contains_key(&(id as u64)) {
-                        return Err(Error::invalid(format!(
-                            "ids[{i}] = {id} is already in the index"
-                        )));
+                        return Err(Error::invalid(format!("ids[{i}] = {id} is already in the index")));
                     }
                     if seen.insert(id, i).is_some() {
                         return Err(Error::invalid(format!("id {id} appears twice in ids")));
@@ -534,14 +511,8 @@ impl DenseIndex {
                 ids.iter().map(|&i| i as u64).collect()
             }
             None => {
-                if self
-                    .next_id
-                    .checked_add(n as u64)
-                    .is_none_or(|e| e > i64::MAX as u64)
-                {
-                    return Err(Error::invalid(
-                        "no more sequential ids: pass ids explicitly",
-                    ));
+                if self.next_id.checked_add(n as u64).is_none_or(|e| e > i64::MAX as u64) {
+                    return Err(Error::invalid("no more sequential ids: pass ids explicitly"));
                 }
                 (self.next_id..self.next_id + n as u64).collect()
             }
@@ -691,18 +662,10 @@ impl DenseIndex {
         let dim = self.dim;
         match &self.vectors {
             Vectors::F32(b) => out.extend_from_slice(&b.as_slice()[r * dim..(r + 1) * dim]),
-            Vectors::F16(b) => out.extend(
-                b.as_slice()[r * dim..(r + 1) * dim]
-                    .iter()
-                    .map(|h| h.to_f32()),
-            ),
+            Vectors::F16(b) => out.extend(b.as_slice()[r * dim..(r + 1) * dim].iter().map(|h| h.to_f32())),
             Vectors::I8 { q, scale } => {
                 let s = scale.as_slice()[r];
-                out.extend(
-                    q.as_slice()[r * dim..(r + 1) * dim]
-                        .iter()
-                        .map(|&v| v as f32 * s),
-                )
+                out.extend(q.as_slice()[r * dim..(r + 1) * dim].iter().map(|&v| v as f32 * s))
             }
         }
     }
@@ -723,9 +686,7 @@ impl DenseIndex {
             )));
         }
         if self.is_empty() {
-            return Err(Error::invalid(
-                "the index is empty: add vectors before searching",
-            ));
+            return Err(Error::invalid("the index is empty: add vectors before searching"));
         }
         check_finite(queries, dim, "queries")?;
         let mut q = queries.to_vec();
@@ -767,12 +728,7 @@ impl DenseIndex {
     }
 
     /// Force a path (tests and benchmarks): `gemm` true = matrix product.
-    pub fn search_with_path(
-        &self,
-        queries: &[f32],
-        k: usize,
-        gemm: bool,
-    ) -> Result<Vec<Vec<(i64, f32)>>> {
+    pub fn search_with_path(&self, queries: &[f32], k: usize, gemm: bool) -> Result<Vec<Vec<(i64, f32)>>> {
         let q = self.prepare_queries(queries, k)?;
         let kk = k.min(self.len());
         let el = Eligible {
@@ -956,19 +912,12 @@ impl DenseIndex {
 
 /// ColBERT late-interaction score of one query (m rows) against passages:
 /// `(1/m) * sum_i max_j dot(q_i, p_j)`. `docs[i]` holds n_i rows of `dim`.
-pub fn maxsim(
-    query: &[f32],
-    docs: &[&[f32]],
-    dim: usize,
-    threads: Option<usize>,
-) -> Result<Vec<f32>> {
+pub fn maxsim(query: &[f32], docs: &[&[f32]], dim: usize, threads: Option<usize>) -> Result<Vec<f32>> {
     if dim == 0 {
         return Err(Error::invalid("vectors must have at least one column"));
     }
     if query.is_empty() || !query.len().is_multiple_of(dim) {
-        return Err(Error::invalid(
-            "query_vecs must be a non-empty [m, dim] array",
-        ));
+        return Err(Error::invalid("query_vecs must be a non-empty [m, dim] array"));
     }
     check_finite(query, dim, "query_vecs")?;
     for (i, d) in docs.iter().enumerate() {
@@ -976,9 +925,7 @@ pub fn maxsim(
             return Err(Error::invalid(format!("doc_vecs[{i}] has no rows")));
         }
         if !d.len().is_multiple_of(dim) {
-            return Err(Error::invalid(format!(
-                "doc_vecs[{i}] does not have dim={dim} columns"
-            )));
+            return Err(Error::invalid(format!("doc_vecs[{i}] does not have dim={dim} columns")));
         }
         check_finite(d, dim, &format!("doc_vecs[{i}]"))?;
     }
@@ -1014,11 +961,7 @@ pub fn maxsim(
                     ];
                     tile(qa, pb, &mut out);
                     for x in 0..4 {
-                        buf[i + x] = buf[i + x]
-                            .max(out[x][0])
-                            .max(out[x][1])
-                            .max(out[x][2])
-                            .max(out[x][3]);
+                        buf[i + x] = buf[i + x].max(out[x][0]).max(out[x][1]).max(out[x][2]).max(out[x][3]);
                     }
                 }
             }
@@ -1082,9 +1025,7 @@ pub fn maxsim(
             let mut buf = Vec::new();
             docs.iter().map(|d| one(&mut buf, d)).collect()
         } else {
-            docs.par_iter()
-                .map_init(Vec::new, |buf, d| one(buf, d))
-                .collect()
+            docs.par_iter().map_init(Vec::new, |buf, d| one(buf, d)).collect()
         }
     })
 }
@@ -1115,9 +1056,7 @@ pub fn stream_sum(data: &[f32], threads: Option<usize>) -> Result<f64> {
         if threads == Some(1) {
             (kn.sum_f32)(data) as f64
         } else {
-            data.par_chunks(1 << 20)
-                .map(|c| (kn.sum_f32)(c) as f64)
-                .sum()
+            data.par_chunks(1 << 20).map(|c| (kn.sum_f32)(c) as f64).sum()
         }
     })
 }

@@ -4,9 +4,7 @@ fn rand_vecs(n: usize, d: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n * d)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -16,9 +14,7 @@ fn rand_vecs(n: usize, d: usize, seed: u64) -> Vec<f32> {
 fn brute(idx: &DenseIndex, q: &[f32], k: usize) -> Vec<(i64, f32)> {
     let d = idx.dim();
     let ids = idx.ids();
-    let x = idx
-        .get(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>())
-        .unwrap();
+    let x = idx.get(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).unwrap();
     let mut s: Vec<(i64, f64)> = ids
         .iter()
         .enumerate()
@@ -73,11 +69,8 @@ fn exact_topk_all_dtypes_both_paths() {
 #[test]
 fn ties_by_id_with_unordered_ids() {
     let mut idx = DenseIndex::new(2, DType::F32, Metric::Ip).unwrap();
-    idx.add(
-        &[1.0, 0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0],
-        Some(&[9, 3, 5, 1]),
-    )
-    .unwrap();
+    idx.add(&[1.0, 0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0], Some(&[9, 3, 5, 1]))
+        .unwrap();
     for gemm in [false, true] {
         let r = idx
             .search_with_path(&[1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 3, gemm)
@@ -94,9 +87,7 @@ fn mask_remove_compact_pad() {
     let mut mask = vec![0u8; 50];
     mask[10] = 1;
     mask[20] = 1;
-    let r = idx
-        .search(&rand_vecs(1, d, 4), 5, Some(&mask), Some(1))
-        .unwrap();
+    let r = idx.search(&rand_vecs(1, d, 4), 5, Some(&mask), Some(1)).unwrap();
     let got: Vec<i64> = r[0].iter().map(|x| x.0).collect();
     assert!(got[..2].contains(&10) && got[..2].contains(&20));
     assert_eq!(&got[2..], &[-1, -1, -1]);
@@ -104,17 +95,11 @@ fn mask_remove_compact_pad() {
     idx.remove(&[10, 11, 12]).unwrap();
     assert_eq!(idx.len(), 97);
     assert!(idx.remove(&[10]).is_err());
-    let r = idx
-        .search(&rand_vecs(1, d, 4), 5, Some(&mask), None)
-        .unwrap();
+    let r = idx.search(&rand_vecs(1, d, 4), 5, Some(&mask), None).unwrap();
     assert_eq!(r[0][0].0, 20);
     assert_eq!(r[0][1].0, -1);
-    idx.remove(
-        &(0..30)
-            .filter(|i| !(10..13).contains(i))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    idx.remove(&(0..30).filter(|i| !(10..13).contains(i)).collect::<Vec<_>>())
+        .unwrap();
     assert_eq!(idx.n_removed(), 0, "auto compaction");
     assert_eq!(idx.len(), 70);
     let new = idx.add(&rand_vecs(2, d, 5), None).unwrap();
@@ -142,10 +127,7 @@ fn save_load_mmap_round_trip() {
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.truncate(bytes.len() - 1);
         std::fs::write(&p, &bytes).unwrap();
-        assert!(matches!(
-            DenseIndex::load(&p, true),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(DenseIndex::load(&p, true), Err(Error::Corrupt { .. })));
     }
 }
 
@@ -164,12 +146,7 @@ fn maxsim_matches_reference() {
             .chunks_exact(d)
             .map(|qr| {
                 doc.chunks_exact(d)
-                    .map(|p| {
-                        qr.iter()
-                            .zip(p)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                    })
+                    .map(|p| qr.iter().zip(p).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>())
                     .fold(f64::NEG_INFINITY, f64::max)
             })
             .sum::<f64>()
@@ -217,9 +194,6 @@ fn kernel_speed() {
         for _ in 0..1000 {
             std::hint::black_box(idx.search(&q, 10, None, Some(1)).unwrap());
         }
-        println!(
-            "d={d} search: {:.1} ns/row",
-            t.elapsed().as_nanos() as f64 / 1e6
-        );
+        println!("d={d} search: {:.1} ns/row", t.elapsed().as_nanos() as f64 / 1e6);
     }
 }

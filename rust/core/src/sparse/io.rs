@@ -76,7 +76,16 @@ impl SparseIndex {
         let bad = |what: &str| Error::corrupt(path, format!("corrupt sparse index: {what}"));
         let mut c = Cursor::new(r.bytes("config")?);
         let vals: Option<Vec<u64>> = (|| {
-            Some(vec![c.u32()? as u64, c.u32()? as u64, c.u64()?, c.u64()?, c.u64()?, c.u64()?, c.u64()?, c.u64()?])
+            Some(vec![
+                c.u32()? as u64,
+                c.u32()? as u64,
+                c.u64()?,
+                c.u64()?,
+                c.u64()?,
+                c.u64()?,
+                c.u64()?,
+                c.u64()?,
+            ])
         })();
         let v = vals.ok_or_else(|| bad("short config section"))?;
         let dtype = Dtype::from_code(v[0] as u32).ok_or_else(|| bad("unknown dtype"))?;
@@ -94,12 +103,18 @@ impl SparseIndex {
         if ib.len() != n_rows * 8 {
             return Err(bad("id table size"));
         }
-        let ids: Vec<u64> = ib.chunks_exact(8).map(|x| u64::from_le_bytes(x.try_into().unwrap())).collect();
+        let ids: Vec<u64> = ib
+            .chunks_exact(8)
+            .map(|x| u64::from_le_bytes(x.try_into().unwrap()))
+            .collect();
         let db = r.bytes("deleted")?;
         if db.len() != n_rows.div_ceil(64) * 8 {
             return Err(bad("tombstone table size"));
         }
-        let deleted: Vec<u64> = db.chunks_exact(8).map(|x| u64::from_le_bytes(x.try_into().unwrap())).collect();
+        let deleted: Vec<u64> = db
+            .chunks_exact(8)
+            .map(|x| u64::from_le_bytes(x.try_into().unwrap()))
+            .collect();
         let count: usize = deleted.iter().map(|w| w.count_ones() as usize).sum();
         if count != n_deleted || (!n_rows.is_multiple_of(64) && deleted.last().is_some_and(|w| w >> (n_rows % 64) != 0))
         {
@@ -134,14 +149,26 @@ impl SparseIndex {
         let mut expect_off = 0u64;
         for _ in 0..n_segs {
             let (base, nr) = (sc.u32().unwrap() as u64, sc.u32().unwrap() as u64);
-            let (nt, ft, off, len) = (sc.u64().unwrap(), sc.u64().unwrap(), sc.u64().unwrap(), sc.u64().unwrap());
+            let (nt, ft, off, len) = (
+                sc.u64().unwrap(),
+                sc.u64().unwrap(),
+                sc.u64().unwrap(),
+                sc.u64().unwrap(),
+            );
             if base != expect_base || nr == 0 || ft != expect_term || off != expect_off || (len as usize) < TAIL_PAD {
                 return Err(bad("segment table"));
             }
             expect_base += nr;
             expect_term = ft.checked_add(nt).ok_or_else(|| bad("segment table"))?;
             expect_off = off.checked_add(len).ok_or_else(|| bad("segment table"))?;
-            specs.push((base as u32, nr as u32, ft as usize, nt as usize, off as usize, len as usize));
+            specs.push((
+                base as u32,
+                nr as u32,
+                ft as usize,
+                nt as usize,
+                off as usize,
+                len as usize,
+            ));
         }
         if expect_base as usize != n_rows
             || expect_term as usize * 32 != tb.len()
@@ -156,7 +183,14 @@ impl SparseIndex {
             tc.u32();
             let off = tc.u64().unwrap();
             let (mx, sc) = (f32::from_bits(tc.u32().unwrap()), f32::from_bits(tc.u32().unwrap()));
-            all_terms.push(TermMeta { term, df, n_blocks: nb, offset: off, max: mx, scale: sc });
+            all_terms.push(TermMeta {
+                term,
+                df,
+                n_blocks: nb,
+                offset: off,
+                max: mx,
+                scale: sc,
+            });
         }
         let blob = Arc::new(r.blob);
         let mut segments = Vec::with_capacity(n_segs);
@@ -198,9 +232,18 @@ impl SparseIndex {
                 let store = match &*blob {
                     // Read into memory: each segment owns its bytes (the file buffer is dropped).
                     Blob::Owned(v) => PostingsStore::Owned(v[start..start + len].to_vec()),
-                    Blob::Mapped(_) => PostingsStore::Shared { blob: blob.clone(), start, len },
+                    Blob::Mapped(_) => PostingsStore::Shared {
+                        blob: blob.clone(),
+                        start,
+                        len,
+                    },
                 };
-                Segment { base, n_rows, terms, store }
+                Segment {
+                    base,
+                    n_rows,
+                    terms,
+                    store,
+                }
             })
             .collect();
         let mut idx = SparseIndex::new(dtype, doc_top_n)?;

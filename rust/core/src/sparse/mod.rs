@@ -74,7 +74,9 @@ impl Dtype {
             "float32" | "f32" => Ok(Dtype::F32),
             "float16" | "f16" => Ok(Dtype::F16),
             "uint8" | "u8" => Ok(Dtype::U8),
-            _ => Err(Error::invalid(format!("dtype={s:?}: expected \"float32\", \"float16\" or \"uint8\""))),
+            _ => Err(Error::invalid(format!(
+                "dtype={s:?}: expected \"float32\", \"float16\" or \"uint8\""
+            ))),
         }
     }
 
@@ -156,7 +158,9 @@ impl<P: Int, I: Int> Csr<'_, P, I> {
             )));
         }
         if self.indptr[0].to_i64() != 0 || self.indptr[self.indptr.len() - 1].to_i64() != self.indices.len() as i64 {
-            return Err(Error::invalid("indptr must start at 0 and end at the number of non-zeros"));
+            return Err(Error::invalid(
+                "indptr must start at 0 and end at the number of non-zeros",
+            ));
         }
         if self.indptr.windows(2).any(|w| w[1].to_i64() < w[0].to_i64()) {
             return Err(Error::invalid("indptr must be non-decreasing"));
@@ -174,10 +178,14 @@ impl<P: Int, I: Int> Csr<'_, P, I> {
             let t = self.indices[j].to_i64();
             let w = self.values[j];
             if !(0..u32::MAX as i64).contains(&t) {
-                return Err(Error::invalid(format!("{what} {i}: term id {t} is out of range (0 <= id < 2**32 - 1)")));
+                return Err(Error::invalid(format!(
+                    "{what} {i}: term id {t} is out of range (0 <= id < 2**32 - 1)"
+                )));
             }
             if !w.is_finite() {
-                return Err(Error::invalid(format!("{what} {i}: weight of term {t} is {w} (must be finite)")));
+                return Err(Error::invalid(format!(
+                    "{what} {i}: weight of term {t} is {w} (must be finite)"
+                )));
             }
             if w < 0.0 {
                 return Err(Error::invalid(format!(
@@ -216,7 +224,10 @@ impl<P: Int, I: Int> Csr<'_, P, I> {
     /// Every row checked and cleaned (in parallel).
     pub fn rows(&self, top_n: Option<usize>, what: &str) -> Result<Vec<SparseVec>> {
         self.check_shape()?;
-        (0..self.n_rows()).into_par_iter().map(|i| self.row(i, top_n, what)).collect()
+        (0..self.n_rows())
+            .into_par_iter()
+            .map(|i| self.row(i, top_n, what))
+            .collect()
     }
 }
 
@@ -232,7 +243,10 @@ pub struct Segment {
 impl Segment {
     #[inline]
     pub fn find(&self, term: u32) -> Option<&TermMeta> {
-        self.terms.binary_search_by_key(&term, |m| m.term).ok().map(|i| &self.terms[i])
+        self.terms
+            .binary_search_by_key(&term, |m| m.term)
+            .ok()
+            .map(|i| &self.terms[i])
     }
 
     pub fn n_postings(&self) -> u64 {
@@ -318,7 +332,9 @@ impl Segment {
     ) -> Result<Segment> {
         if dtype == Dtype::F16 {
             if let Some(w) = ws.iter().find(|&&w| w > 65504.0) {
-                return Err(Error::invalid(format!("weight {w} is too large for float16 (max 65504)")));
+                return Err(Error::invalid(format!(
+                    "weight {w} is too large for float16 (max 65504)"
+                )));
             }
         }
         // Chunks of terms with about equal postings, encoded in parallel.
@@ -363,7 +379,14 @@ impl Segment {
                     }
                     let offset = out.len() as u64;
                     let (n_blocks, tmax) = encode_term(&d2, &w2, dtype, scale, &mut out);
-                    metas.push(TermMeta { term: terms[i], df: d2.len() as u32, n_blocks, offset, max: tmax, scale });
+                    metas.push(TermMeta {
+                        term: terms[i],
+                        df: d2.len() as u32,
+                        n_blocks,
+                        offset,
+                        max: tmax,
+                        scale,
+                    });
                 }
                 (metas, out)
             })
@@ -380,7 +403,12 @@ impl Segment {
             store.extend_from_slice(&bytes);
         }
         store.extend_from_slice(&[0u8; TAIL_PAD]);
-        Ok(Segment { base, n_rows, terms: metas, store: PostingsStore::Owned(store) })
+        Ok(Segment {
+            base,
+            n_rows,
+            terms: metas,
+            store: PostingsStore::Owned(store),
+        })
     }
 
     /// The stored (dequantised) rows of this segment, local row order;
@@ -496,7 +524,10 @@ impl SparseIndex {
 
     /// Live ids in row (insertion) order.
     pub fn ids(&self) -> Vec<u64> {
-        (0..self.ids.len()).filter(|&r| !self.is_deleted(r as u32)).map(|r| self.ids[r]).collect()
+        (0..self.ids.len())
+            .filter(|&r| !self.is_deleted(r as u32))
+            .map(|r| self.ids[r])
+            .collect()
     }
 
     pub fn stats(&self) -> Stats {
@@ -611,7 +642,11 @@ impl SparseIndex {
     pub fn remove(&mut self, ids: &[i64]) -> Result<()> {
         let mut rows = Vec::with_capacity(ids.len());
         for &id in ids {
-            let row = if id < 0 { None } else { self.rows_of.get(&(id as u64)).copied() };
+            let row = if id < 0 {
+                None
+            } else {
+                self.rows_of.get(&(id as u64)).copied()
+            };
             match row {
                 Some(r) => rows.push(r),
                 None => return Err(Error::invalid(format!("unknown id {id}"))),
@@ -653,7 +688,8 @@ impl SparseIndex {
         }
         self.segments.clear();
         if !rows.is_empty() {
-            self.segments.push(Segment::build(0, &rows, self.dtype).expect("re-encoding stored weights cannot fail"));
+            self.segments
+                .push(Segment::build(0, &rows, self.dtype).expect("re-encoding stored weights cannot fail"));
         }
         self.rows_of = ids.iter().enumerate().map(|(r, &id)| (id, r as u32)).collect();
         self.ids_sorted = ids.windows(2).all(|w| w[0] < w[1]);

@@ -99,8 +99,12 @@ pub fn encode_term(docs: &[u32], weights: &[f32], dtype: Dtype, scale: f32, out:
         pack(&gaps[..n], db, out);
         match dtype {
             Dtype::F32 => wchunk.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes())),
-            Dtype::F16 => wchunk.iter().for_each(|&w| out.extend_from_slice(&f16::from_f32(w).to_le_bytes())),
-            Dtype::U8 => wchunk.iter().for_each(|&w| out.push(encode_weight(Dtype::U8, w, scale) as u8)),
+            Dtype::F16 => wchunk
+                .iter()
+                .for_each(|&w| out.extend_from_slice(&f16::from_f32(w).to_le_bytes())),
+            Dtype::U8 => wchunk
+                .iter()
+                .for_each(|&w| out.push(encode_weight(Dtype::U8, w, scale) as u8)),
         }
         let h = &mut out[region + bi * HEADER..region + (bi + 1) * HEADER];
         h[0..4].copy_from_slice(&dchunk[n - 1].to_le_bytes());
@@ -117,8 +121,9 @@ pub fn encode_term(docs: &[u32], weights: &[f32], dtype: Dtype, scale: f32, out:
 /// last doc id of the term.
 pub fn validate_term(store: &[u8], m: &TermMeta, dtype: Dtype) -> Result<u32, String> {
     let (offset, n_blocks, df) = (m.offset as usize, m.n_blocks as usize, m.df as usize);
-    let hdr_end =
-        offset.checked_add(n_blocks.checked_mul(HEADER).ok_or("block count overflow")?).ok_or("offset overflow")?;
+    let hdr_end = offset
+        .checked_add(n_blocks.checked_mul(HEADER).ok_or("block count overflow")?)
+        .ok_or("offset overflow")?;
     if hdr_end > store.len() {
         return Err("postings header past end".into());
     }

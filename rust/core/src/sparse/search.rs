@@ -96,7 +96,10 @@ pub(crate) struct IdTop {
 
 impl IdTop {
     pub fn new(k: usize) -> Self {
-        IdTop { k, heap: BinaryHeap::with_capacity(k + 1) }
+        IdTop {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
     #[inline]
     pub fn is_full(&self) -> bool {
@@ -132,7 +135,11 @@ impl IdTop {
         }
     }
     pub fn into_sorted(self) -> Vec<(u64, f32)> {
-        self.heap.into_sorted_vec().into_iter().map(|e| (e.id, e.score)).collect()
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|e| (e.id, e.score))
+            .collect()
     }
 }
 
@@ -244,7 +251,12 @@ impl SparseIndex {
         }
         let el = self.eligible(mask);
         let k = opts.k.min(self.len());
-        let run = || queries.par_iter().map(|q| self.search_prepared(&opts.prune_query(q), k, &el)).collect();
+        let run = || {
+            queries
+                .par_iter()
+                .map(|q| self.search_prepared(&opts.prune_query(q), k, &el))
+                .collect()
+        };
         Ok(match pool {
             Some(p) => p.install(run),
             None => run(),

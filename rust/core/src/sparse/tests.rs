@@ -3,7 +3,10 @@ use super::*;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn zipf(&mut self, v: u64) -> u64 {
@@ -24,7 +27,11 @@ fn docs(n: usize, vocab: u64, seed: u64, dyadic: bool) -> Vec<SparseVec> {
             let mut m = std::collections::BTreeMap::new();
             for _ in 0..len {
                 let t = r.zipf(vocab) as u32;
-                let w = if dyadic { (1 + r.next() % 4) as f32 / 8.0 } else { 0.01 + r.unit() * 3.0 };
+                let w = if dyadic {
+                    (1 + r.next() % 4) as f32 / 8.0
+                } else {
+                    0.01 + r.unit() * 3.0
+                };
                 m.insert(t, w);
             }
             m.into_iter().unzip()
@@ -64,15 +71,47 @@ fn pruned_equals_exhaustive_all_dtypes() {
             idx.add_rows(d[2600..].to_vec(), Some(&ids)).unwrap();
             let qs = docs(150, 3000, 11, dyadic);
             for k in [1, 10, 100] {
-                check_equal(&mut idx, &qs, &SearchOptions { k, ..Default::default() }, None);
+                check_equal(
+                    &mut idx,
+                    &qs,
+                    &SearchOptions {
+                        k,
+                        ..Default::default()
+                    },
+                    None,
+                );
             }
             let rm: Vec<i64> = (0..500).map(|i| i * 3).collect();
             idx.remove(&rm).unwrap();
-            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, None);
+            check_equal(
+                &mut idx,
+                &qs,
+                &SearchOptions {
+                    k: 10,
+                    ..Default::default()
+                },
+                None,
+            );
             let mask: Vec<u8> = (0..60_000).map(|i| (i % 3 != 0) as u8).collect();
-            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
+            check_equal(
+                &mut idx,
+                &qs,
+                &SearchOptions {
+                    k: 10,
+                    ..Default::default()
+                },
+                Some(&mask),
+            );
             idx.compact();
-            check_equal(&mut idx, &qs, &SearchOptions { k: 10, ..Default::default() }, Some(&mask));
+            check_equal(
+                &mut idx,
+                &qs,
+                &SearchOptions {
+                    k: 10,
+                    ..Default::default()
+                },
+                Some(&mask),
+            );
         }
     }
 }
@@ -93,7 +132,15 @@ fn ties_with_shuffled_ids_many_seeds() {
             idx.add_rows(d, Some(&ids)).unwrap();
             let qs = docs(60, 300, 200 + seed, seed % 2 == 0);
             for k in [1, 5, 37] {
-                check_equal(&mut idx, &qs, &SearchOptions { k, ..Default::default() }, None);
+                check_equal(
+                    &mut idx,
+                    &qs,
+                    &SearchOptions {
+                        k,
+                        ..Default::default()
+                    },
+                    None,
+                );
             }
         }
     }
@@ -102,15 +149,40 @@ fn ties_with_shuffled_ids_many_seeds() {
 #[test]
 fn fill_and_padding() {
     let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
-    let d: Vec<SparseVec> =
-        vec![(vec![1], vec![1.0]), (vec![2], vec![2.0]), (vec![], vec![]), (vec![1, 2], vec![0.5, 0.5])];
+    let d: Vec<SparseVec> = vec![
+        (vec![1], vec![1.0]),
+        (vec![2], vec![2.0]),
+        (vec![], vec![]),
+        (vec![1, 2], vec![0.5, 0.5]),
+    ];
     idx.add_rows(d, None).unwrap();
     let q = (vec![2], vec![1.0]);
-    let h = idx.search(&q, &SearchOptions { k: 10, ..Default::default() }, None).unwrap();
+    let h = idx
+        .search(
+            &q,
+            &SearchOptions {
+                k: 10,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
     assert_eq!(h, vec![(1, 2.0), (3, 0.5), (0, 0.0), (2, 0.0)]);
     let mask = [1u8, 0, 1];
-    let h = idx.search(&q, &SearchOptions { k: 10, ..Default::default() }, Some(&mask)).unwrap();
-    assert_eq!(h, vec![(0, 0.0), (2, 0.0), (-1, f32::NEG_INFINITY), (-1, f32::NEG_INFINITY)]);
+    let h = idx
+        .search(
+            &q,
+            &SearchOptions {
+                k: 10,
+                ..Default::default()
+            },
+            Some(&mask),
+        )
+        .unwrap();
+    assert_eq!(
+        h,
+        vec![(0, 0.0), (2, 0.0), (-1, f32::NEG_INFINITY), (-1, f32::NEG_INFINITY)]
+    );
 }
 
 #[test]
@@ -123,7 +195,10 @@ fn save_load_round_trip() {
     idx.remove(&[5, 7, 9]).unwrap();
     idx.save(&p).unwrap();
     let qs = docs(50, 500, 8, false);
-    let o = SearchOptions { k: 10, ..Default::default() };
+    let o = SearchOptions {
+        k: 10,
+        ..Default::default()
+    };
     for mmap in [false, true] {
         let l = SparseIndex::load(&p, mmap).unwrap();
         assert_eq!(l.len(), idx.len());
