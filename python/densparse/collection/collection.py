@@ -404,7 +404,7 @@ class Collection:
             lists["bm25"] = (
                 routes.bm25_route(parts, masks, tokens, n, self._cfg.bm25_params["method"])
                 if tokens
-                else []
+                else routes.EMPTY
             )
         if wanted["dense"]:
             lists["dense"] = routes.dense_route(parts, masks, dense, n)
@@ -412,12 +412,12 @@ class Collection:
             lists["sparse"] = routes.sparse_route(parts, masks, sparse, n)
         locate = self._locator(parts)
         if colbert is not None and mode == "hybrid":
-            cands = sorted({d for hits in lists.values() for _, d in hits})
+            cands = np.unique(np.concatenate([d for d, _ in lists.values()]))
             lists["colbert"] = routes.colbert_route(locate, cands, colbert)
 
         if len(lists) == 1:
-            name, hits = next(iter(lists.items()))
-            ranked = [(s, d, {name: s}) for s, d in hits[:k]]
+            name, (docnos, scores) = next(iter(lists.items()))
+            ranked = [(s, d, {name: s}) for d, s in zip(docnos[:k].tolist(), scores[:k].tolist())]
         else:
             ranked = self._fuse(lists, k, fusion, weights, rrf_k, normalization)
         out = []
@@ -446,13 +446,7 @@ class Collection:
         from densparse.fusion import fuse
 
         names = list(lists)
-        inputs = [
-            (
-                np.asarray([d for _, d in lists[r]], dtype=np.int64),
-                np.asarray([s for s, _ in lists[r]], dtype=np.float32),
-            )
-            for r in names
-        ]
+        inputs = [lists[r] for r in names]
         w = None
         if weights is not None:
             w = [float(weights.get(r, 1.0)) for r in names]

@@ -16,7 +16,8 @@ import numpy as np
 
 from densparse.collection.segment import Segment
 
-Hits = list[tuple[float, int]]  # (score, docno), best first
+Hits = tuple[np.ndarray, np.ndarray]  # (docnos int64, scores float32), best first
+EMPTY: Hits = (np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 #: BM25 variants whose non-matching documents score exactly 0 (bm25l / bm25+ give every
 #: document a positive constant for the query terms it lacks).
@@ -45,37 +46,39 @@ def _first_per_doc(
     row_doc: Optional[np.ndarray],
     k: int,
     n_rows: int,
-    keep: Callable[[float], bool],
-) -> list[tuple[float, int]]:
-    """Top ``k`` documents by max over their rows: walk the ranked rows and keep each
+    positive_only: bool,
+) -> Hits:
+    """Top ``k`` documents by max over their rows: take the ranked rows, keep each
     document's first (best) row; fetch more rows until k documents are found or the
     ranked list is exhausted. Exact, since a document's best row ranks first."""
     kr = min(n_rows, k if row_doc is None else 2 * k)
     while True:
         ids, scores = search(kr)
-        out: list[tuple[float, int]] = []
-        seen: set[int] = set()
-        exhausted = False
-        for r, s in zip(ids.tolist(), scores.tolist()):
-            if r < 0 or not keep(s):
-                exhausted = True  # padding, or a non-matching tail: nothing better follows
-                break
-            d = r if row_doc is None else int(row_doc[r])
-            if d not in seen:
-                seen.add(d)
-                out.append((s, d))
-                if len(out) == k:
-                    return out
-        if exhausted or len(ids) < kr or kr >= n_rows:
-            return out
+        # Padding (-1 / -inf) and, for term routes, non-matching documents (score 0) form
+        # the tail of the ranked list.
+        ok = (scores > 0) if positive_only else (ids >= 0)
+        n_ok = int(ok.sum())
+        exhausted = n_ok < len(ids)
+        ids, scores = ids[:n_ok], scores[:n_ok]
+        docs = ids
+        if row_doc is not None:
+            docs = row_doc[ids]
+            _, first = np.unique(docs, return_index=True)
+            first.sort()
+            docs, scores = docs[first], scores[first]
+        if len(docs) >= k or exhausted or len(ids) < kr or kr >= n_rows:
+            return docs[:k], scores[:k]
         kr = min(n_rows, kr * 4)
 
 
-def merge_hits(per_segment: Sequence[tuple[Part, list[tuple[float, int]]]], k: int) -> Hits:
-    """Global top-k from per-segment (score, local doc) lists: score desc, docno asc."""
-    allhits = [(s, p.base + d) for p, hits in per_segment for s, d in hits]
-    allhits.sort(key=lambda h: (-h[0], h[1]))
-    return allhits[:k]
+def merge_hits(per_segment: Sequence[tuple[Part, Hits]], k: int) -> Hits:
+    """Global top-k from per-segment (local docs, scores): score desc, docno asc."""
+    if not per_segment:
+        return EMPTY
+    docnos = np.concatenate([p.base + d for p, (d, _) in per_segment]).astype(np.int64)
+    scores = np.concatenate([s for _, (_, s) in per_segment]).astype(np.float32)
+    order = np.lexsort((docnos, -scores))[:k]
+    return docnos[order], scores[order]
 
 
 def bm25_stats(parts: Sequence[Part], tokens: list[str]) -> Optional[tuple[int, float, dict]]:
@@ -99,7 +102,7 @@ def bm25_route(
     method: str,
 ) -> Hits:
     stats = bm25_stats(parts, tokens)
-    keep = (lambda s: s > 0.0) if method in _ZERO_FOR_NO_MATCH else (lambda s: s != -np.inf)
+    positive_only = method in _ZERO_FOR_NO_MATCH
     out = []
     for p, m in zip(parts, masks):
         seg = p.seg
@@ -113,7 +116,7 @@ def bm25_route(
             )
             return ids[0], sc[0]
 
-        out.append((p, _first_per_doc(search, seg.row_doc, k, seg.n_rows, keep)))
+        out.append((p, _first_per_doc(search, seg.row_doc, k, seg.n_rows, positive_only)))
     return merge_hits(out, k)
 
 
@@ -133,7 +136,7 @@ def dense_route(
             kr = min(kr, len(seg.dense))
             return seg.dense.search(query, k=kr, mask=row_mask, threads=1)
 
-        hits = _first_per_doc(search, seg.row_doc, k, len(seg.dense), lambda s: s != -np.inf)
+        hits = _first_per_doc(search, seg.row_doc, k, len(seg.dense), False)
         out.append((p, hits))
     return merge_hits(out, k)
 
@@ -154,26 +157,26 @@ def sparse_route(
             return seg.sparse.search(query, k=kr, mask=m, threads=1)
 
         # Documents sharing no term with the query score 0: they are not hits.
-        out.append((p, _first_per_doc(search, None, k, len(seg.sparse), lambda s: s > 0.0)))
+        out.append((p, _first_per_doc(search, None, k, len(seg.sparse), True)))
     return merge_hits(out, k)
 
 
 def colbert_route(
-    locate: Callable[[int], tuple[Part, int]], candidates: Sequence[int], query: np.ndarray
+    locate: Callable[[int], tuple[Part, int]], candidates: np.ndarray, query: np.ndarray
 ) -> Hits:
     """MaxSim scores of the candidate documents that have ColBERT vectors."""
     from densparse import maxsim
 
     docs, vecs = [], []
-    for docno in candidates:
+    for docno in candidates.tolist():
         p, d = locate(docno)
         v = p.seg.colbert_of(d)
         if v is not None:
             docs.append(docno)
             vecs.append(v)
     if not docs:
-        return []
-    scores = maxsim(query, vecs)
-    hits = [(float(s), d) for s, d in zip(scores.tolist(), docs)]
-    hits.sort(key=lambda h: (-h[0], h[1]))
-    return hits
+        return EMPTY
+    scores = np.asarray(maxsim(query, vecs), dtype=np.float32)
+    docnos = np.asarray(docs, dtype=np.int64)
+    order = np.lexsort((docnos, -scores))
+    return docnos[order], scores[order]
