@@ -12,6 +12,7 @@ pub mod dense;
 pub mod error;
 pub mod fusion;
 pub mod hash;
+pub mod parallel;
 pub mod sparse;
 pub mod storage;
 pub mod topk;

@@ -643,15 +643,16 @@ impl PyBm25Index {
         let k = k.min(inner.n_docs());
         let hits = py.allow_threads(|| -> Result<_, Error> {
             let pool = thread_pool(threads)?;
+            let pool = pool.as_deref();
             let queries: Vec<Query> = qs.iter().map(|q| inner.query(q)).collect();
             if mask.is_none() && stats.is_none() {
-                return Ok(inner.search_batch(&queries, k, pool.as_ref()));
+                return Ok(inner.search_batch(&queries, k, pool));
             }
             let opts = SearchOpts {
                 mask: mask.as_deref(),
                 stats: stats.as_ref(),
             };
-            inner.search_batch_opts(&queries, k, &opts, pool.as_ref())
+            inner.search_batch_opts(&queries, k, &opts, pool)
         });
         Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
     }
@@ -678,6 +679,7 @@ impl PyBm25Index {
         let hits = py.allow_threads(|| -> Result<_, Error> {
             use rayon::prelude::*;
             let pool = thread_pool(threads)?;
+            let pool = pool.as_deref();
             let a = a.read().unwrap_or_else(|e| e.into_inner());
             if mask.is_none() && stats.is_none() {
                 let run = || {
@@ -699,7 +701,7 @@ impl PyBm25Index {
                 mask: mask.as_deref(),
                 stats: stats.as_ref(),
             };
-            inner.search_batch_opts(&queries, k, &opts, pool.as_ref())
+            inner.search_batch_opts(&queries, k, &opts, pool)
         });
         Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
     }

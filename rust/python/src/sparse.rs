@@ -233,9 +233,10 @@ impl PySparseIndex {
         let (hits, kk) = py
             .allow_threads(|| -> Result<_, Error> {
                 let pool = thread_pool(threads)?;
+                let pool = pool.as_deref();
                 let idx = self.read();
                 let kk = opts.k.min(idx.len());
-                Ok((idx.search_batch(&queries, &opts, mask_slice, pool.as_ref())?, kk))
+                Ok((idx.search_batch(&queries, &opts, mask_slice, pool)?, kk))
             })
             .map_err(to_py)?;
         Ok(hits_to_numpy(py, hits, kk))

@@ -1,8 +1,6 @@
 //! Query evaluation: exhaustive scores, exact top-k with MaxScore pruning,
 //! batches in parallel, and BM25 as sparse vectors.
 
-use rayon::prelude::*;
-
 use super::postings::{for_each_block, Cursor, END};
 use std::sync::Arc;
 
@@ -507,16 +505,9 @@ impl Bm25Index {
     ) -> Result<Vec<Hits>> {
         self.check_stats(opts.stats)?;
         let kn = self.kn_for(opts.stats);
-        let run = || {
-            queries
-                .par_iter()
-                .map(|q| self.search_resolved(q, k, opts, kn.as_ref()))
-                .collect()
-        };
-        match pool {
-            Some(p) => p.install(run),
-            None => run(),
-        }
+        crate::parallel::map_batch(queries, pool, |q| self.search_resolved(q, k, opts, kn.as_ref()))
+            .into_iter()
+            .collect()
     }
 
     fn search_resolved(&self, q: &Query, k: usize, opts: &SearchOpts, kn: Option<&(Arc<[f32]>, f64)>) -> Result<Hits> {
@@ -727,11 +718,7 @@ impl Bm25Index {
 
     /// Search many queries in parallel on `pool` (or rayon's global pool).
     pub fn search_batch(&self, queries: &[Query], k: usize, pool: Option<&rayon::ThreadPool>) -> Vec<Hits> {
-        let run = || queries.par_iter().map(|q| self.search(q, k)).collect();
-        match pool {
-            Some(p) => p.install(run),
-            None => run(),
-        }
+        crate::parallel::map_batch(queries, pool, |q| self.search(q, k))
     }
 
     /// A document as a BM25 sparse vector over this index's vocabulary and
@@ -764,15 +751,4 @@ impl Bm25Index {
     }
 }
 
-/// A rayon pool of `threads` workers (None: rayon's global pool).
-pub fn thread_pool(threads: Option<usize>) -> Result<Option<rayon::ThreadPool>> {
-    match threads {
-        None => Ok(None),
-        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
-        Some(t) => rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build()
-            .map(Some)
-            .map_err(|e| Error::invalid(format!("cannot start {t} threads: {e}"))),
-    }
-}
+pub use crate::parallel::thread_pool;

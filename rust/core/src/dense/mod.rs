@@ -17,8 +17,8 @@ pub mod kernels;
 mod tests;
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use half::f16;
 use rayon::prelude::*;
@@ -275,30 +275,12 @@ impl TopK64 {
 /// thread only (callers take their serial paths then; no pool hand-off), Some(n)
 /// = a cached pool of n threads.
 pub fn with_threads<R: Send>(threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R> {
-    static POOLS: Mutex<Option<HashMap<usize, Arc<rayon::ThreadPool>>>> = Mutex::new(None);
     match threads {
         None | Some(1) => Ok(f()),
-        Some(0) => Err(Error::invalid("threads must be >= 1 (or None for all cores)")),
-        Some(t) => {
-            let pool = {
-                let mut g = POOLS.lock().unwrap_or_else(|e| e.into_inner());
-                let map = g.get_or_insert_with(HashMap::new);
-                match map.get(&t) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p = Arc::new(
-                            rayon::ThreadPoolBuilder::new()
-                                .num_threads(t)
-                                .build()
-                                .map_err(|e| Error::invalid(format!("cannot start {t} threads: {e}")))?,
-                        );
-                        map.insert(t, p.clone());
-                        p
-                    }
-                }
-            };
-            Ok(pool.install(f))
-        }
+        Some(t) => match crate::parallel::thread_pool(Some(t))? {
+            Some(pool) => Ok(pool.install(f)),
+            None => Ok(f()),
+        },
     }
 }
 

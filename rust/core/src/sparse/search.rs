@@ -4,8 +4,6 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use rayon::prelude::*;
-
 use super::postings::{for_each_block, Cursor, END};
 use super::{Segment, SparseIndex, SparseVec};
 use crate::error::{Error, Result};
@@ -251,16 +249,9 @@ impl SparseIndex {
         }
         let el = self.eligible(mask);
         let k = opts.k.min(self.len());
-        let run = || {
-            queries
-                .par_iter()
-                .map(|q| self.search_prepared(&opts.prune_query(q), k, &el))
-                .collect()
-        };
-        Ok(match pool {
-            Some(p) => p.install(run),
-            None => run(),
-        })
+        Ok(crate::parallel::map_batch(queries, pool, |q| {
+            self.search_prepared(&opts.prune_query(q), k, &el)
+        }))
     }
 
     fn search_prepared(&self, q: &[(u32, f32)], k: usize, el: &Eligible) -> Hits {
@@ -473,4 +464,4 @@ impl SparseIndex {
 }
 
 /// A rayon pool of `threads` workers (None: rayon's global pool).
-pub use crate::bm25::thread_pool;
+pub use crate::parallel::thread_pool;
