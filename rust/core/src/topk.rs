@@ -6,33 +6,34 @@ use std::collections::BinaryHeap;
 
 /// A (score, id) pair ordered so that the *worst* hit is the heap's maximum.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Entry {
+struct Entry<I> {
     score: f32,
-    id: u32,
+    id: I,
 }
 
-impl Eq for Entry {}
+impl<I: Ord> Eq for Entry<I> {}
 
-impl Ord for Entry {
+impl<I: Ord> Ord for Entry<I> {
     fn cmp(&self, other: &Self) -> Ordering {
         // Lower score is worse; at equal scores the higher id is worse.
         other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
     }
 }
 
-impl PartialOrd for Entry {
+impl<I: Ord> PartialOrd for Entry<I> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-/// Keeps the best `k` (score, id) pairs seen.
-pub struct TopK {
+/// Keeps the best `k` (score, id) pairs seen; ids are row numbers (u32) or user ids (u64).
+#[derive(Clone)]
+pub struct TopK<I = u32> {
     k: usize,
-    heap: BinaryHeap<Entry>,
+    heap: BinaryHeap<Entry<I>>,
 }
 
-impl TopK {
+impl<I: Copy + Ord> TopK<I> {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
@@ -45,8 +46,8 @@ impl TopK {
         self.heap.len() >= self.k
     }
 
-    /// Score a new hit must exceed to enter once the heap is full (ids arrive
-    /// in increasing order in document-at-a-time loops, so equal is not enough).
+    /// Score a new hit must reach to enter once the heap is full (at equal
+    /// scores the id decides; see `accepts`).
     #[inline]
     pub fn threshold(&self) -> f32 {
         if self.is_full() {
@@ -56,9 +57,18 @@ impl TopK {
         }
     }
 
+    /// Whether `push(id, score)` would keep the hit.
+    #[inline]
+    pub fn accepts(&self, id: I, score: f32) -> bool {
+        match self.heap.peek() {
+            Some(w) if self.is_full() => Entry { score, id } < *w,
+            _ => self.k > 0,
+        }
+    }
+
     /// Offer a hit; ids may arrive in any order.
     #[inline]
-    pub fn push(&mut self, id: u32, score: f32) {
+    pub fn push(&mut self, id: I, score: f32) {
         if self.k == 0 {
             return;
         }
@@ -72,6 +82,13 @@ impl TopK {
         }
     }
 
+    /// Add another heap's hits (parallel partial results).
+    pub fn merge(&mut self, other: TopK<I>) {
+        for e in other.heap {
+            self.push(e.id, e.score);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }
@@ -81,7 +98,7 @@ impl TopK {
     }
 
     /// Best first.
-    pub fn into_sorted(self) -> Vec<(u32, f32)> {
+    pub fn into_sorted(self) -> Vec<(I, f32)> {
         self.heap
             .into_sorted_vec()
             .into_iter()
@@ -92,7 +109,7 @@ impl TopK {
 
 /// Top `k` of a dense score array (ties by lower index), best first.
 pub fn top_k_dense(scores: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut t = TopK::new(k.min(scores.len()));
+    let mut t = TopK::<u32>::new(k.min(scores.len()));
     for (i, &s) in scores.iter().enumerate() {
         if !t.is_full() || s > t.threshold() {
             t.push(i as u32, s);
@@ -109,7 +126,7 @@ mod tests {
     fn ties_break_by_id() {
         let scores = [1.0, 3.0, 3.0, 2.0, 3.0];
         assert_eq!(top_k_dense(&scores, 3), vec![(1, 3.0), (2, 3.0), (4, 3.0)]);
-        let mut t = TopK::new(2);
+        let mut t = TopK::<u32>::new(2);
         for (i, s) in [(4u32, 3.0f32), (2, 3.0), (1, 3.0)] {
             t.push(i, s);
         }

@@ -16,8 +16,6 @@ pub mod kernels;
 #[cfg(test)]
 mod tests;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use half::f16;
@@ -196,77 +194,14 @@ pub fn quantize_i8(x: &[f32], out: &mut Vec<i8>) -> f32 {
 
 // ------------------------------------------------------------------ top-k over u64 ids
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Entry {
-    score: f32,
-    id: u64,
-}
-impl Eq for Entry {}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // The heap's maximum is the worst hit: lower score, then higher id.
-        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
-    }
-}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// Best `k` (id, score) pairs: score descending, then id ascending.
-#[derive(Clone)]
-pub struct TopK64 {
-    k: usize,
-    heap: BinaryHeap<Entry>,
-}
+pub type TopK64 = crate::topk::TopK<u64>;
 
-impl TopK64 {
-    pub fn new(k: usize) -> Self {
-        TopK64 {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-    /// A hit must score at least this to possibly enter (ties are decided by id in `push`).
-    #[inline]
-    pub fn floor(&self) -> f32 {
-        if self.heap.len() >= self.k {
-            self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.score)
-        } else {
-            f32::NEG_INFINITY
-        }
-    }
-    #[inline]
-    pub fn push(&mut self, id: u64, score: f32) {
-        if self.k == 0 {
-            return;
-        }
-        let e = Entry { score, id };
-        if self.heap.len() < self.k {
-            self.heap.push(e);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if e < *worst {
-                *worst = e;
-            }
-        }
-    }
-    pub fn merge(&mut self, other: TopK64) {
-        for e in other.heap {
-            self.push(e.id, e.score);
-        }
-    }
-    /// Best first, padded to `len` with (-1, -inf).
-    pub fn into_padded(self, len: usize) -> Vec<(i64, f32)> {
-        let mut v: Vec<(i64, f32)> = self
-            .heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|e| (e.id as i64, e.score))
-            .collect();
-        v.resize(len, (-1, f32::NEG_INFINITY));
-        v
-    }
+/// Best first, padded to `len` with (-1, -inf).
+fn into_padded(top: TopK64, len: usize) -> Vec<(i64, f32)> {
+    let mut v: Vec<(i64, f32)> = top.into_sorted().into_iter().map(|(id, s)| (id as i64, s)).collect();
+    v.resize(len, (-1, f32::NEG_INFINITY));
+    v
 }
 
 // ------------------------------------------------------------------ thread pools
@@ -705,7 +640,7 @@ impl DenseIndex {
                     .map(|qr| self.search_one(qr, kk, &el, threads == Some(1)))
                     .collect()
             };
-            tops.into_iter().map(|t| t.into_padded(kk)).collect()
+            tops.into_iter().map(|t| into_padded(t, kk)).collect()
         })
     }
 
@@ -725,7 +660,7 @@ impl DenseIndex {
                 .map(|qr| self.search_one(qr, kk, &el, false))
                 .collect()
         };
-        Ok(tops.into_iter().map(|t| t.into_padded(kk)).collect())
+        Ok(tops.into_iter().map(|t| into_padded(t, kk)).collect())
     }
 
     /// Score rows `lo..hi` against one query into `top`: the dot kernels fill a
@@ -751,7 +686,7 @@ impl DenseIndex {
             }
             let all = el.all();
             for (j, &s) in out.iter().enumerate() {
-                if s >= top.floor() && (all || el.ok(r0 + j)) {
+                if s >= top.threshold() && (all || el.ok(r0 + j)) {
                     top.push(self.ids[r0 + j], s);
                 }
             }
@@ -864,7 +799,7 @@ impl DenseIndex {
                             Some(sc) => s0 * sc[j],
                             None => s0,
                         };
-                        if s >= top.floor() && el.ok(lo + j) {
+                        if s >= top.threshold() && el.ok(lo + j) {
                             top.push(self.ids[lo + j], s);
                         }
                     }

@@ -1,9 +1,6 @@
 //! Exact top-k by dot product: block-max MaxScore per segment with one heap
 //! across segments, exhaustive scoring (the reference), batches on rayon.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use super::postings::{for_each_block, Cursor, END};
 use super::{Segment, SparseIndex, SparseVec};
 use crate::error::{Error, Result};
@@ -68,78 +65,8 @@ impl SearchOptions {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Entry {
-    score: f32,
-    id: u64,
-}
-impl Eq for Entry {}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Greater = worse: lower score, or equal score and higher id.
-        other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
-    }
-}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// The best `k` (score, id), score desc then id asc; ids may come in any order.
-pub(crate) struct IdTop {
-    k: usize,
-    heap: BinaryHeap<Entry>,
-}
-
-impl IdTop {
-    pub fn new(k: usize) -> Self {
-        IdTop {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-    #[inline]
-    pub fn is_full(&self) -> bool {
-        self.heap.len() >= self.k
-    }
-    #[inline]
-    pub fn threshold(&self) -> f32 {
-        if self.is_full() {
-            self.heap.peek().map_or(f32::NEG_INFINITY, |e| e.score)
-        } else {
-            f32::NEG_INFINITY
-        }
-    }
-    #[inline]
-    pub fn accepts(&self, score: f32, id: u64) -> bool {
-        match self.heap.peek() {
-            Some(w) if self.is_full() => Entry { score, id } < *w,
-            _ => self.k > 0,
-        }
-    }
-    #[inline]
-    pub fn push(&mut self, score: f32, id: u64) {
-        if self.k == 0 {
-            return;
-        }
-        let e = Entry { score, id };
-        if self.heap.len() < self.k {
-            self.heap.push(e);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if e < *worst {
-                *worst = e;
-            }
-        }
-    }
-    pub fn into_sorted(self) -> Vec<(u64, f32)> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|e| (e.id, e.score))
-            .collect()
-    }
-}
+/// The best `k` (id, score): score desc then id asc; ids may come in any order.
+pub(crate) type IdTop = crate::topk::TopK<u64>;
 
 /// Rows eligible for a search: None = every row.
 pub(crate) struct Eligible(Option<Vec<u64>>);
@@ -222,7 +149,7 @@ impl SparseIndex {
         let mut top = IdTop::new(k);
         for (r, &s) in scores.iter().enumerate() {
             if el.ok(r as u32) && !self.is_deleted(r as u32) && s > 0.0 {
-                top.push(s, self.ids[r]);
+                top.push(self.ids[r], s);
             }
         }
         Ok(self.finish(top, k, &el))
@@ -334,8 +261,8 @@ impl SparseIndex {
                     let row = base + d as u32;
                     if s > 0.0 && el.ok(row) && !self.is_deleted(row) {
                         let id = self.ids[row as usize];
-                        if top.accepts(s, id) {
-                            top.push(s, id);
+                        if top.accepts(id, s) {
+                            top.push(id, s);
                         }
                     }
                 }
@@ -448,8 +375,8 @@ impl SparseIndex {
                             }
                         }
                         let id = ids[row as usize];
-                        if alive && score > 0.0 && top.accepts(score as f32, id) {
-                            top.push(score as f32, id);
+                        if alive && score > 0.0 && top.accepts(id, score as f32) {
+                            top.push(id, score as f32);
                             theta = top.threshold() as f64;
                         }
                     }
