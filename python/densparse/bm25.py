@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 
 from densparse import _core
+from densparse._checks import check_k, check_mask
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 
@@ -44,21 +45,6 @@ class GlobalStats(NamedTuple):
     n_docs: int
     avgdl: float
     df: dict[str, int]
-
-
-def _check_mask(mask: object) -> Optional[np.ndarray]:
-    """None, or ``mask`` as a 1-D uint8 array (a view for bool and uint8 input)."""
-    if mask is None:
-        return None
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(
-            f"mask must be a 1-D numpy array of bool or uint8, not {type(mask).__name__}"
-        )
-    if mask.dtype not in (np.bool_, np.uint8):
-        raise TypeError(f"mask must be a numpy array of dtype bool or uint8, not {mask.dtype}")
-    if mask.ndim != 1:
-        raise ValueError(f"mask must be 1-D, got shape {mask.shape}")
-    return np.ascontiguousarray(mask).view(np.uint8)
 
 
 def _check_stats(stats: object) -> Optional[tuple[int, float, dict[str, int]]]:
@@ -257,7 +243,7 @@ class BM25:
             (ids int64, scores float32): shape [Q, k'] for a list of queries,
             [k'] for a single query. Order: score descending, then id ascending.
         """
-        return self._search(queries, k, threads, _check_mask(mask), None)
+        return self._search(queries, k, threads, check_mask(mask), None)
 
     def search_with_stats(
         self,
@@ -290,7 +276,7 @@ class BM25:
         checked = _check_stats(stats)
         if checked is None:
             raise TypeError("stats must be a GlobalStats or a tuple (n_docs, avgdl, df), not None")
-        return self._search(queries, k, threads, _check_mask(mask), checked)
+        return self._search(queries, k, threads, check_mask(mask), checked)
 
     def _search(
         self,
@@ -300,10 +286,7 @@ class BM25:
         mask: Optional[np.ndarray],
         stats: Optional[tuple[int, float, dict[str, int]]],
     ) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, not {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         idx = self._idx
         opts = dict(k=int(k), threads=threads, mask=mask, global_stats=stats)
         if isinstance(queries, str):

@@ -10,6 +10,7 @@ from typing import Optional, Union
 import numpy as np
 
 from densparse import _core
+from densparse._checks import check_k, check_mask, check_opt_positive
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +64,6 @@ def _id_array(ids: Union[int, Sequence[int], np.ndarray], what: str = "ids") -> 
     if (arr < 0).any():
         raise ValueError(f"{what} must be >= 0 (got {int(arr.min())})")
     return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def _mask_array(mask: np.ndarray) -> np.ndarray:
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask must be a 1-D numpy bool or uint8 array, not {type(mask).__name__}")
-    if mask.dtype not in (np.bool_, np.uint8):
-        raise TypeError(f"mask must have dtype bool or uint8, not {mask.dtype}")
-    if mask.ndim != 1:
-        raise ValueError(f"mask must be 1-D (indexed by document id), got {mask.ndim}-D")
-    return np.ascontiguousarray(mask).view(np.uint8)
-
-
-def _check_threads(threads: Optional[int]) -> Optional[int]:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1 (or None for all cores), got {threads}")
-    return int(threads)
 
 
 class DenseIndex:
@@ -219,15 +200,13 @@ class DenseIndex:
             (ids int64, scores float32) of shape [Q, k'] ([k'] for a 1-D query),
             score descending, ties by lower id.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, not {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         if len(self) == 0:
             raise ValueError("the index is empty: add vectors before searching")
         q, single = _rows(queries, self.dim, "queries")
-        m = None if mask is None else _mask_array(mask)
-        ids, scores = self._core.search(q, int(k), m, _check_threads(threads))
+        ids, scores = self._core.search(
+            q, k, check_mask(mask), check_opt_positive(threads, "threads")
+        )
         if single:
             return ids[0], scores[0]
         return ids, scores
@@ -275,7 +254,7 @@ def maxsim(
     ``(1/m) * sum_i max_j dot(q_i, p_j)`` over the m query rows (FlagEmbedding's
     ``colbert_score``). Returns float32 [len(doc_vecs_list)]."""
     q, docs = _maxsim_args(query_vecs, doc_vecs_list)
-    return _core.maxsim(q, docs, _check_threads(threads))
+    return _core.maxsim(q, docs, check_opt_positive(threads, "threads"))
 
 
 def maxsim_rerank(
@@ -286,11 +265,6 @@ def maxsim_rerank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-rank candidate passages by MaxSim: (positions int64, scores float32), best
     first, ties by lower position; the top ``k`` (all when None)."""
-    if k is not None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int or None, not {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        k = int(k)
+    k = check_opt_positive(k, "k")
     q, docs = _maxsim_args(query_vecs, doc_vecs_list)
-    return _core.maxsim_rerank(q, docs, k, _check_threads(threads))
+    return _core.maxsim_rerank(q, docs, k, check_opt_positive(threads, "threads"))

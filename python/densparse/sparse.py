@@ -11,6 +11,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from densparse import _core
+from densparse._checks import check_k, check_mask, check_opt_positive
 
 DTYPES = ("float32", "float16", "uint8")
 SearchResult = tuple[np.ndarray, np.ndarray]
@@ -96,36 +97,6 @@ def _pairs_parts(pairs: Sequence[Any], what: str) -> tuple[np.ndarray, np.ndarra
     return indptr, indices, values
 
 
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, not {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    return int(k)
-
-
-def _check_mask(mask: Any) -> Optional[np.ndarray]:
-    if mask is None:
-        return None
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask must be a numpy array of bool or uint8, not {type(mask).__name__}")
-    if mask.dtype not in (np.bool_, np.uint8):
-        raise TypeError(f"mask must have dtype bool or uint8, not {mask.dtype}")
-    if mask.ndim != 1:
-        raise ValueError(f"mask must be 1-D (indexed by document id), got shape {mask.shape}")
-    return np.ascontiguousarray(mask).view(np.uint8)
-
-
-def _check_opt_int(x: Any, what: str) -> Optional[int]:
-    if x is None:
-        return None
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise TypeError(f"{what} must be an int or None, not {type(x).__name__}")
-    if x < 1:
-        raise ValueError(f"{what} must be >= 1 (or None), got {x}")
-    return int(x)
-
-
 class SparseIndex:
     """Exact top-k search over sparse vectors (term id -> weight >= 0) by dot product.
 
@@ -151,7 +122,7 @@ class SparseIndex:
     def __init__(self, dtype: str = "float32", doc_top_n: Optional[int] = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-        self._idx = _core.SparseIndex(dtype, _check_opt_int(doc_top_n, "doc_top_n"))
+        self._idx = _core.SparseIndex(dtype, check_opt_positive(doc_top_n, "doc_top_n"))
 
     @classmethod
     def _wrap(cls, idx: _core.SparseIndex) -> SparseIndex:
@@ -240,11 +211,11 @@ class SparseIndex:
             (ids int64, scores float32) of shape [Q, k'] ([k'] for a single query),
             ordered by score descending, then id ascending.
         """
-        k = _check_k(k)
-        m = _check_mask(mask)
+        k = check_k(k)
+        m = check_mask(mask)
         if threads is not None:
-            threads = _check_opt_int(threads, "threads")
-        qtop = _check_opt_int(query_top_n, "query_top_n")
+            threads = check_opt_positive(threads, "threads")
+        qtop = check_opt_positive(query_top_n, "query_top_n")
         cut = None
         if query_cut is not None:
             cut = float(query_cut)
