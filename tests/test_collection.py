@@ -17,7 +17,9 @@ import pytest
 import densparse
 from densparse import BM25, Analyzer, Collection, CorruptIndexError
 
-REPO = Path(__file__).resolve().parent.parent
+# Subprocesses import densparse from where this test process did (the source tree with an
+# in-place build, or the installed package).
+DENSPARSE_ROOT = str(Path(densparse.__file__).resolve().parent.parent)
 
 WORDS = [
     "apple",
@@ -351,7 +353,7 @@ def test_killed_writer_keeps_last_commit(tmp_path: Path, crash_after: int) -> No
     c.add([{"id": "base", "text": "committed before the crash"}])
     c.close()
     script = tmp_path / "writer.py"
-    script.write_text(_CRASH_WRITER.format(python=str(REPO / "python")))
+    script.write_text(_CRASH_WRITER.format(python=DENSPARSE_ROOT))
     proc = subprocess.run(
         [sys.executable, str(script), str(path), str(crash_after)],
         capture_output=True,
@@ -376,7 +378,7 @@ def test_random_kills_never_lose_committed_state(tmp_path: Path) -> None:
     path = tmp_path / "rk"
     Collection.create(path, analyzer=en()).close()
     script = tmp_path / "writer.py"
-    script.write_text(_CRASH_WRITER.format(python=str(REPO / "python")))
+    script.write_text(_CRASH_WRITER.format(python=DENSPARSE_ROOT))
     rng = np.random.default_rng(0)
     for _ in range(3):
         proc = subprocess.Popen(
@@ -400,7 +402,7 @@ def test_random_kills_never_lose_committed_state(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                f"import sys; sys.path.insert(0, {str(REPO / 'python')!r}); "
+                f"import sys; sys.path.insert(0, {DENSPARSE_ROOT!r}); "
                 f"from densparse import Collection; c = Collection.open({str(path)!r}); "
                 "c.delete([i for i in c.ids() if i.startswith('x')]); c.close()",
             ],
@@ -410,7 +412,7 @@ def test_random_kills_never_lose_committed_state(tmp_path: Path) -> None:
 
 def test_second_writer_is_refused(coll: Collection, tmp_path: Path) -> None:
     code = (
-        f"import sys; sys.path.insert(0, {str(REPO / 'python')!r}); "
+        f"import sys; sys.path.insert(0, {DENSPARSE_ROOT!r}); "
         "from densparse import Collection; "
         f"c = Collection.open({str(tmp_path / 'c')!r}); "
         "c.add([{'id': 'other', 'text': 'x'}])"
