@@ -20,6 +20,13 @@ from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 from densparse.bm25 import METHODS, _analyzer_from_config
 from densparse.collection import routes, store
+from densparse.collection.encoding import (
+    EncoderLike,
+    encode_query,
+    encode_records,
+    load_encoder,
+    produces,
+)
 from densparse.collection.filters import FilterSpec, validate
 from densparse.collection.records import (
     check_query_vector,
@@ -89,6 +96,7 @@ class Collection:
             raise ValueError("max_segments must be >= 1")
         self.max_segments = max_segments
         self.auto_merge = auto_merge
+        self.encoder: Any = None  # set by create/open: computes vectors from text
         self._lock = threading.RLock()  # writers only; readers use the published snapshot
         self._writer = store.WriterLock(path)
         self._merging: Optional[threading.Thread] = None
@@ -113,6 +121,7 @@ class Collection:
         metric: str = "ip",
         sparse_dtype: str = "float32",
         colbert_dim: Optional[int] = None,
+        encoder: Optional[EncoderLike] = None,
         autocommit: bool = True,
         max_segments: int = 8,
         auto_merge: bool = True,
@@ -127,6 +136,10 @@ class Collection:
             metric: ``"ip"`` (inner product) or ``"cosine"``.
             sparse_dtype: ``"float32"``, ``"float16"`` or ``"uint8"`` sparse weights.
             colbert_dim: dimension of ColBERT vectors, if records carry them.
+            encoder: a :class:`densparse.Encoder` (or a model directory / repo id): records
+                and text queries then get their dense (and, for SPLADE / BGE-M3, sparse)
+                vectors from it; ``dense_dim`` defaults to the model's. Saved by path, so
+                :meth:`open` loads it again.
             autocommit: make every write durable before it returns (else call :meth:`commit`).
             max_segments: above this many segments, the smallest are merged.
             auto_merge: merge in a background thread after writes (else call :meth:`merge`).
@@ -146,6 +159,16 @@ class Collection:
             raise ValueError(
                 f"sparse_dtype must be float32, float16 or uint8, not {sparse_dtype!r}"
             )
+        enc = None
+        if encoder is not None:
+            enc = load_encoder(encoder)
+            if produces(enc)[0]:
+                if dense_dim is None:
+                    dense_dim = enc.dim
+                if dense_dim is None:
+                    raise ValueError("the encoder's output width is dynamic: give dense_dim")
+                if enc.dim is not None and enc.dim != dense_dim:
+                    raise ValueError(f"dense_dim={dense_dim} but the encoder gives {enc.dim}")
         analyzer = analyzer if analyzer is not None else Analyzer()
         if not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a densparse.Analyzer, not {type(analyzer).__name__}")
@@ -160,6 +183,7 @@ class Collection:
             "colbert_dim": colbert_dim,
             "bm25": {"method": bm25_method, "k1": float(k1), "b": float(b), "delta": float(delta)},
             "analyzer": acfg,
+            "encoder": None if enc is None else str(enc.model_dir),
         }
         (path / store.SEGMENTS).mkdir(parents=True, exist_ok=True)
         manifest = {
@@ -178,9 +202,11 @@ class Collection:
         finally:
             lock.release()
         log.info("created collection %s (dense_dim=%s)", path, dense_dim)
-        return cls._from_manifest(
+        c = cls._from_manifest(
             path, manifest, analyzer, True, False, autocommit, max_segments, auto_merge
         )
+        c.encoder = enc
+        return c
 
     @classmethod
     def open(
@@ -189,21 +215,28 @@ class Collection:
         *,
         readonly: bool = False,
         mmap: bool = True,
+        encoder: Union[str, EncoderLike, None] = "saved",
         autocommit: bool = True,
         max_segments: int = 8,
         auto_merge: bool = True,
     ) -> Collection:
         """Open the last committed state of a collection. ``readonly=True`` never takes the
-        writer lock, so any number of processes can search while one writes."""
+        writer lock, so any number of processes can search while one writes.
+        ``encoder="saved"`` loads the encoder the collection was created with (if any);
+        pass another Encoder or path, or ``None`` for none."""
         path = Path(path)
         manifest = store.read_manifest(path)
         try:
             analyzer = _analyzer_from_config(manifest["config"]["analyzer"])
         except (KeyError, TypeError, ValueError) as e:
             raise _core.CorruptIndexError(f"{path}: unreadable analyzer settings ({e!r})") from None
-        return cls._from_manifest(
+        c = cls._from_manifest(
             path, manifest, analyzer, mmap, readonly, autocommit, max_segments, auto_merge
         )
+        if isinstance(encoder, str) and encoder == "saved":
+            encoder = manifest["config"].get("encoder")
+        c.encoder = None if encoder is None else load_encoder(encoder)
+        return c
 
     @classmethod
     def _from_manifest(
@@ -367,6 +400,12 @@ class Collection:
         validate(filter)
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
+        if self.encoder is not None and text is not None and mode != "bm25":
+            want_dense, want_sparse = produces(self.encoder)
+            if (want_dense and dense is None) or (want_sparse and sparse is None):
+                qd, qs = encode_query(self.encoder, text)
+                dense = qd if dense is None else dense
+                sparse = qs if sparse is None else sparse
         wanted = {
             "bm25": text is not None and mode in ("hybrid", "bm25"),
             "dense": dense is not None and mode in ("hybrid", "dense"),
@@ -539,6 +578,8 @@ class Collection:
         recs = validate_records(records, self._cfg.dense_dim, self._cfg.colbert_dim)
         if not recs:
             raise ValueError("no records given")
+        if self.encoder is not None:
+            encode_records(self.encoder, recs, show_progress)
         with self._lock:
             self._check_writable()
             parts = self._parts
@@ -732,7 +773,7 @@ class Collection:
     # ------------------------------------------------------------ lifecycle
     def reload(self) -> None:
         """Re-read the last committed state from disk (a reader following a writer)."""
-        other = Collection.open(self.path, readonly=True)
+        other = Collection.open(self.path, readonly=True, encoder=None)
         with self._lock:
             self._manifest = other._manifest
             self._digests = other._digests
