@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, need, read_jsonl
 
+from conftest import SHARED, need, read_jsonl
 from densparse import Analyzer, Collection
 
 MINILM = SHARED / "models" / "minilm-l6-int8-onnx"
