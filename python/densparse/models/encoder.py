@@ -28,6 +28,8 @@ from densparse.models.session import OnnxModel
 
 #: Texts from which encode() shows a progress bar on a terminal when show_progress=None.
 PROGRESS_THRESHOLD = 2000
+#: SPLADE batches hold at most this many logits (tokens x vocabulary), ~256 MB of float32.
+SPLADE_LOGIT_BUDGET = 1 << 26
 
 _M3_NAMES = {
     "dense": ("dense", "dense_vecs", "dense_embeddings"),
@@ -316,7 +318,7 @@ class Encoder:
         return Progress(n, desc, enabled)
 
     def _run_batches(self, ids: list, batch_size, max_tokens_per_batch, show_progress, fn, desc):
-        """Run ``fn(input_ids, mask, rows)`` over length-sorted batches; returns per-row
+        """Run ``fn(input_ids, mask)`` over length-sorted batches; returns per-row
         results in the original order (fn returns a list with one item per row)."""
         out: list = [None] * len(ids)
         batches = plan_batches([len(r) for r in ids], batch_size, max_tokens_per_batch)
@@ -356,7 +358,8 @@ class Encoder:
                 normalised, sparse weights never.
             show_progress: a progress bar (``None``: on a terminal for 2,000+ texts).
             max_tokens_per_batch: at most this many tokens (rows x longest row, padding
-                included) per model call; ``None`` = no budget.
+                included) per model call; ``None`` = no budget. SPLADE caps it further so
+                a batch's logits stay near 256 MB.
             return_dense, return_sparse, return_colbert: BGE-M3 only: which outputs.
             max_length: truncate at this many tokens instead of the model's max length.
 
@@ -371,8 +374,11 @@ class Encoder:
         ids = [e.ids for e in self._tokenize(texts, limit)]
         fam = self.spec.family
         if fam == "splade":
+            # logits are [rows, tokens, vocab] float32: keep a batch's logits near 256 MB
+            cap = max(1, SPLADE_LOGIT_BUDGET // max(self.tokenizer.get_vocab_size(), 1))
+            budget = cap if max_tokens_per_batch is None else min(max_tokens_per_batch, cap)
             return self._run_batches(
-                ids, batch_size, max_tokens_per_batch, show_progress, self._splade_batch, "encode"
+                ids, batch_size, budget, show_progress, self._splade_batch, "encode"
             )
         if fam == "bge-m3":
             want = (return_dense, return_sparse, return_colbert)
