@@ -1119,3 +1119,13 @@ def test_scifact_late_chunking_beats_naive():
         res["late" if late else "naive"] = evaluate(ds.qrels, run, metrics=("ndcg@10",))["ndcg@10"]
     print("SciFact test nDCG@10, 64-token chunks, shared int8 MiniLM:", res)
     assert res["late"] > res["naive"], res
+
+
+def test_late_chunking_groups_do_not_change_results(tiny_enc, monkeypatch):
+    docs = [t for t in TEXTS if t] * 3
+    ref = tiny_enc.chunk_embed(docs, strategy="fixed", chunk_size=3)
+    monkeypatch.setattr(C, "HIDDEN_BUDGET", 1)  # one document per group
+    got = tiny_enc.chunk_embed(docs, strategy="fixed", chunk_size=3, batch_size=2)
+    for (a, sa), (b, sb) in zip(got, ref):
+        assert sa == sb
+        np.testing.assert_allclose(a, b, atol=1e-5)

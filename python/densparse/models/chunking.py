@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 STRATEGIES = ("fixed", "sentences", "spans")
 #: Tokens per chunk of strategy="fixed" when chunk_size is not given.
 DEFAULT_CHUNK_SIZE = 256
+#: Late chunking pools documents in groups holding at most this many token-embedding floats
+#: (~256 MB of float32), so memory does not grow with the corpus.
+HIDDEN_BUDGET = 1 << 26
 
 # An English sentence ends with . ! ? (plus closing quotes/brackets) before whitespace or the
 # end; a Chinese one with 。｡！？；… or full-width ．！？； (plus closing quotes), anywhere.
@@ -318,18 +321,27 @@ def chunk_embed(
     if long_documents == "truncate":
         # tokenizer-style truncation: keep the final special token
         ids = [r if len(r) <= enc.max_length else r[: enc.max_length - 1] + r[-1:] for r in ids]
-        hidden = stitched_hidden(
-            enc, ids, batch_size, max_tokens_per_batch, None, None, show_progress
-        )
-        limit = enc.max_length
+        window, overlap, limit = None, None, enc.max_length
     else:
-        hidden = stitched_hidden(
-            enc, ids, batch_size, max_tokens_per_batch, window, overlap, show_progress
-        )
         limit = None
     out = []
-    for e, doc, h in zip(encs, chunks, hidden):
-        tok = adjust_for_special_tokens([t for t, _ in doc], len(e.ids))
-        v, kept = late_chunk_pool(h, tok, max_length=limit, normalize=normalize)
-        out.append((v, [doc[k][1] for k in kept]))
+    # Token embeddings of a group of documents are pooled and freed before the next group, so
+    # memory stays near HIDDEN_BUDGET floats whatever the corpus size.
+    per_token = enc.dim or 1024
+    start = 0
+    while start < len(ids):
+        stop, total = start, 0
+        while stop < len(ids) and (
+            stop == start or total + len(ids[stop]) * per_token <= HIDDEN_BUDGET
+        ):
+            total += len(ids[stop]) * per_token
+            stop += 1
+        hidden = stitched_hidden(
+            enc, ids[start:stop], batch_size, max_tokens_per_batch, window, overlap, show_progress
+        )
+        for e, doc, h in zip(encs[start:stop], chunks[start:stop], hidden):
+            tok = adjust_for_special_tokens([t for t, _ in doc], len(e.ids))
+            v, kept = late_chunk_pool(h, tok, max_length=limit, normalize=normalize)
+            out.append((v, [doc[k][1] for k in kept]))
+        start = stop
     return out
