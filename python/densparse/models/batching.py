@@ -1,0 +1,94 @@
+"""Tokenisation and length-sorted, token-budgeted batches.
+
+Texts are tokenised with the ``tokenizers`` library (truncation at the model's max length, no
+padding: a tokenizer.json that ships fixed padding, like the shared int8 MiniLM's 128, is
+overridden). Batches are formed over the texts sorted by token count, longest first, and each
+batch holds at most ``batch_size`` texts and at most ``max_tokens_per_batch`` tokens
+*including padding* (rows x longest row), so little compute is spent on padding and long texts
+do not blow up memory. Results are put back in the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+#: Default token budget per batch (rows x padded length).
+DEFAULT_MAX_TOKENS = 16384
+
+
+def load_tokenizer(path: Path):
+    """Load a tokenizer.json, with any fixed padding/truncation it ships switched off."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ImportError("densparse encoders need the tokenizers package") from e
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise ValueError(f"cannot read tokenizer {path}: {e}") from e
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a list of strings, not a single str (wrap it in a list)")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] is {type(t).__name__}, expected str")
+    return out
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: Optional[int]):
+    """Encodings (with special tokens), truncated to ``max_length`` tokens when given."""
+    if max_length is None:
+        tokenizer.no_truncation()
+    else:
+        tokenizer.enable_truncation(max_length)
+    try:
+        return tokenizer.encode_batch(list(texts), add_special_tokens=True)
+    finally:
+        tokenizer.no_truncation()
+
+
+def plan_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens_per_batch: Optional[int]
+) -> list[np.ndarray]:
+    """Indices of each batch: sorted by length (longest first, ties by position), at most
+    ``batch_size`` rows and ``rows * longest <= max_tokens_per_batch`` (a single row longer
+    than the budget still forms its own batch)."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if max_tokens_per_batch is not None and (
+        not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 1
+    ):
+        raise ValueError(
+            f"max_tokens_per_batch must be a positive int or None, got {max_tokens_per_batch!r}"
+        )
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lens, kind="stable")
+    budget = max_tokens_per_batch or np.iinfo(np.int64).max
+    batches, start, n = [], 0, len(order)
+    while start < n:
+        longest = max(int(lens[order[start]]), 1)
+        rows = max(1, min(batch_size, budget // longest, n - start))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
+
+
+def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id rows: (input_ids int64 [b, L], attention_mask int64 [b, L])."""
+    width = max((len(r) for r in ids), default=0)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for i, r in enumerate(ids):
+        input_ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return input_ids, mask

@@ -1,0 +1,162 @@
+"""onnxruntime sessions: provider choice, threads, graph optimisation, IO binding.
+
+``provider="auto"`` uses CUDA only when onnxruntime's ``CUDAExecutionProvider`` is both
+listed *and* actually comes up on a session (onnxruntime-gpu lists it even on machines without
+a GPU or without the CUDA libraries, then silently falls back to CPU); otherwise the CPU
+provider. The choice is logged on the ``densparse.models`` logger at INFO level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+log = logging.getLogger("densparse.models")
+
+PROVIDERS = ("auto", "cpu", "cuda")
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+_ORT_TYPES = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ImportError(
+            "densparse encoders need onnxruntime: pip install onnxruntime "
+            "(or onnxruntime-gpu on Linux x86_64; never both)"
+        ) from e
+    return ort
+
+
+def _session_options(ort, threads: Optional[int]):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads is not None:
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    return so
+
+
+def _cuda_session(ort, path: str, so, device_id: int):
+    """A session on CUDA, or ``None`` when CUDA is listed but does not come up."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None, "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None and importlib.util.find_spec("nvidia") is not None:
+        with contextlib.suppress(Exception):  # CUDA/cuDNN from nvidia-* wheels, if any
+            preload(directory="")
+    # A failed CUDA load is logged by onnxruntime at ERROR level and then falls back to CPU;
+    # that fallback is expected here, so quieten the default logger during the attempt.
+    ort.set_default_logger_severity(4)
+    try:
+        sess = ort.InferenceSession(
+            path,
+            so,
+            providers=[("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"],
+        )
+    except Exception as e:
+        return None, f"CUDA session failed: {e}"
+    finally:
+        ort.set_default_logger_severity(2)
+    if sess.get_providers()[0] != "CUDAExecutionProvider":
+        return (
+            None,
+            "CUDAExecutionProvider did not come up (no GPU, or CUDA/cuDNN libraries missing)",
+        )
+    return sess, ""
+
+
+class OnnxModel:
+    """One ONNX graph in an onnxruntime session.
+
+    Args:
+        path: the ``.onnx`` file (external data files next to it are found by onnxruntime).
+        provider: ``"auto"``, ``"cpu"`` or ``"cuda"``. ``"cuda"`` raises RuntimeError when CUDA
+            does not come up; ``"auto"`` falls back to CPU.
+        device_id: CUDA device ordinal.
+        threads: intra-op threads (``None``: onnxruntime's default, one per physical core).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        provider: str = "auto",
+        device_id: int = 0,
+        threads: Optional[int] = None,
+    ) -> None:
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
+        if not isinstance(device_id, int) or isinstance(device_id, bool) or device_id < 0:
+            raise ValueError(f"device_id must be a non-negative int, got {device_id!r}")
+        ort = _import_ort()
+        so = _session_options(ort, threads)
+        self.path = Path(path)
+        sess, why = None, ""
+        if provider in ("auto", "cuda"):
+            sess, why = _cuda_session(ort, str(self.path), so, device_id)
+            if sess is None and provider == "cuda":
+                raise RuntimeError(f"provider='cuda' requested but unavailable: {why}")
+        if sess is None:
+            try:
+                sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+            except Exception as e:
+                raise ValueError(f"onnxruntime cannot load {self.path}: {e}") from e
+        self.session = sess
+        self.provider = "cuda" if sess.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.device_id = device_id
+        if self.provider == "cuda":
+            log.info("densparse encoder: CUDAExecutionProvider on device %d", device_id)
+        else:
+            reason = f" ({why})" if why and provider == "auto" else ""
+            log.info("densparse encoder: CPUExecutionProvider%s", reason)
+        self.inputs = {i.name: _ORT_TYPES.get(i.type, np.int64) for i in sess.get_inputs()}
+        unknown = [n for n in self.inputs if n not in KNOWN_INPUTS]
+        if unknown or "input_ids" not in self.inputs:
+            raise ValueError(
+                f"{self.path}: graph inputs {list(self.inputs)} are not supported; expected "
+                f"input_ids plus any of {KNOWN_INPUTS[1:]}"
+            )
+        self.outputs = tuple(o.name for o in sess.get_outputs())
+        self.output_shapes = {o.name: o.shape for o in sess.get_outputs()}
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, outputs: Sequence[str]):
+        """Run on a padded batch; returns the named outputs as float32 numpy arrays."""
+        feeds = {}
+        for name, dtype in self.inputs.items():
+            if name == "input_ids":
+                arr = input_ids
+            elif name == "attention_mask":
+                arr = attention_mask
+            elif name == "token_type_ids":
+                arr = np.zeros_like(input_ids)
+            else:  # position_ids
+                arr = np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
+            feeds[name] = np.ascontiguousarray(arr, dtype=dtype)
+        names = list(outputs)
+        if self.provider == "cuda":
+            binding = self.session.io_binding()
+            for name, arr in feeds.items():
+                binding.bind_cpu_input(name, arr)
+            for name in names:
+                binding.bind_output(name, "cuda", self.device_id)
+            self.session.run_with_iobinding(binding)
+            res = binding.copy_outputs_to_cpu()
+        else:
+            res = self.session.run(names, feeds)
+        # fp16 graphs: pool in float32
+        return [np.asarray(r, dtype=np.float32) for r in res]
