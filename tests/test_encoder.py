@@ -1059,7 +1059,8 @@ def test_minilm_late_chunking_runs():
 
 def test_scifact_ndcg_minilm_int8():
     """Shared int8 MiniLM on SciFact test: nDCG@10 >= 0.640 (sentence-transformers: 0.645).
-    Corpus encoded at the model's max_seq_length 256 (as sentence-transformers does)."""
+    Corpus encoded at the model's max_seq_length 256 (as sentence-transformers does).
+    Measured 0.6468 (recall@100 0.9217); about 9 CPU-minutes on a 2-core machine."""
     need(MINILM)
     from densparse import DenseIndex
     from densparse.eval import evaluate, load_beir
