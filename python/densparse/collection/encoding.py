@@ -32,7 +32,7 @@ def produces(encoder: Any) -> tuple[bool, bool]:
     return fam != "splade", fam in ("splade", "bge-m3")
 
 
-def _split(out: Any, n: int) -> tuple[Optional[np.ndarray], Optional[list]]:
+def _split(out: Any) -> tuple[Optional[np.ndarray], Optional[list]]:
     if isinstance(out, np.ndarray):
         return out, None
     if isinstance(out, dict):  # BGE-M3
@@ -56,7 +56,7 @@ def encode_records(encoder: Any, records: list[Record], show_progress: Optional[
     dense_ids = {id(r) for r in need_dense}
     extra = [r.text for r in need_sparse if id(r) not in dense_ids]
     out = encoder.encode_corpus(rows + extra, show_progress=show_progress)
-    dense, sparse = _split(out, len(rows) + len(extra))
+    dense, sparse = _split(out)
     pos = 0
     first_row = {}
     for r in need_dense:
@@ -75,7 +75,7 @@ def encode_records(encoder: Any, records: list[Record], show_progress: Optional[
 
 def encode_query(encoder: Any, text: str) -> tuple[Optional[np.ndarray], Optional[dict]]:
     """Dense and/or sparse query vectors (the family's query instruction included)."""
-    dense, sparse = _split(encoder.encode_queries([text], show_progress=False), 1)
+    dense, sparse = _split(encoder.encode_queries([text], show_progress=False))
     return (
         None if dense is None else np.asarray(dense[0], dtype=np.float32),
         None if sparse is None or not sparse[0] else sparse[0],
