@@ -47,14 +47,22 @@ class Record:
     colbert: Optional[np.ndarray]  # [n_tokens, dim] float32
 
     def to_json(self) -> dict:
-        out: dict[str, Any] = {"id": self.id, "text": self.text}
-        if self.views:
-            out["views"] = self.views
-        if self.metadata:
-            out["metadata"] = self.metadata
-        if self.sparse is not None:
-            out["sparse"] = [self.sparse[0].tolist(), self.sparse[1].tolist()]
-        return out
+        sparse = None if self.sparse is None else [self.sparse[0].tolist(), self.sparse[1].tolist()]
+        return record_json(self.id, self.text, self.views, self.metadata, sparse)
+
+
+def record_json(
+    doc_id: str, text: str, views: list[str], metadata: dict, sparse: Optional[list]
+) -> dict:
+    """One line of a segment's records file: empty fields are left out."""
+    out: dict[str, Any] = {"id": doc_id, "text": text}
+    if views:
+        out["views"] = views
+    if metadata:
+        out["metadata"] = metadata
+    if sparse is not None:
+        out["sparse"] = sparse
+    return out
 
 
 @dataclass(frozen=True)
@@ -187,13 +195,13 @@ class Segment:
         directory.mkdir(parents=True, exist_ok=False)
         with open(directory / RECORDS, "w", encoding="utf-8") as f:
             for i in range(self.n_docs):
-                rec: dict[str, Any] = {"id": self.ids[i], "text": self.texts[i]}
-                if self.views[i]:
-                    rec["views"] = self.views[i]
-                if self.metadata[i]:
-                    rec["metadata"] = self.metadata[i]
-                if self.sparse_vectors[i] is not None:
-                    rec["sparse"] = self.sparse_vectors[i]
+                rec = record_json(
+                    self.ids[i],
+                    self.texts[i],
+                    self.views[i],
+                    self.metadata[i],
+                    self.sparse_vectors[i],
+                )
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
