@@ -332,7 +332,7 @@ def mine_hard_negatives(
             query_instruction,
             batch_size,
             threads,
-            show_progress if show_progress is not None else (progress or None),
+            show_progress,
         )
 
     n_pool = len(pool_ids)
