@@ -701,3 +701,117 @@ def test_import_is_torch_free():
         env={"PYTHONPATH": str(REPO / "python"), "PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------- existing records
+def test_add_hard_negatives_equals_mining_from_qrels(tiny_ds):
+    from densparse.train.mining import add_hard_negatives
+
+    _, corpus, queries, qrels = tiny_ds
+    q = as_qrels(qrels)
+    kw = dict(negative_number=4, range_end=40, seed=3, language="en")
+    pairs = qd_pairs(corpus, queries, q)
+    frozen = json.dumps(pairs)
+    got, st = add_hard_negatives(pairs, corpus, return_stats=True, **kw)
+    assert json.dumps(pairs) == frozen  # the input is not modified
+    assert got == mine_hard_negatives(corpus, queries, q, **kw)
+    assert st["records"] == 12 and st["negatives"] == 48
+    # a list pool gives no neg_ids; positives and the query are excluded by text
+    texts = [doc_text(v) for v in corpus.values()]
+    # (the sampling RNG is keyed by query_id, or the record's position without one)
+    plain = [{"query": r["query"], "pos": r["pos"], "query_id": r["query_id"]} for r in pairs]
+    got2 = add_hard_negatives(plain, texts, **kw)
+    for r in got2:
+        assert "neg_ids" not in r and len(r["neg"]) == 4
+        assert not set(r["neg"]) & set(r["pos"]) and r["query"] not in r["neg"]
+    assert [r["neg"] for r in got2] == [r["neg"] for r in got]
+
+
+def test_add_hard_negatives_default_pool_and_errors(tmp_path):
+    from densparse.train.mining import add_hard_negatives
+
+    recs = [
+        {"query": "apple pie recipe", "pos": ["apple pie with cinnamon"], "neg": ["old neg"]},
+        {"query": "banana bread", "pos": ["banana bread loaf"]},
+        {"query": "cherry tart", "pos": ["cherry tart pastry"], "neg": ["apple crumble"]},
+    ]
+    out = add_hard_negatives(recs, negative_number=3, range_start=0)
+    pool = {
+        "apple pie with cinnamon",
+        "old neg",
+        "banana bread loaf",
+        "cherry tart pastry",
+        "apple crumble",
+    }
+    for r, src in zip(out, recs):
+        assert len(r["neg"]) == 3 and set(r["neg"]) <= pool - set(src["pos"])
+    assert out[0]["neg"][0] == "apple crumble"  # the only other text sharing a term: rank 1
+    bad = [
+        (([],), ValueError, "records is empty"),
+        (([{"query": "q"}],), ValueError, r"records\[0\]: missing 'pos'"),
+        (([{"query": "q", "pos": ["p"]}], []), ValueError, "pool is empty"),
+        (([{"query": "q", "pos": ["p"]}], "text"), TypeError, "pool must be"),
+        (([{"query": "q", "pos": ["p"]}], [1]), TypeError, r"pool\[0\]"),
+        (({"query": "q"},), TypeError, "records must be a list"),
+    ]
+    for args, exc, msg in bad:
+        with pytest.raises(exc, match=msg):
+            add_hard_negatives(*args)
+    coll = Collection.create(tmp_path / "c")
+    coll.add([{"id": "a", "text": "apple"}])
+    with pytest.raises(ValueError, match="needs a pool"):
+        add_hard_negatives(recs, ["x y"], retriever=coll)
+    coll.close()
+
+
+def test_read_pool(tmp_path):
+    from densparse.train.data import read_pool
+
+    p = tmp_path / "pool.jsonl"
+    p.write_text('{"text": "a b"}\n{"text": "c", "title": "T"}\n')
+    assert read_pool(p) == ["a b", "T c"]
+    p.write_text('{"_id": "1", "text": "a b"}\n{"_id": 2, "text": "c", "title": "T"}\n')
+    assert read_pool(p) == {"1": {"title": "", "text": "a b"}, "2": {"title": "T", "text": "c"}}
+    for content, msg in [
+        ("", "empty candidate pool"),
+        ('{"text": 1}\n', ":1: 'text'"),
+        ('{"x": "a"}\n', ":1: 'text'"),
+        ("[1]\n", ":1: expected a JSON object"),
+        ("{bad\n", ":1: invalid JSON"),
+        ('{"_id": "1", "text": "a"}\n{"_id": "1", "text": "b"}\n', "duplicate _id"),
+    ]:
+        p.write_text(content)
+        with pytest.raises(ValueError, match=msg):
+            read_pool(p)
+
+
+def test_cli_mine_jsonl_input(tiny_ds, tmp_path, capsys):
+    path = tiny_ds[0]
+    base = tmp_path / "base.jsonl"
+    write_jsonl(build_pairs(path), base)
+    out = tmp_path / "mined.jsonl"
+    assert (
+        cli.main(
+            [
+                "mine",
+                str(base),
+                str(out),
+                "--negatives",
+                "2",
+                "-q",
+                "--pool",
+                str(path / "corpus.jsonl"),
+            ]
+        )
+        == 0
+    )
+    assert "12 records from" in capsys.readouterr().out
+    recs = read_jsonl(out)
+    ds = load_split(path)
+    assert recs == mine_hard_negatives(ds.corpus, ds.queries, ds.qrels, negative_number=2)
+    assert cli.main(["mine", str(base), str(out), "--negatives", "2", "-q"]) == 0
+    assert all(len(r["neg"]) == 2 and "neg_ids" not in r for r in read_jsonl(out))
+    assert cli.main(["mine", str(path), str(out), "--pool", str(base), "-q"]) == 2
+    (tmp_path / "empty.jsonl").write_text("")
+    assert cli.main(["mine", str(tmp_path / "empty.jsonl"), str(out), "-q"]) == 2
+    assert "empty training file" in capsys.readouterr().err
