@@ -587,6 +587,33 @@ def test_dense_retriever_ranks_match_numpy(tiny_model, tiny_ds):
     )
 
 
+def test_dense_max_length_truncates(tiny_model, tiny_ds):
+    from densparse import Encoder
+
+    _, corpus, queries, qrels = tiny_ds
+    enc = Encoder.from_pretrained(tiny_model, provider="cpu", threads=1)
+    ids = list(corpus)
+    texts = [doc_text(corpus[d]) for d in ids]
+    recs = mine_hard_negatives(
+        corpus,
+        queries,
+        as_qrels(qrels),
+        retriever=enc,
+        range_start=0,
+        range_end=3,
+        negative_number=1,
+        max_length=5,
+    )
+    dv = enc.encode_corpus(texts, max_length=5)
+    for r in recs:
+        s = dv @ enc.encode_queries([r["query"]], max_length=5)[0]
+        ranking = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-float(s[i]), i))]
+        top = [d for d in ranking[:3] if d not in r["pos_ids"]]
+        assert r["neg_ids"][0] in top
+    with pytest.raises(ValueError, match="max_length"):
+        mine_hard_negatives(corpus, queries, as_qrels(qrels), retriever=enc, max_length=0)
+
+
 def test_dense_retriever_shared_minilm(tiny_ds):
     from densparse import Encoder
 

@@ -179,6 +179,7 @@ def cmd_mine(a: argparse.Namespace) -> int:
             seed=a.seed,
             language=a.language,
             query_instruction=a.query_instruction,
+            max_length=a.max_length,
             prompt=a.prompt,
             show_progress=not a.quiet,
             return_stats=True,
@@ -206,6 +207,7 @@ def cmd_mine(a: argparse.Namespace) -> int:
         seed=a.seed,
         language=a.language,
         query_instruction=a.query_instruction,
+        max_length=a.max_length,
         prompt=a.prompt,
         skip_unknown=a.skip_unknown,
         show_progress=not a.quiet,
@@ -260,6 +262,9 @@ def add_mine_parser(sub) -> None:
     s.add_argument("--language", default="auto", choices=["auto", "en", "zh"], help="BM25 analyzer")
     s.add_argument(
         "--query-instruction", default=None, help="dense: override the query instruction"
+    )
+    s.add_argument(
+        "--max-length", type=int, default=None, help="dense: truncate texts at this many tokens"
     )
     s.add_argument("--prompt", default=None, help="write this 'prompt' into every record")
     s.add_argument(

@@ -107,6 +107,7 @@ def _dense_rankings(
     k: int,
     query_instruction: Optional[str],
     batch_size: int,
+    max_length: Optional[int],
     threads: Optional[int],
     progress: Optional[bool],
 ) -> list[np.ndarray]:
@@ -119,6 +120,8 @@ def _dense_rankings(
     kw: dict[str, Any] = {}
     if encoder.family == "bge-m3":
         kw = dict(return_dense=True, return_sparse=False, return_colbert=False)
+    if max_length is not None:
+        kw["max_length"] = _check_int("max_length", max_length, 1)
     doc_ids = np.flatnonzero(eligible)
     log.info("encoding %d documents and %d queries with %s", len(doc_ids), len(queries), encoder)
     dv = encoder.encode_corpus(
@@ -218,6 +221,7 @@ def _mine(
     query_instruction: Optional[str],
     collection_mode: str,
     batch_size: int,
+    max_length: Optional[int],
     prompt: Optional[str],
     threads: Optional[int],
     show_progress: Optional[bool],
@@ -254,6 +258,7 @@ def _mine(
             range_end,
             query_instruction,
             batch_size,
+            max_length,
             threads,
             show_progress,
         )
@@ -338,6 +343,7 @@ def mine_hard_negatives(
     query_instruction: Optional[str] = None,
     collection_mode: str = "hybrid",
     batch_size: int = 32,
+    max_length: Optional[int] = None,
     prompt: Optional[str] = None,
     skip_unknown: bool = False,
     threads: Optional[int] = None,
@@ -377,6 +383,8 @@ def mine_hard_negatives(
         collection_mode: the ``mode`` of ``Collection.search`` (``"hybrid"``, ``"bm25"``,
             ``"dense"``...).
         batch_size: dense encoding batch size.
+        max_length: dense: truncate texts at this many tokens (default: the model's
+            maximum); shorter is faster on long documents.
         prompt: written as ``"prompt"`` into every record when given.
         threads: search threads (None: all cores).
         show_progress: progress bars (None: on a terminal for large jobs).
@@ -450,6 +458,7 @@ def mine_hard_negatives(
         query_instruction=query_instruction,
         collection_mode=collection_mode,
         batch_size=batch_size,
+        max_length=max_length,
         prompt=prompt,
         threads=threads,
         show_progress=show_progress,
@@ -471,6 +480,7 @@ def add_hard_negatives(
     query_instruction: Optional[str] = None,
     collection_mode: str = "hybrid",
     batch_size: int = 32,
+    max_length: Optional[int] = None,
     prompt: Optional[str] = None,
     threads: Optional[int] = None,
     show_progress: Optional[bool] = None,
@@ -555,6 +565,7 @@ def add_hard_negatives(
         query_instruction=query_instruction,
         collection_mode=collection_mode,
         batch_size=batch_size,
+        max_length=max_length,
         prompt=prompt,
         threads=threads,
         show_progress=show_progress,
