@@ -396,6 +396,14 @@ def test_known_top_ranks_excluded(tmp_path):
             corpus, queries, qrels, range_start=0, negative_number=22, seed=seed
         )
         assert {"top0", "top1"} <= set(r0["neg_ids"]) and "pos" not in r0["neg_ids"]
+    # a duplicate of a top-2 text is a likely false negative too: never used
+    dup_corpus = {**corpus, "top0copy": {"title": "", "text": docs["top0"]}}
+    for seed in range(3):  # top0copy ties with top0 and comes second (higher id): rank 1
+        [r] = mine_hard_negatives(
+            dup_corpus, queries, qrels, range_start=1, negative_number=22, seed=seed
+        )
+        assert not {"top0", "top0copy", "pos"} & set(r["neg_ids"])
+        assert len(r["neg_ids"]) == 21  # top1 + the 20 fillers: the pool holds no more
     # range_end bounds the mined ranks: ranks [2, 5) hold 3 documents (pos is among them or
     # not), the rest is backfill from outside the top 2
     [r] = mine_hard_negatives(corpus, queries, qrels, range_start=2, range_end=5, negative_number=8)

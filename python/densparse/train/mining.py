@@ -270,8 +270,10 @@ def _mine(
         banned_ids = {position[p] for p in rec.get("pos_ids", ()) if p in position}
         if self_ids and qid in position:
             banned_ids.add(position[qid])
-        banned_texts = {rec["query"].strip()} | {p.strip() for p in rec["pos"]}
         ranked = [int(i) for i in ranked[:range_end]]
+        # the query, its positives, and the top ranks (likely false negatives), by text too
+        banned_texts = {rec["query"].strip()} | {p.strip() for p in rec["pos"]}
+        banned_texts |= {stripped[i] for i in ranked[:range_start]}
 
         def ok(i: int, banned_ids=banned_ids, banned_texts=banned_texts) -> bool:
             return eligible[i] and i not in banned_ids and stripped[i] not in banned_texts
@@ -371,8 +373,8 @@ def mine_hard_negatives(
             of each other; the pool is ``queries``, so negatives are other questions).
         range_start, range_end: candidate ranks ``[range_start, range_end)`` (0 = the top
             hit, positives and the query itself included in the counting) are sampled from.
-            Ranks below ``range_start`` are the likeliest false negatives: they are never
-            used, not even by the backfill.
+            Ranks below ``range_start`` are the likeliest false negatives: they (and texts
+            equal to theirs) are never used, not even by the backfill.
         negative_number: negatives per query (0 = none).
         seed: sampling seed; the output is a pure function of the inputs and the seed.
         language: ``"auto"``, ``"en"`` or ``"zh"``: the BM25 analyzer's language (ignored
