@@ -246,7 +246,9 @@ def export_model(
         if check:
             _step(show, "checking the ONNX graph against torch")
             batches = C.sample_batches(tmp / "tokenizer.json", spec.max_length, pad_id)
-            diffs, cosines, mean_cos = C.compare(wrapper, onnx_path, inputs, outputs, batches, precision)
+            diffs, cosines, mean_cos = C.compare(
+                wrapper, onnx_path, inputs, outputs, batches, precision
+            )
             from densparse.models.encoder import Encoder
 
             enc = Encoder.from_pretrained(tmp, provider="cpu", threads=1)
@@ -273,5 +275,3 @@ def export_model(
     )
     _step(show, report.summary())
     return report
-
-

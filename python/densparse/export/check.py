@@ -119,7 +119,11 @@ def compare(wrapper, onnx_path: Path, input_names, output_names, batches, precis
     for name in output_names:
         log.info(
             "check %s: max abs diff %.3g (max |torch| %.3g), row cosine min %.6f mean %.6f",
-            name, diffs[name], scale[name], min_cos[name], mean_cos[name],
+            name,
+            diffs[name],
+            scale[name],
+            min_cos[name],
+            mean_cos[name],
         )
         if diffs[name] > tol * scale[name]:
             raise ExportCheckError(

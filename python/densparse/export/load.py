@@ -73,12 +73,13 @@ def _check_loading_info(info: dict, tdir: Path) -> None:
     mism = info.get("mismatched_keys") or []
     if mism:
         raise ValueError(f"{tdir}: weights with mismatched shapes: {list(mism)[:10]}")
-    odd = [k for k in info.get("unexpected_keys") or [] if not any(h in k for h in
-                                                                  _HARMLESS_UNEXPECTED)]
+    odd = [
+        k
+        for k in info.get("unexpected_keys") or []
+        if not any(h in k for h in _HARMLESS_UNEXPECTED)
+    ]
     if odd:
-        raise ValueError(
-            f"{tdir}: checkpoint tensors the model does not use: {sorted(odd)[:10]}"
-        )
+        raise ValueError(f"{tdir}: checkpoint tensors the model does not use: {sorted(odd)[:10]}")
 
 
 def load_transformer(tdir: Path, kind: str, attn_implementation: str = "eager"):
