@@ -32,7 +32,7 @@ from densparse.cli import main  # noqa: E402
 from densparse.export import ExportCheckError, export_model  # noqa: E402
 from densparse.export import check as export_check  # noqa: E402
 from densparse.export.load import verify_weights  # noqa: E402
-from densparse.models.families import BGE_INSTRUCTION_EN  # noqa: E402
+from densparse.models.families import BGE_INSTRUCTION_EN, BGE_INSTRUCTION_ZH  # noqa: E402
 
 SPLADE = SHARED / "models" / "splade-tiny"
 MINILM = SHARED / "models" / "minilm-l6-fp32"
@@ -250,6 +250,18 @@ def test_bge_query_instruction(bert):
     assert np.abs(plain - np.stack([bge_ref(src, model, q) for q in queries])).max() <= 1e-4
 
 
+def test_bge_kind_and_language_detected_from_the_source_name(bert, work):
+    """A checkpoint named bge-small-zh-v1.5 is detected as `bge`, and its exported directory
+    (named anything) keeps the Chinese query instruction via densparse.json."""
+    src, _, _, _ = bert
+    zh = work / "bge-small-zh-v1.5"
+    shutil.copytree(src, zh)
+    rep = export_model(zh, work / "exported-anything", check=False, show_progress=False)
+    assert rep.kind == "bge" and rep.max_abs_diff == {}
+    enc = Encoder.from_pretrained(work / "exported-anything", provider="cpu")
+    assert enc.family == "bge" and enc.query_instruction == BGE_INSTRUCTION_ZH
+
+
 def test_bge_truncation_at_max_length(bert):
     src, model, out, _ = bert
     enc = Encoder.from_pretrained(out, provider="cpu")
@@ -450,6 +462,42 @@ def test_splade_tiny_matches_torch(work):
         assert len(ref) > 10
         assert set(g) == set(ref), t
         assert_same_sparse(g, ref)
+
+
+# ---------------------------------------------------------------------------- sentence-transformers
+def test_st_directory_pooling_follows_1_pooling(bert, work):
+    """A sentence-transformers directory (max pooling, no Normalize) is detected as `st` and
+    pooled as its 1_Pooling says: equal to SentenceTransformer.encode."""
+    st = pytest.importorskip("sentence_transformers", reason="needs sentence-transformers")
+    src, _, _, _ = bert
+    d = work / "tiny-st"
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
+    word = Transformer(str(src), max_seq_length=48)
+    dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
+    pool = Pooling(dim(), pooling_mode="max")
+    model = st.SentenceTransformer(modules=[word, pool], device="cpu")
+    model.save(str(d))
+    if not (d / "tokenizer.json").is_file():
+        shutil.copyfile(src / "tokenizer.json", d / "tokenizer.json")
+    rep = export_model(d, work / "tiny-st-onnx", show_progress=False)
+    assert rep.kind == "st"
+    enc = Encoder.from_pretrained(work / "tiny-st-onnx", provider="cpu")
+    assert enc.spec.pooling == "max" and enc.max_length == 48
+    texts = [t for t in TEXTS if t] + [LONG]
+    got = enc.encode(texts, normalize=False)
+    ref = model.encode(texts, convert_to_numpy=True)
+    assert np.abs(got - ref).max() <= 1e-4
+    # a Dense module after pooling is outside the graph's reach: refused up front
+    mods = json.loads((d / "modules.json").read_text())
+    mods.append(
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+    )
+    (d / "modules.json").write_text(json.dumps(mods))
+    with pytest.raises(ValueError, match="Dense"):
+        export_model(d, work / "never-st", show_progress=False)
 
 
 # ---------------------------------------------------------------------------- real model

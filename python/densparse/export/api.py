@@ -177,7 +177,9 @@ def export_model(
     from densparse.export import wrappers as W
     from densparse.models.families import detect_family
 
-    spec = detect_family(model_dir, family=FAMILY[kind])
+    # language (BGE's query instruction) from the source's names; the rest is re-read from
+    # the staged directory below, i.e. from exactly the files the Encoder will see
+    src_spec = detect_family(model_dir, family=FAMILY[kind])
     _step(show, f"loading the {kind} model from {tdir}")
     model = load.load_transformer(tdir, kind)
     config = model.config
@@ -198,6 +200,9 @@ def export_model(
         copied = copy_support_files(model_dir, tdir, tmp, kind)
         log.info("copied %s", ", ".join(copied))
         pad_id = _pad_id(tmp / "tokenizer.json", config)
+        spec = detect_family(tmp, family=FAMILY[kind]).with_(
+            language=src_spec.language, query_instruction=src_spec.query_instruction
+        )
         work = tmp / ".work"
         work.mkdir()
         raw = work / "raw.onnx"
