@@ -302,6 +302,20 @@ def test_optimize_and_fp16_on_tiny_bert(bert, work):
     assert (half * fp32).sum(1).min() >= 0.999
 
 
+def test_fp16_on_cuda(bert, work):
+    """fp16 graphs are meant for the CUDA provider; skipped where CUDA does not come up."""
+    src, _, out, _ = bert
+    dst = work / "bert-fp16-cuda"
+    export_model(src, dst, kind="bge", fp16=True, check=False, show_progress=False)
+    try:
+        enc = Encoder.from_pretrained(dst, provider="cuda")
+    except RuntimeError as e:
+        pytest.skip(f"no CUDA here: {e}")
+    got = enc.encode(TEXTS)
+    ref = Encoder.from_pretrained(out, provider="cpu").encode(TEXTS)
+    assert (got * ref).sum(1).min() >= 0.999
+
+
 def test_external_data_forced(bert, work):
     src, _, out, _ = bert
     dst = work / "bert-ext"
