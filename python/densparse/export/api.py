@@ -278,5 +278,5 @@ def export_model(
         fusions=fusions,
         seconds=time.perf_counter() - t0,
     )
-    _step(show, report.summary())
+    log.info(report.summary())
     return report
