@@ -602,6 +602,13 @@ def test_existing_out_dir_is_protected(bert, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["existing"]
 
 
+def test_import_is_torch_free():
+    code = "import sys, densparse.export; assert 'torch' not in sys.modules, 'torch imported'"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+
 def test_missing_torch_says_how_to_install(bert, tmp_path, monkeypatch):
     src, _, _, _ = bert
     monkeypatch.setitem(sys.modules, "torch", None)
