@@ -153,6 +153,94 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- mine (issue 5)
+def cmd_mine(a: argparse.Namespace) -> int:
+    from densparse.train.data import load_split, write_jsonl
+    from densparse.train.mining import mine_hard_negatives
+
+    t0 = time.perf_counter()
+    ds = load_split(a.dataset, a.split, skip_unknown=a.skip_unknown)
+    retriever = a.retriever
+    if retriever != "bm25":
+        from densparse.models import Encoder
+
+        retriever = Encoder.from_pretrained(retriever)
+    records, st = mine_hard_negatives(
+        ds.corpus,
+        ds.queries,
+        ds.qrels,
+        retriever=retriever,
+        mode=a.mode,
+        range_start=a.range[0],
+        range_end=a.range[1],
+        negative_number=a.negatives,
+        seed=a.seed,
+        language=a.language,
+        query_instruction=a.query_instruction,
+        prompt=a.prompt,
+        skip_unknown=a.skip_unknown,
+        show_progress=not a.quiet,
+        return_stats=True,
+    )
+    n = write_jsonl(records, a.output)
+    mean = st["negatives"] / max(n, 1)
+    print(
+        f"{n} records ({a.mode}) from {st['judged_queries']} judged queries of split {a.split!r}"
+        f" (dropped {st['dropped_no_positive']} without a positive, "
+        f"{st['dropped_empty_query']} empty); {st['negatives']} negatives, {mean:.1f} per "
+        f"query: {st['mined']} mined from ranks [{a.range[0]}, {a.range[1]}), "
+        f"{st['backfilled']} backfilled, {st['short']} queries short; "
+        f"{time.perf_counter() - t0:.2f}s -> {a.output}"
+    )
+    return 0
+
+
+def add_mine_parser(sub) -> None:
+    s = sub.add_parser(
+        "mine",
+        help="build fine-tuning JSONL with hard negatives from a BEIR dataset",
+        description="Build {query, pos, neg} training JSONL from a BEIR dataset's qrels split, "
+        "mining hard negatives with BM25 or a dense model.",
+    )
+    s.add_argument("dataset", help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)")
+    s.add_argument("output", help="training JSONL file to write")
+    s.add_argument("--split", default="train", help="qrels split (default: train)")
+    s.add_argument(
+        "--mode",
+        default="qd",
+        choices=["qd", "qq"],
+        help="qd: question -> document (default); qq: question -> question (FAQ)",
+    )
+    s.add_argument(
+        "--retriever", default="bm25", help="'bm25' (default) or a dense model directory"
+    )
+    s.add_argument(
+        "--range",
+        nargs=2,
+        type=int,
+        default=[2, 200],
+        metavar=("START", "END"),
+        help="sample negatives from ranks [START, END) (default: 2 200)",
+    )
+    s.add_argument("--negatives", type=int, default=15, help="negatives per query (default 15)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    s.add_argument("--language", default="auto", choices=["auto", "en", "zh"], help="BM25 analyzer")
+    s.add_argument(
+        "--query-instruction", default=None, help="dense: override the query instruction"
+    )
+    s.add_argument("--prompt", default=None, help="write this 'prompt' into every record")
+    s.add_argument(
+        "--skip-unknown",
+        action="store_true",
+        help="skip qrels naming unknown queries/documents (with a warning) instead of failing",
+    )
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_mine)
+
+
+# ---------------------------------------------------------------------------- end mine
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(
         prog="densparse", description="Fast BM25 retrieval for Chinese and English."
@@ -201,6 +289,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "demo", help="index a built-in bilingual sample and search it", description="Demo."
     )
     s.set_defaults(func=cmd_demo)
+
+    add_mine_parser(sub)  # issue 5: densparse mine
 
     a = p.parse_args(argv)
     logging.basicConfig(

@@ -1,8 +1,11 @@
-"""Fine-tuning embedding models (REFERENCE.md section 7).
+"""Fine-tuning embedding models: training data, hard-negative mining (torch-free), and the
+trainer (needs ``densparse[train]``).
 
-``import densparse.train`` needs no torch: the torch-using modules (:mod:`densparse.train.loss`,
-:mod:`densparse.train.trainer`) are imported on first use, so ``densparse.train.info_nce``
-works but only loads torch when touched.
+``import densparse.train`` never imports torch: import the submodules you need, e.g.
+``from densparse.train.mining import mine_hard_negatives`` or
+``from densparse.train.data import read_jsonl, write_jsonl``. The torch-using names
+(``info_nce``, ``TrainConfig``, ``Trainer``, ``TrainResult``, ``finetune``) are reachable as
+``densparse.train.<name>`` too and import torch only when first touched.
 """
 
 from __future__ import annotations
