@@ -276,9 +276,7 @@ class TrainConfig:
         if self.query_instruction is not None and not isinstance(self.query_instruction, str):
             raise TypeError("query_instruction must be a string")
         if self.export_kind is not None and self.export_kind not in ("bge", "m3", "splade", "st"):
-            raise ValueError(
-                f"export_kind must be bge, m3, splade or st, got {self.export_kind!r}"
-            )
+            raise ValueError(f"export_kind must be bge, m3, splade or st, got {self.export_kind!r}")
 
 
 def read_config_file(path: PathLike) -> dict[str, Any]:
@@ -481,7 +479,9 @@ class TorchEmbedder:
         )
         enc = {k: v.to(self.device) for k, v in enc.items()}
         hidden = self.model(**enc).last_hidden_state
-        return torch.nn.functional.normalize(pool(hidden, enc["attention_mask"], self.pooling), dim=-1)
+        return torch.nn.functional.normalize(
+            pool(hidden, enc["attention_mask"], self.pooling), dim=-1
+        )
 
     def encode(
         self,
@@ -567,14 +567,6 @@ def _autocast(torch, device, dtype):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def corpus_texts(corpus: dict[str, dict[str, str]]) -> tuple[list[str], list[str]]:
-    """Document ids and their text (title + " " + text, stripped)."""
-    ids = list(corpus)
-    return ids, [
-        ((corpus[d].get("title") or "") + " " + (corpus[d].get("text") or "")).strip() for d in ids
-    ]
-
-
 def evaluate_dense(
     embedder: TorchEmbedder,
     dataset,
@@ -590,6 +582,7 @@ def evaluate_dense(
     """Encode a BEIR split with the torch model, exact dense search, densparse metrics."""
     from densparse.dense import DenseIndex
     from densparse.eval import evaluate
+    from densparse.train.data import corpus_texts
 
     doc_ids, docs = corpus_texts(dataset.corpus)
     qids = list(dataset.queries)
@@ -670,6 +663,10 @@ class Trainer:
         self.dev = load_dev(cfg.dev, cfg.dev_split) if cfg.dev else None
         torch = _torch()
         self.torch = torch
+        if cfg.quiet:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         _seed_everything(cfg.seed)
         self.embedder = TorchEmbedder.from_pretrained(
             self.model_dir,
@@ -758,7 +755,7 @@ class Trainer:
             ],
             lr=self.config.lr,
         )
-        warmup = int(round(self.config.warmup_ratio * self.total_steps))
+        warmup = round(self.config.warmup_ratio * self.total_steps)
         sched = get_linear_schedule_with_warmup(opt, warmup, self.total_steps)
         return opt, sched
 
@@ -930,8 +927,12 @@ class Trainer:
         if onnx_dir.exists():
             shutil.rmtree(onnx_dir)
         report = export_model(final_dir, onnx_dir, kind=kind, show_progress=not self.config.quiet)
-        log.info("exported %s -> %s (max |diff| vs torch %s)", final_dir, onnx_dir,
-                 getattr(report, "max_abs_diff", None))
+        log.info(
+            "exported %s -> %s (max |diff| vs torch %s)",
+            final_dir,
+            onnx_dir,
+            getattr(report, "max_abs_diff", None),
+        )
         return onnx_dir, report
 
 
@@ -956,14 +957,14 @@ class _Writers:
     def __init__(self, out: Path, cfg: TrainConfig, with_dev: bool) -> None:
         self.train_path = out / "train_log.csv"
         self.dev_path = out / "dev_metrics.csv" if with_dev else None
-        self._train_f = open(self.train_path, "w", newline="", encoding="utf-8")
+        self._train_f = open(self.train_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         self._train_w = csv.DictWriter(
             self._train_f, ["step", "epoch", "loss", "lr", "grad_norm", "elapsed_s"]
         )
         self._train_w.writeheader()
         self._dev_f = self._dev_w = None
         if self.dev_path is not None:
-            self._dev_f = open(self.dev_path, "w", newline="", encoding="utf-8")
+            self._dev_f = open(self.dev_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
             self._dev_w = csv.DictWriter(self._dev_f, ["step", *DEV_METRICS, "elapsed_s"])
             self._dev_w.writeheader()
         self.tb = None
@@ -1025,7 +1026,9 @@ def plot_training(
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.warning('matplotlib is not installed: no training plot (pip install "densparse[train]")')
+        log.warning(
+            'matplotlib is not installed: no training plot (pip install "densparse[train]")'
+        )
         return None
     path = Path(path)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
