@@ -138,7 +138,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0, help="cap the steps (0: epochs)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--group-size", type=int, default=4, help="G of the 'hard' run")
+    p.add_argument("--group-size", type=int, default=2, help="G of the hard run (1 pos + G-1 negs)")
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument(
         "--temperature",
