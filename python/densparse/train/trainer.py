@@ -663,6 +663,12 @@ class Trainer:
         self.dev = load_dev(cfg.dev, cfg.dev_split) if cfg.dev else None
         torch = _torch()
         self.torch = torch
+        if cfg.export:  # the final export must not fail for a missing package after training
+            try:
+                from densparse.export._deps import require_all
+            except ImportError as e:
+                raise ImportError(f"export=True needs densparse.export: {e}") from e
+            require_all()
         if cfg.quiet:
             from transformers.utils import logging as hf_logging
 
