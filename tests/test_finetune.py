@@ -255,7 +255,14 @@ def _small_cfg(tmp: Path, **kw):
 def test_other_modes_train(tmp_path, group_size, in_batch):
     from densparse.train.trainer import Trainer
 
-    cfg = _small_cfg(tmp_path, group_size=group_size, in_batch=in_batch, grad_accum=2)
+    cfg = _small_cfg(
+        tmp_path,
+        group_size=group_size,
+        in_batch=in_batch,
+        grad_accum=2,
+        grad_checkpointing=not in_batch,
+        fp16=True,  # CPU: ignored (logged), training stays fp32
+    )
     if group_size == 1:  # in-batch only: records need no negatives
         lines = tmp_path.joinpath("train.jsonl").read_text().splitlines()
         recs = [{**json.loads(x), "neg": []} for x in lines]
@@ -325,6 +332,12 @@ def _bad_cases(tmp: Path):
         ("steps-type", {"max_steps": 2.5}, TypeError, "max_steps"),
         ("out-not-empty", {"out": str(tmp / "full")}, ValueError, "not empty"),
         ("no-model", {"model": None}, ValueError, "model is required"),
+        (
+            "one-record-g1",
+            {"train": str(_write(tmp / "one.jsonl", good)), "group_size": 1},
+            ValueError,
+            "at least 2",
+        ),
     ]
 
 

@@ -319,7 +319,10 @@ def cmd_finetune(a: argparse.Namespace) -> int:
         trainer = Trainer(cfg)  # every input is checked here, before training
     except (TypeError, ImportError) as e:
         raise ValueError(str(e)) from e
-    res = trainer.train()
+    try:
+        res = trainer.train()
+    except FloatingPointError as e:
+        raise ValueError(str(e)) from e
     print(f"fine-tuned {res.steps} steps in {res.train_seconds:.1f}s -> {res.final_dir}")
     if res.dev:
         first, last = res.dev[0], res.dev[-1]

@@ -659,6 +659,10 @@ class Trainer:
         if self.out.is_dir() and any(self.out.iterdir()) and not cfg.overwrite:
             raise ValueError(f"{self.out} is not empty; pass overwrite=True (--overwrite)")
         self.records = load_training_records(cfg.train, cfg.group_size)
+        if cfg.group_size == 1 and len(self.records) < 2:
+            raise ValueError(
+                "group_size=1 (in-batch negatives only) needs at least 2 training records"
+            )
         self.model_dir = check_model_dir(cfg.model)
         self.dev = load_dev(cfg.dev, cfg.dev_split) if cfg.dev else None
         torch = _torch()
@@ -795,9 +799,7 @@ class Trainer:
             json.dumps(cfg.to_dict(), indent=2, default=str), encoding="utf-8"
         )
         if cfg.grad_checkpointing:
-            emb.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            _checkpointing(emb.model, True)
         opt, sched = self._optimizer()
         scaler = None
         if self.autocast_dtype is torch.float16:
@@ -887,7 +889,7 @@ class Trainer:
                 bar.close()
             train_seconds = time.perf_counter() - t0
             if cfg.grad_checkpointing:
-                emb.model.gradient_checkpointing_disable()
+                _checkpointing(emb.model, False)
             emb.model.eval()
             final_dir = self._save(self.out / "final", step)
         finally:
@@ -946,6 +948,20 @@ def _info_nce(q, p, cfg: TrainConfig):
     from densparse.train.loss import info_nce
 
     return info_nce(q, p, cfg.temperature, cfg.group_size, in_batch=cfg.in_batch)
+
+
+def _checkpointing(model, on: bool) -> None:
+    """Gradient (activation) checkpointing on/off, across transformers 4.x and 5.x names."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def _seed_everything(seed: int) -> None:
