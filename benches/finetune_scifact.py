@@ -260,7 +260,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             work / f"{run}_onnx",
         )
         dev = [{"step": 0, **base}, {"step": res.steps, **after}]
-        plot_dst = (work if a.quick else REPO / "benches") / f"finetune_scifact_{run}.png"
+        plot_dir = work if (a.quick or a.no_write) else REPO / "benches"
+        plot_dst = plot_dir / f"finetune_scifact_{run}.png"
         plot_training(res.losses, dev, plot_dst)
         plots[run] = plot_dst
         label = (
