@@ -16,6 +16,12 @@ Steps (all with densparse):
     python3 benches/finetune_scifact.py --quick      # tiny subset, a few steps: smoke test
     python3 benches/finetune_scifact.py              # the real run (CPU; see --help for sizes)
 
+Defaults: 2 epochs (102 steps) of batch 16, G = 2 for "hard", G = 1 for "inbatch", lr 5e-5,
+temperature 0.05. Cost on the 2-core CPU (measured while 3 other jobs shared it): ~10 s per
+"hard" step, ~9-11 min per full SciFact test evaluation (3 of them), so ~60 min in all under
+that load, roughly half on a quiet machine. A 20-step trial of "hard" (same settings,
+--max-steps 20) gave nDCG@10 0.6451 -> 0.6670 (+0.022), Recall@100 0.9250 -> 0.9383.
+
 Training uses shorter passages than evaluation (``--passage-max-len`` 128 vs ``--eval-max-len``
 256, MiniLM's own limit) to fit a 2-core CPU; on a GPU raise both, the batch and the group.
 Not CI: nothing is asserted; the goal line says whether +0.03 nDCG@10 was reached.
@@ -135,7 +141,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     p.add_argument("--results", type=Path, default=REPO / "benches" / "RESULTS.md")
     p.add_argument("--runs", default="hard,inbatch", help="comma list of: hard, inbatch")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=0, help="cap the steps (0: epochs)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--group-size", type=int, default=2, help="G of the hard run (1 pos + G-1 negs)")
