@@ -159,12 +159,42 @@ def cmd_mine(a: argparse.Namespace) -> int:
     from densparse.train.mining import mine_hard_negatives
 
     t0 = time.perf_counter()
-    ds = load_split(a.dataset, a.split, skip_unknown=a.skip_unknown)
     retriever = a.retriever
     if retriever != "bm25":
         from densparse.models import Encoder
 
         retriever = Encoder.from_pretrained(retriever)
+    if Path(a.dataset).is_file():  # a training JSONL: (re)mine its negatives
+        from densparse.train.data import read_jsonl, read_pool
+        from densparse.train.mining import add_hard_negatives
+
+        pool = read_pool(a.pool) if a.pool else None
+        records, st = add_hard_negatives(
+            read_jsonl(a.dataset, require_neg=False),
+            pool,
+            retriever=retriever,
+            range_start=a.range[0],
+            range_end=a.range[1],
+            negative_number=a.negatives,
+            seed=a.seed,
+            language=a.language,
+            query_instruction=a.query_instruction,
+            max_length=a.max_length,
+            prompt=a.prompt,
+            show_progress=not a.quiet,
+            return_stats=True,
+        )
+        n = write_jsonl(records, a.output)
+        print(
+            f"{n} records from {a.dataset}, pool of {st['pool']} texts; {st['negatives']} "
+            f"negatives: {st['mined']} mined from ranks [{a.range[0]}, {a.range[1]}), "
+            f"{st['backfilled']} backfilled, {st['short']} queries short; "
+            f"{time.perf_counter() - t0:.2f}s -> {a.output}"
+        )
+        return 0
+    if a.pool:
+        raise ValueError("--pool applies to a training JSONL input, not to a BEIR dataset")
+    ds = load_split(a.dataset, a.split, skip_unknown=a.skip_unknown)
     records, st = mine_hard_negatives(
         ds.corpus,
         ds.queries,
@@ -177,6 +207,7 @@ def cmd_mine(a: argparse.Namespace) -> int:
         seed=a.seed,
         language=a.language,
         query_instruction=a.query_instruction,
+        max_length=a.max_length,
         prompt=a.prompt,
         skip_unknown=a.skip_unknown,
         show_progress=not a.quiet,
@@ -202,7 +233,11 @@ def add_mine_parser(sub) -> None:
         description="Build {query, pos, neg} training JSONL from a BEIR dataset's qrels split, "
         "mining hard negatives with BM25 or a dense model.",
     )
-    s.add_argument("dataset", help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)")
+    s.add_argument(
+        "dataset",
+        help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/), or a training JSONL "
+        "({query, pos[, neg]} per line) whose negatives are (re)mined",
+    )
     s.add_argument("output", help="training JSONL file to write")
     s.add_argument("--split", default="train", help="qrels split (default: train)")
     s.add_argument(
@@ -228,7 +263,16 @@ def add_mine_parser(sub) -> None:
     s.add_argument(
         "--query-instruction", default=None, help="dense: override the query instruction"
     )
+    s.add_argument(
+        "--max-length", type=int, default=None, help="dense: truncate texts at this many tokens"
+    )
     s.add_argument("--prompt", default=None, help="write this 'prompt' into every record")
+    s.add_argument(
+        "--pool",
+        default=None,
+        help="JSONL input only: candidate pool file ({text} or BEIR {_id, title, text} per "
+        "line; default: all pos and neg texts of the input)",
+    )
     s.add_argument(
         "--skip-unknown",
         action="store_true",

@@ -51,6 +51,7 @@ __all__ = [
     "qd_pairs",
     "qq_pairs",
     "read_jsonl",
+    "read_pool",
     "validate_record",
     "write_jsonl",
 ]
@@ -87,12 +88,13 @@ def _str_list(obj: Mapping[str, Any], key: str, where: str, required: bool, none
     return v
 
 
-def validate_record(obj: object, where: str = "record") -> dict[str, Any]:
+def validate_record(obj: object, where: str = "record", require_neg: bool = True) -> dict[str, Any]:
     """Check one training record and return it (the same object).
 
     Required: ``query`` a non-empty str, ``pos`` a non-empty list of non-empty str, ``neg``
     a list of non-empty str (may be empty). Optional: ``prompt`` (str), ``query_id`` (str),
     ``pos_ids`` / ``neg_ids`` (lists of str as long as ``pos`` / ``neg``). Other keys pass.
+    ``require_neg=False`` accepts a record without ``neg`` (input to mining).
 
     Raises:
         ValueError: naming ``where`` and what is wrong (wrong types included, so a bad
@@ -108,7 +110,7 @@ def validate_record(obj: object, where: str = "record") -> dict[str, Any]:
     if not q.strip():
         raise ValueError(f"{where}: 'query' is an empty string")
     pos = _str_list(obj, "pos", where, required=True, nonempty=True)
-    neg = _str_list(obj, "neg", where, required=True, nonempty=False)
+    neg = _str_list(obj, "neg", where, required=require_neg, nonempty=False) or []
     for key in ("prompt", "query_id"):
         if key in obj and not isinstance(obj[key], str):
             raise ValueError(f"{where}: {key!r} must be a str, got {_type(obj[key])}")
@@ -125,10 +127,11 @@ def validate_record(obj: object, where: str = "record") -> dict[str, Any]:
     return obj
 
 
-def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
+def read_jsonl(path: PathLike, require_neg: bool = True) -> list[dict[str, Any]]:
     """Read and validate a training JSONL file (``.gz`` is gunzipped).
 
-    Every non-blank line must be a JSON object passing :func:`validate_record`.
+    Every non-blank line must be a JSON object passing :func:`validate_record`
+    (``require_neg=False``: ``neg`` may be absent, e.g. in a file to mine negatives for).
 
     Raises:
         FileNotFoundError: no such file.
@@ -141,7 +144,7 @@ def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise malformed(path, lineno, f"invalid JSON ({e.msg})") from None
-        out.append(validate_record(obj, f"{path}:{lineno}"))
+        out.append(validate_record(obj, f"{path}:{lineno}", require_neg))
     if not out:
         raise ValueError(f"{path}: empty training file (no JSON lines)")
     return out
@@ -172,6 +175,40 @@ def write_jsonl(records: Iterable[Mapping[str, Any]], path: PathLike) -> int:
         if tmp.exists():
             tmp.unlink()
     return len(recs)
+
+
+def read_pool(path: PathLike) -> Union[list[str], dict[str, dict[str, str]]]:
+    """Read a candidate pool for :func:`densparse.train.mining.add_hard_negatives`: JSONL
+    with a ``"text"`` per line (FlagEmbedding's candidate-pool format; an optional
+    ``"title"`` is joined as in :func:`doc_text`). When every line also has an ``"_id"``
+    (a BEIR ``corpus.jsonl``), returns ``{id: {"title", "text"}}``, else a list of texts.
+
+    Raises:
+        ValueError: an empty file, or a line that is not an object with a str ``"text"``
+            (the message says ``file:line``), or a repeated ``_id``.
+    """
+    items: list[tuple[object, str, str]] = []
+    for lineno, line in numbered_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise malformed(path, lineno, f"invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise malformed(path, lineno, f"expected a JSON object, got {_type(obj)}")
+        text, title = obj.get("text"), obj.get("title") or ""
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise malformed(path, lineno, "'text' (and 'title') must be str")
+        items.append((obj.get("_id"), title, text))
+    if not items:
+        raise ValueError(f"{path}: empty candidate pool file")
+    if all(i is not None for i, _, _ in items):
+        out: dict[str, dict[str, str]] = {}
+        for i, title, text in items:
+            if str(i) in out:
+                raise ValueError(f"{path}: duplicate _id {i!r}")
+            out[str(i)] = {"title": title, "text": text}
+        return out
+    return [doc_text({"title": title, "text": text}) for _, title, text in items]
 
 
 # ---------------------------------------------------------------------------- datasets

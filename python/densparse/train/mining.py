@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -26,11 +26,12 @@ from densparse.train.data import (
     corpus_texts,
     qd_pairs,
     qq_pairs,
+    validate_record,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["mine_hard_negatives"]
+__all__ = ["add_hard_negatives", "mine_hard_negatives"]
 
 #: Queries per BM25 batch search (one progress step each).
 BM25_CHUNK = 1024
@@ -43,6 +44,20 @@ def _check_int(name: str, v: object, low: int) -> int:
     if v < low:
         raise ValueError(f"{name} must be >= {low}, got {v}")
     return int(v)
+
+
+def _check_common(
+    range_start: object, range_end: object, negative_number: object, seed: object, prompt: object
+) -> tuple[int, int, int, int]:
+    range_start = _check_int("range_start", range_start, 0)
+    range_end = _check_int("range_end", range_end, 1)
+    if range_end <= range_start:
+        raise ValueError(f"range_end ({range_end}) must be > range_start ({range_start})")
+    negative_number = _check_int("negative_number", negative_number, 0)
+    seed = _check_int("seed", seed, 0)
+    if prompt is not None and not isinstance(prompt, str):
+        raise TypeError("prompt must be a str")
+    return range_start, range_end, negative_number, seed
 
 
 def _rng(seed: int, qid: str) -> random.Random:
@@ -92,6 +107,7 @@ def _dense_rankings(
     k: int,
     query_instruction: Optional[str],
     batch_size: int,
+    max_length: Optional[int],
     threads: Optional[int],
     progress: Optional[bool],
 ) -> list[np.ndarray]:
@@ -104,6 +120,8 @@ def _dense_rankings(
     kw: dict[str, Any] = {}
     if encoder.family == "bge-m3":
         kw = dict(return_dense=True, return_sparse=False, return_colbert=False)
+    if max_length is not None:
+        kw["max_length"] = _check_int("max_length", max_length, 1)
     doc_ids = np.flatnonzero(eligible)
     log.info("encoding %d documents and %d queries with %s", len(doc_ids), len(queries), encoder)
     dv = encoder.encode_corpus(
@@ -185,6 +203,132 @@ def _backfill(
     return got
 
 
+def _mine(
+    records: list[dict[str, Any]],
+    pool_ids: Optional[list[str]],
+    pool_texts: list[str],
+    stats: dict[str, Any],
+    *,
+    kind: str,
+    retriever: Any,
+    self_ids: bool,
+    range_start: int,
+    range_end: int,
+    negative_number: int,
+    seed: int,
+    language: str,
+    analyzer: Any,
+    query_instruction: Optional[str],
+    collection_mode: str,
+    batch_size: int,
+    max_length: Optional[int],
+    prompt: Optional[str],
+    threads: Optional[int],
+    show_progress: Optional[bool],
+) -> None:
+    """Retrieve, filter, sample and backfill: sets ``neg`` (and ``neg_ids`` when the pool
+    has ids) of every record in place and adds to ``stats``."""
+    position = {} if pool_ids is None else {d: i for i, d in enumerate(pool_ids)}
+    stripped = [t.strip() for t in pool_texts]
+    eligible = np.array([bool(t) for t in stripped], dtype=bool)
+    qtexts = [r["query"] for r in records]
+    progress = wants_progress(show_progress, len(records) + len(pool_texts))
+
+    rankings: list[np.ndarray]
+    if negative_number == 0:
+        rankings = [np.zeros(0, np.int64)] * len(records)
+    elif kind == "bm25":
+        log.info("mining with BM25 over %d texts for %d queries", len(pool_texts), len(records))
+        rankings = _bm25_rankings(
+            pool_texts, eligible, qtexts, range_end, analyzer, language, threads, progress
+        )
+    elif kind == "collection":
+        rankings = _collection_rankings(
+            retriever, position, qtexts, range_end, collection_mode, progress
+        )
+    else:
+        from densparse.collection.encoding import load_encoder
+
+        enc = load_encoder(retriever)
+        rankings = _dense_rankings(
+            enc,
+            pool_texts,
+            eligible,
+            qtexts,
+            range_end,
+            query_instruction,
+            batch_size,
+            max_length,
+            threads,
+            show_progress,
+        )
+
+    n_pool = len(pool_texts)
+    for n, (rec, ranked) in enumerate(zip(records, rankings)):
+        qid = rec.get("query_id", f"#{n}")
+        rng = _rng(seed, qid)
+        banned_ids = {position[p] for p in rec.get("pos_ids", ()) if p in position}
+        if self_ids and qid in position:
+            banned_ids.add(position[qid])
+        ranked = [int(i) for i in ranked[:range_end]]
+        # the query, its positives, and the top ranks (likely false negatives), by text too
+        banned_texts = {rec["query"].strip()} | {p.strip() for p in rec["pos"]}
+        banned_texts |= {stripped[i] for i in ranked[:range_start]}
+
+        def ok(i: int, banned_ids=banned_ids, banned_texts=banned_texts) -> bool:
+            return eligible[i] and i not in banned_ids and stripped[i] not in banned_texts
+
+        cands, seen_texts = [], set()
+        for i in ranked[range_start:]:
+            if ok(i) and stripped[i] not in seen_texts:
+                seen_texts.add(stripped[i])
+                cands.append(i)
+        if len(cands) > negative_number:
+            keep = set(rng.sample(range(len(cands)), negative_number))
+            chosen = [c for j, c in enumerate(cands) if j in keep]  # rank order
+        else:
+            chosen = cands
+        mined = len(chosen)
+        need = negative_number - mined
+        if need > 0:
+            blocked = set(chosen) | set(ranked[:range_start])
+
+            def fill_ok(i: int, ok=ok, seen_texts=seen_texts) -> bool:
+                if not ok(i) or stripped[i] in seen_texts:
+                    return False
+                seen_texts.add(stripped[i])
+                return True
+
+            chosen = chosen + _backfill(rng, need, n_pool, blocked, fill_ok)
+        rec["neg"] = [pool_texts[i] for i in chosen]
+        if pool_ids is not None:
+            rec["neg_ids"] = [pool_ids[i] for i in chosen]
+        if prompt is not None:
+            rec["prompt"] = prompt
+        stats["negatives"] += len(chosen)
+        stats["mined"] += mined
+        stats["backfilled"] += len(chosen) - mined
+        if len(chosen) < negative_number:
+            stats["short"] += 1
+    if stats["short"]:
+        log.warning(
+            "%d of %d queries got fewer than %d negatives: the pool (%d texts) is too small",
+            stats["short"],
+            len(records),
+            negative_number,
+            n_pool,
+        )
+    log.info(
+        "mined %d records: %d negatives (%d from ranks [%d, %d), %d backfilled)",
+        len(records),
+        stats["negatives"],
+        stats["mined"],
+        range_start,
+        range_end,
+        stats["backfilled"],
+    )
+
+
 def mine_hard_negatives(
     corpus: Optional[Corpus],
     queries: Mapping[str, str],
@@ -201,6 +345,7 @@ def mine_hard_negatives(
     query_instruction: Optional[str] = None,
     collection_mode: str = "hybrid",
     batch_size: int = 32,
+    max_length: Optional[int] = None,
     prompt: Optional[str] = None,
     skip_unknown: bool = False,
     threads: Optional[int] = None,
@@ -228,8 +373,8 @@ def mine_hard_negatives(
             of each other; the pool is ``queries``, so negatives are other questions).
         range_start, range_end: candidate ranks ``[range_start, range_end)`` (0 = the top
             hit, positives and the query itself included in the counting) are sampled from.
-            Ranks below ``range_start`` are the likeliest false negatives: they are never
-            used, not even by the backfill.
+            Ranks below ``range_start`` are the likeliest false negatives: they (and texts
+            equal to theirs) are never used, not even by the backfill.
         negative_number: negatives per query (0 = none).
         seed: sampling seed; the output is a pure function of the inputs and the seed.
         language: ``"auto"``, ``"en"`` or ``"zh"``: the BM25 analyzer's language (ignored
@@ -240,6 +385,8 @@ def mine_hard_negatives(
         collection_mode: the ``mode`` of ``Collection.search`` (``"hybrid"``, ``"bm25"``,
             ``"dense"``...).
         batch_size: dense encoding batch size.
+        max_length: dense: truncate texts at this many tokens (default: the model's
+            maximum); shorter is faster on long documents.
         prompt: written as ``"prompt"`` into every record when given.
         threads: search threads (None: all cores).
         show_progress: progress bars (None: on a terminal for large jobs).
@@ -260,14 +407,9 @@ def mine_hard_negatives(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    range_start = _check_int("range_start", range_start, 0)
-    range_end = _check_int("range_end", range_end, 1)
-    if range_end <= range_start:
-        raise ValueError(f"range_end ({range_end}) must be > range_start ({range_start})")
-    negative_number = _check_int("negative_number", negative_number, 0)
-    seed = _check_int("seed", seed, 0)
-    if prompt is not None and not isinstance(prompt, str):
-        raise TypeError("prompt must be a str")
+    range_start, range_end, negative_number, seed = _check_common(
+        range_start, range_end, negative_number, seed, prompt
+    )
     if not isinstance(queries, Mapping):
         raise TypeError(f"queries must be a dict {{query_id: text}}, not {type(queries).__name__}")
     kind = _retriever_kind(retriever)
@@ -301,102 +443,136 @@ def mine_hard_negatives(
         raise ValueError(
             f"no training pairs: none of the {pstats.queries} judged queries has a positive"
         )
-    position = {d: i for i, d in enumerate(pool_ids)}
-    stripped = [t.strip() for t in pool_texts]
-    eligible = np.array([bool(t) for t in stripped], dtype=bool)
-    qtexts = [r["query"] for r in records]
-    progress = wants_progress(show_progress, len(records) + len(pool_ids))
-
-    rankings: list[np.ndarray]
-    if negative_number == 0:
-        rankings = [np.zeros(0, np.int64)] * len(records)
-    elif kind == "bm25":
-        log.info("mining with BM25 over %d texts for %d queries", len(pool_ids), len(records))
-        rankings = _bm25_rankings(
-            pool_texts, eligible, qtexts, range_end, analyzer, language, threads, progress
-        )
-    elif kind == "collection":
-        rankings = _collection_rankings(
-            retriever, position, qtexts, range_end, collection_mode, progress
-        )
-    else:
-        from densparse.collection.encoding import load_encoder
-
-        enc = load_encoder(retriever)
-        rankings = _dense_rankings(
-            enc,
-            pool_texts,
-            eligible,
-            qtexts,
-            range_end,
-            query_instruction,
-            batch_size,
-            threads,
-            show_progress if show_progress is not None else (progress or None),
-        )
-
-    n_pool = len(pool_ids)
-    for rec, ranked in zip(records, rankings):
-        qid = rec["query_id"]
-        rng = _rng(seed, qid)
-        banned_ids = {position[p] for p in rec["pos_ids"] if p in position}
-        if mode == "qq" and qid in position:
-            banned_ids.add(position[qid])
-        banned_texts = {rec["query"].strip()} | {p.strip() for p in rec["pos"]}
-        ranked = [int(i) for i in ranked[:range_end]]
-
-        def ok(i: int, banned_ids=banned_ids, banned_texts=banned_texts) -> bool:
-            return eligible[i] and i not in banned_ids and stripped[i] not in banned_texts
-
-        cands, seen_texts = [], set()
-        for i in ranked[range_start:]:
-            if ok(i) and stripped[i] not in seen_texts:
-                seen_texts.add(stripped[i])
-                cands.append(i)
-        if len(cands) > negative_number:
-            keep = set(rng.sample(range(len(cands)), negative_number))
-            chosen = [c for j, c in enumerate(cands) if j in keep]  # rank order
-        else:
-            chosen = cands
-        mined = len(chosen)
-        need = negative_number - mined
-        if need > 0:
-            blocked = set(chosen) | set(ranked[:range_start])
-
-            def fill_ok(i: int, ok=ok, seen_texts=seen_texts) -> bool:
-                if not ok(i) or stripped[i] in seen_texts:
-                    return False
-                seen_texts.add(stripped[i])
-                return True
-
-            chosen = chosen + _backfill(rng, need, n_pool, blocked, fill_ok)
-        rec["neg"] = [pool_texts[i] for i in chosen]
-        rec["neg_ids"] = [pool_ids[i] for i in chosen]
-        if prompt is not None:
-            rec["prompt"] = prompt
-        stats["negatives"] += len(chosen)
-        stats["mined"] += mined
-        stats["backfilled"] += len(chosen) - mined
-        if len(chosen) < negative_number:
-            stats["short"] += 1
-    if stats["short"]:
-        log.warning(
-            "%d of %d queries got fewer than %d negatives: the pool (%d texts) is too small",
-            stats["short"],
-            len(records),
-            negative_number,
-            n_pool,
-        )
-    log.info(
-        "mined %d records: %d negatives (%d from ranks [%d, %d), %d backfilled)",
-        len(records),
-        stats["negatives"],
-        stats["mined"],
-        range_start,
-        range_end,
-        stats["backfilled"],
+    _mine(
+        records,
+        pool_ids,
+        pool_texts,
+        stats,
+        kind=kind,
+        retriever=retriever,
+        self_ids=mode == "qq",
+        range_start=range_start,
+        range_end=range_end,
+        negative_number=negative_number,
+        seed=seed,
+        language=language,
+        analyzer=analyzer,
+        query_instruction=query_instruction,
+        collection_mode=collection_mode,
+        batch_size=batch_size,
+        max_length=max_length,
+        prompt=prompt,
+        threads=threads,
+        show_progress=show_progress,
     )
     return (records, stats) if return_stats else records
+
+
+def add_hard_negatives(
+    records: Sequence[Mapping[str, Any]],
+    pool: Union[Sequence[str], Mapping[str, Union[str, Mapping[str, Any]]], None] = None,
+    *,
+    retriever: Any = "bm25",
+    range_start: int = 2,
+    range_end: int = 200,
+    negative_number: int = 15,
+    seed: int = 0,
+    language: str = "auto",
+    analyzer: Any = None,
+    query_instruction: Optional[str] = None,
+    collection_mode: str = "hybrid",
+    batch_size: int = 32,
+    max_length: Optional[int] = None,
+    prompt: Optional[str] = None,
+    threads: Optional[int] = None,
+    show_progress: Optional[bool] = None,
+    return_stats: bool = False,
+) -> Union[list[dict[str, Any]], tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """Mine hard negatives for existing records (e.g. a training JSONL without ``neg``):
+    FlagEmbedding's ``hn_mine`` on densparse retrieval.
+
+    Args:
+        records: dicts with ``query`` (non-empty str) and ``pos`` (non-empty list of str);
+            an existing ``neg`` is replaced, other keys are kept (the input is not modified).
+        pool: the candidate texts: a list of texts, or ``{doc_id: text or {"title", "text"}}``
+            (then ``neg_ids`` are written, and a record's ``pos_ids`` are excluded by id).
+            ``None``: every distinct ``pos`` and ``neg`` text of ``records`` (as
+            FlagEmbedding does without a candidate pool).
+        Other arguments and the exclusion / sampling / backfill rules: as
+        :func:`mine_hard_negatives` (positives and the query are excluded by text). A
+        :class:`densparse.Collection` retriever needs a ``{doc_id: ...}`` pool.
+
+    Returns:
+        New records; with ``return_stats=True``: ``(records, stats)``.
+    """
+    range_start, range_end, negative_number, seed = _check_common(
+        range_start, range_end, negative_number, seed, prompt
+    )
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
+        raise TypeError("records must be a list of dicts")
+    out: list[dict[str, Any]] = []
+    for i, r in enumerate(records):
+        if not isinstance(r, Mapping):
+            raise ValueError(f"records[{i}]: expected a dict, got {type(r).__name__}")
+        rec = dict(r)
+        rec["neg"] = []
+        rec.pop("neg_ids", None)
+        validate_record(rec, f"records[{i}]")
+        out.append(rec)
+    if not out:
+        raise ValueError("records is empty")
+    pool_ids: Optional[list[str]]
+    if pool is None:
+        seen: dict[str, None] = {}
+        for r in records:
+            for t in list(r["pos"]) + list(r.get("neg") or []):
+                seen[t] = None
+        pool_ids, pool_texts = None, list(seen)
+    elif isinstance(pool, Mapping):
+        pool_ids, pool_texts = corpus_texts(pool)
+    elif isinstance(pool, (str, bytes)) or not isinstance(pool, Sequence):
+        raise TypeError("pool must be a list of texts or a dict {doc_id: text}")
+    else:
+        pool_ids, pool_texts = None, list(pool)
+        for i, t in enumerate(pool_texts):
+            if not isinstance(t, str):
+                raise TypeError(f"pool[{i}] must be a str, not {type(t).__name__}")
+    if not pool_texts:
+        raise ValueError("the candidate pool is empty")
+    kind = _retriever_kind(retriever)
+    if kind == "collection" and pool_ids is None:
+        raise ValueError("a Collection retriever needs a pool {doc_id: text} with its ids")
+    stats: dict[str, Any] = {
+        "records": len(out),
+        "pool": len(pool_texts),
+        "negatives": 0,
+        "mined": 0,
+        "backfilled": 0,
+        "short": 0,
+    }
+    _mine(
+        out,
+        pool_ids,
+        pool_texts,
+        stats,
+        kind=kind,
+        retriever=retriever,
+        self_ids=False,
+        range_start=range_start,
+        range_end=range_end,
+        negative_number=negative_number,
+        seed=seed,
+        language=language,
+        analyzer=analyzer,
+        query_instruction=query_instruction,
+        collection_mode=collection_mode,
+        batch_size=batch_size,
+        max_length=max_length,
+        prompt=prompt,
+        threads=threads,
+        show_progress=show_progress,
+    )
+    return (out, stats) if return_stats else out
 
 
 def _retriever_kind(retriever: Any) -> str:
