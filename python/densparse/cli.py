@@ -402,6 +402,49 @@ def add_finetune_parser(sub) -> None:
 # ---------------------------------------------------------------------------- end finetune
 
 
+# ---------------------------------------------------------------------------- export
+def cmd_export(a: argparse.Namespace) -> int:
+    from densparse.export import export_model
+
+    report = export_model(
+        a.model_dir,
+        a.out_dir,
+        kind=a.kind,
+        fp16=a.fp16,
+        int8=a.int8,
+        optimize=a.optimize,
+        opset=a.opset,
+        check=not a.no_check,
+        show_progress=not a.quiet,
+        overwrite=a.overwrite,
+    )
+    print(report.summary())
+    return 0
+
+
+def _add_export_parser(sub) -> None:
+    s = sub.add_parser(
+        "export",
+        help="export a BGE / BGE-M3 / SPLADE / sentence-transformers checkpoint to ONNX",
+        description="Export a Hugging Face checkpoint directory to an ONNX model directory "
+        "that densparse.Encoder loads, and check it against the torch forward pass "
+        '(needs pip install "densparse[export]").',
+    )
+    s.add_argument("model_dir", help="checkpoint directory (config.json, weights, tokenizer)")
+    s.add_argument("out_dir", help="directory to write (must not exist, unless --overwrite)")
+    s.add_argument("--kind", choices=["bge", "m3", "splade", "st"], help="default: detected")
+    prec = s.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="float16 weights (GPU)")
+    prec.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (CPU)")
+    s.add_argument("--optimize", action="store_true", help="onnxruntime transformer optimizer")
+    s.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    s.add_argument("--no-check", action="store_true", help="skip the comparison with torch")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing out_dir")
+    s.add_argument("-q", "--quiet", action="store_true", help="no step messages")
+    s.set_defaults(func=cmd_export)
+
+
+# ---------------------------------------------------------------------------- main
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(
         prog="densparse", description="Fast BM25 retrieval for Chinese and English."
@@ -453,6 +496,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     add_mine_parser(sub)  # issue 5: densparse mine
     add_finetune_parser(sub)  # issue 5: densparse finetune
+    _add_export_parser(sub)
 
     a = p.parse_args(argv)
     logging.basicConfig(
@@ -461,7 +505,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     try:
         return a.func(a)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ImportError) as e:
         print(f"densparse: error: {e}", file=sys.stderr)
         return 2
 

@@ -177,7 +177,9 @@ def export_model(
     from densparse.export import wrappers as W
     from densparse.models.families import detect_family
 
-    spec = detect_family(model_dir, family=FAMILY[kind])
+    # language (BGE's query instruction) from the source's names; the rest is re-read from
+    # the staged directory below, i.e. from exactly the files the Encoder will see
+    src_spec = detect_family(model_dir, family=FAMILY[kind])
     _step(show, f"loading the {kind} model from {tdir}")
     model = load.load_transformer(tdir, kind)
     config = model.config
@@ -198,6 +200,9 @@ def export_model(
         copied = copy_support_files(model_dir, tdir, tmp, kind)
         log.info("copied %s", ", ".join(copied))
         pad_id = _pad_id(tmp / "tokenizer.json", config)
+        spec = detect_family(tmp, family=FAMILY[kind]).with_(
+            language=src_spec.language, query_instruction=src_spec.query_instruction
+        )
         work = tmp / ".work"
         work.mkdir()
         raw = work / "raw.onnx"
@@ -246,7 +251,9 @@ def export_model(
         if check:
             _step(show, "checking the ONNX graph against torch")
             batches = C.sample_batches(tmp / "tokenizer.json", spec.max_length, pad_id)
-            diffs, cosines, mean_cos = C.compare(wrapper, onnx_path, inputs, outputs, batches, precision)
+            diffs, cosines, mean_cos = C.compare(
+                wrapper, onnx_path, inputs, outputs, batches, precision
+            )
             from densparse.models.encoder import Encoder
 
             enc = Encoder.from_pretrained(tmp, provider="cpu", threads=1)
@@ -271,7 +278,5 @@ def export_model(
         fusions=fusions,
         seconds=time.perf_counter() - t0,
     )
-    _step(show, report.summary())
+    log.info(report.summary())
     return report
-
-

@@ -92,8 +92,8 @@ def save_graph(model, path: Path, external_data_threshold: Optional[int]) -> boo
     """Save ``model`` to ``path``; with all tensors in one ``<name>.data`` file next to it
     when its initializers exceed the threshold. Returns whether external data was used."""
     onnx = require("onnx")
-    threshold = EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else int(
-        external_data_threshold
+    threshold = (
+        EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else int(external_data_threshold)
     )
     external = initializer_bytes(model) > threshold
     data = path.with_name(path.name + DATA_SUFFIX)

@@ -109,15 +109,15 @@ def staging_dir(out_dir: Path, overwrite: bool) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old: Optional[Path] = None
-    if out_dir.exists():
-        check_out_dir(out_dir, overwrite)
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.rmdir(old)
-        os.rename(out_dir, old)
     try:
+        if out_dir.exists():
+            check_out_dir(out_dir, overwrite)  # it may have appeared meanwhile
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.rmdir(old)
+            os.rename(out_dir, old)
         os.rename(tmp, out_dir)
     except BaseException:
-        if old is not None:
+        if old is not None and not out_dir.exists():
             os.rename(old, out_dir)
         shutil.rmtree(tmp, ignore_errors=True)
         raise

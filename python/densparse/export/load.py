@@ -73,12 +73,13 @@ def _check_loading_info(info: dict, tdir: Path) -> None:
     mism = info.get("mismatched_keys") or []
     if mism:
         raise ValueError(f"{tdir}: weights with mismatched shapes: {list(mism)[:10]}")
-    odd = [k for k in info.get("unexpected_keys") or [] if not any(h in k for h in
-                                                                  _HARMLESS_UNEXPECTED)]
+    odd = [
+        k
+        for k in info.get("unexpected_keys") or []
+        if not any(h in k for h in _HARMLESS_UNEXPECTED)
+    ]
     if odd:
-        raise ValueError(
-            f"{tdir}: checkpoint tensors the model does not use: {sorted(odd)[:10]}"
-        )
+        raise ValueError(f"{tdir}: checkpoint tensors the model does not use: {sorted(odd)[:10]}")
 
 
 def load_transformer(tdir: Path, kind: str, attn_implementation: str = "eager"):
@@ -95,8 +96,10 @@ def load_transformer(tdir: Path, kind: str, attn_implementation: str = "eager"):
     config = transformers.AutoConfig.from_pretrained(str(tdir))
     if kind != "splade" and config.model_type in ("bert", "roberta", "xlm-roberta"):
         kwargs["add_pooling_layer"] = False
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the load report is checked below instead
+    tl = transformers.utils.logging
+    level, bars = tl.get_verbosity(), tl.is_progress_bar_enabled()
+    tl.set_verbosity_error()  # the load report is checked below instead
+    tl.disable_progress_bar()
     try:
         try:
             model, info = cls.from_pretrained(str(tdir), **kwargs)
@@ -104,7 +107,9 @@ def load_transformer(tdir: Path, kind: str, attn_implementation: str = "eager"):
             kwargs["torch_dtype"] = kwargs.pop("dtype")
             model, info = cls.from_pretrained(str(tdir), **kwargs)
     finally:
-        transformers.logging.set_verbosity(level)
+        tl.set_verbosity(level)
+        if bars:
+            tl.enable_progress_bar()
     _check_loading_info(info, tdir)
     n = verify_weights(model, tdir)
     log.info("loaded %s from %s (%d tensors verified)", type(model).__name__, tdir, n)

@@ -82,6 +82,22 @@ def to_int8(src: Path, dst: Path, threshold) -> None:
     exclude = ffn_down_projections(graph)
     log.info("int8: keeping %d feed-forward down-projections in float32", len(exclude))
     tmp = dst.with_name(dst.stem + ".q.onnx")
+    root = logging.getLogger()
+    root.addFilter(_drop_preprocess_hint)  # a generic hint for static quantisation of CNNs
+    try:
+        _quantize(q, onnx, src, tmp, exclude, large)
+    finally:
+        root.removeFilter(_drop_preprocess_hint)
+    save_graph(load_graph(tmp), dst, threshold)
+    for p in tmp.parent.glob(tmp.name + "*"):
+        p.unlink()
+
+
+def _drop_preprocess_hint(record: logging.LogRecord) -> bool:
+    return "pre-processing before quantization" not in record.getMessage()
+
+
+def _quantize(q, onnx, src: Path, tmp: Path, exclude: list, large: bool) -> None:
     q.quantize_dynamic(
         str(src),
         str(tmp),
@@ -92,6 +108,3 @@ def to_int8(src: Path, dst: Path, threshold) -> None:
         # fused contrib ops (optimize=True) defeat the quantiser's type inference
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    save_graph(load_graph(tmp), dst, threshold)
-    for p in tmp.parent.glob(tmp.name + "*"):
-        p.unlink()

@@ -325,7 +325,7 @@ def load_training_records(path: PathLike, group_size: int) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: training file not found")
-    records = read_jsonl(p)
+    records = read_jsonl(p, require_neg=group_size > 1)
     if not records:
         raise ValueError(f"{p}: the training file holds no record")
     for n, r in enumerate(records, 1):
