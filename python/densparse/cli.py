@@ -282,6 +282,120 @@ def add_mine_parser(sub) -> None:
     s.set_defaults(func=cmd_mine)
 
 
+# ---------------------------------------------------------------------------- finetune
+#: `densparse finetune` flags -> TrainConfig keys; every flag defaults to "not given" so a
+#: --config file's values stay unless a flag overrides them.
+_FT_FLAGS = [
+    # (flags, config key, argparse kwargs)
+    (("--train",), "train", {"metavar": "FILE.jsonl", "help": "training JSONL {query, pos, neg}"}),
+    (("--model",), "model", {"metavar": "DIR", "help": "Hugging Face model directory"}),
+    (("--out",), "out", {"metavar": "DIR", "help": "output directory"}),
+    (("--dev",), "dev", {"metavar": "DATASET_DIR", "help": "BEIR folder for dev evaluation"}),
+    (("--dev-split",), "dev_split", {"help": "dev qrels split (default test)"}),
+    (("--epochs",), "epochs", {"type": int, "help": "passes over the data (default 1)"}),
+    (("--max-steps",), "max_steps", {"type": int, "help": "stop after N steps (0: epochs)"}),
+    (("--lr",), "lr", {"type": float, "help": "peak learning rate (default 2e-5)"}),
+    (("--weight-decay",), "weight_decay", {"type": float, "help": "AdamW weight decay (0.01)"}),
+    (("--batch-size",), "batch_size", {"type": int, "help": "queries per batch (default 16)"}),
+    (("--group-size",), "group_size", {"type": int, "help": "1 pos + G-1 negs (default 8)"}),
+    (("--temperature",), "temperature", {"type": float, "help": "InfoNCE tau (default 0.02)"}),
+    (("--warmup-ratio",), "warmup_ratio", {"type": float, "help": "warmup fraction (0.1)"}),
+    (("--grad-accum",), "grad_accum", {"type": int, "help": "micro-batches per step (1)"}),
+    (("--query-max-len",), "query_max_len", {"type": int, "help": "query tokens (default 64)"}),
+    (("--passage-max-len",), "passage_max_len", {"type": int, "help": "passage tokens (256)"}),
+    (
+        ("--query-instruction",),
+        "query_instruction",
+        {"help": "prepended to queries (default: the family's; '' = none)"},
+    ),
+    (
+        ("--pooling",),
+        "pooling",
+        {"choices": ["cls", "mean", "max", "mean_sqrt_len"], "help": "default: the family's"},
+    ),
+    (("--eval-steps",), "eval_steps", {"type": int, "help": "dev eval every N steps (0: end)"}),
+    (("--eval-batch-size",), "eval_batch_size", {"type": int, "help": "dev encoding batch (64)"}),
+    (("--save-steps",), "save_steps", {"type": int, "help": "checkpoint every N steps (0: off)"}),
+    (("--logging-steps",), "logging_steps", {"type": int, "help": "log every N steps (10)"}),
+    (("--seed",), "seed", {"type": int, "help": "random seed (default 42)"}),
+    (("--device",), "device", {"help": "cuda / cpu (default: cuda when available)"}),
+    (("--export-kind",), "export_kind", {"choices": ["bge", "m3", "st"], "help": "exporter kind"}),
+    (("--wandb-project",), "wandb_project", {"help": "W&B project (default densparse)"}),
+]
+_FT_SWITCHES = [
+    # (flag, config key, value, help)
+    ("--no-in-batch", "in_batch", False, "no in-batch negatives: each query's own group only"),
+    ("--fp16", "fp16", True, "fp16 autocast (CUDA only)"),
+    ("--bf16", "bf16", True, "bf16 autocast (CUDA only)"),
+    ("--grad-checkpointing", "grad_checkpointing", True, "gradient checkpointing"),
+    ("--no-eval-at-start", "eval_at_start", False, "skip the step-0 dev evaluation"),
+    ("--no-export", "export", False, "do not export the final model to ONNX"),
+    ("--no-tensorboard", "tensorboard", False, "no TensorBoard logs"),
+    ("--wandb", "wandb", True, "log to Weights & Biases (when installed)"),
+    ("--quiet", "quiet", True, "no progress bars"),
+    ("--overwrite", "overwrite", True, "allow a non-empty output directory"),
+]
+
+
+def finetune_config(a: argparse.Namespace):
+    """The TrainConfig of a `densparse finetune` command line: --config file, then flags."""
+    from densparse.train.trainer import TrainConfig, read_config_file
+
+    values = read_config_file(a.config) if a.config else {}
+    for _, key, _ in _FT_FLAGS:
+        if getattr(a, key, None) is not None:
+            values[key] = getattr(a, key)
+    for _, key, value, _ in _FT_SWITCHES:
+        if getattr(a, key, None) is not None:
+            values[key] = value
+    return TrainConfig.from_dict(values)
+
+
+def cmd_finetune(a: argparse.Namespace) -> int:
+    try:
+        from densparse.train.trainer import Trainer
+
+        cfg = finetune_config(a)
+        logging.getLogger("densparse.train").setLevel(logging.INFO)  # progress lines
+        trainer = Trainer(cfg)  # every input is checked here, before training
+    except (TypeError, ImportError) as e:
+        raise ValueError(str(e)) from e
+    try:
+        res = trainer.train()
+    except FloatingPointError as e:
+        raise ValueError(str(e)) from e
+    print(f"fine-tuned {res.steps} steps in {res.train_seconds:.1f}s -> {res.final_dir}")
+    if res.dev:
+        first, last = res.dev[0], res.dev[-1]
+        for m in ("ndcg@10", "recall@100", "mrr@10"):
+            print(
+                f"  dev {m:<10} step {first['step']}: {first[m]:.4f}  step {last['step']}: "
+                f"{last[m]:.4f}  ({last[m] - first[m]:+.4f})"
+            )
+    print(f"  logs: {res.train_csv}" + (f", {res.dev_csv}" if res.dev_csv else ""))
+    if res.plot:
+        print(f"  plot: {res.plot}")
+    if res.onnx_dir:
+        print(f"  ONNX: {res.onnx_dir} (densparse.Encoder.from_pretrained loads it)")
+    return 0
+
+
+def add_finetune_parser(sub) -> None:
+    s = sub.add_parser(
+        "finetune",
+        help="fine-tune a dense embedding model on {query, pos, neg} JSONL",
+        description="Fine-tune an embedding model with InfoNCE (in-batch + hard negatives), "
+        "evaluate it on a dev split, and export it to ONNX. Settings come from --config "
+        "(JSON or TOML, keys = the long flag names with '_') and flags, flags winning.",
+    )
+    s.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings")
+    for flags, key, kw in _FT_FLAGS:
+        s.add_argument(*flags, dest=key, default=None, **kw)
+    for flag, key, _, help_ in _FT_SWITCHES:
+        s.add_argument(flag, dest=key, action="store_const", const=True, default=None, help=help_)
+    s.set_defaults(func=cmd_finetune)
+
+
 # ---------------------------------------------------------------------------- export
 def cmd_export(a: argparse.Namespace) -> int:
     from densparse.export import export_model
@@ -376,6 +490,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.set_defaults(func=cmd_demo)
 
     add_mine_parser(sub)
+    add_finetune_parser(sub)
     _add_export_parser(sub)
 
     a = p.parse_args(argv)
