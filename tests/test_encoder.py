@@ -476,6 +476,8 @@ def test_bad_inputs(tiny_enc):
         tiny_enc.encode(["a"], batch_size=0)
     with pytest.raises(ValueError, match="max_tokens_per_batch"):
         tiny_enc.encode(["a"], max_tokens_per_batch=0)
+    with pytest.raises(ValueError, match="max_tokens_per_batch"):
+        tiny_enc.encode(["a"], max_tokens_per_batch="big")
     out = tiny_enc.encode([])
     assert out.shape == (0, DIM) and out.dtype == np.float32
 
@@ -516,9 +518,18 @@ def test_plan_batches_sorted_budgeted_complete():
                 assert len(b) * lengths[b].max() <= budget
 
 
+def test_auto_budget_depends_on_provider():
+    from densparse.models.batching import CPU_MAX_TOKENS, DEFAULT_MAX_TOKENS, resolve_budget
+
+    assert resolve_budget("auto", "cpu") == CPU_MAX_TOKENS
+    assert resolve_budget("auto", "cuda") == DEFAULT_MAX_TOKENS
+    assert resolve_budget(None, "cpu") is None
+    assert resolve_budget(77, "cuda") == 77
+
+
 def test_batched_equals_one_by_one_and_order(tiny, tiny_enc):
     one = np.stack([tiny_enc.encode([t])[0] for t in TEXTS])
-    for bs, budget in ((32, None), (3, None), (32, 40), (2, 7)):
+    for bs, budget in ((32, None), (3, None), (32, 40), (2, 7), (32, "auto")):
         got = tiny_enc.encode(TEXTS, batch_size=bs, max_tokens_per_batch=budget)
         assert got.shape == (len(TEXTS), DIM) and got.dtype == np.float32
         np.testing.assert_allclose(got, one, atol=1e-5)

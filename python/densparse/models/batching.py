@@ -6,6 +6,14 @@ overridden). Batches are formed over the texts sorted by token count, longest fi
 batch holds at most ``batch_size`` texts and at most ``max_tokens_per_batch`` tokens
 *including padding* (rows x longest row), so little compute is spent on padding and long texts
 do not blow up memory. Results are put back in the caller's order.
+
+The default budget (``"auto"``) depends on where the graph runs. On CPU it is small
+(:data:`CPU_MAX_TOKENS`, e.g. 8 rows of 256 tokens): a CPU gains nothing from bigger batches
+(the matrix products are already large enough at a few rows, and smaller activations stay in
+cache) while peak memory grows with rows x heads x length^2 for the attention scores.
+Measured with MiniLM-L6 (int8 weights) on 200 SciFact documents, one thread: budget 16384 ->
+21.4 CPU-s and 1.6 GB peak RSS; 2048 -> 18.8-19.9 CPU-s and 0.39 GB. On CUDA bigger batches
+keep the GPU busy: :data:`DEFAULT_MAX_TOKENS`.
 """
 
 from __future__ import annotations
@@ -16,8 +24,23 @@ from typing import Optional
 
 import numpy as np
 
-#: Default token budget per batch (rows x padded length).
+#: Token budget per batch (rows x padded length) on CUDA, and the ceiling of ``"auto"``.
 DEFAULT_MAX_TOKENS = 16384
+#: Token budget per batch on CPU for ``max_tokens_per_batch="auto"``.
+CPU_MAX_TOKENS = 2048
+
+
+def resolve_budget(max_tokens_per_batch, provider: str) -> Optional[int]:
+    """``"auto"`` -> :data:`CPU_MAX_TOKENS` on CPU, :data:`DEFAULT_MAX_TOKENS` on CUDA; an int
+    or ``None`` (no budget) as given."""
+    if isinstance(max_tokens_per_batch, str):
+        if max_tokens_per_batch != "auto":
+            raise ValueError(
+                "max_tokens_per_batch must be a positive int, None or 'auto', "
+                f"got {max_tokens_per_batch!r}"
+            )
+        return CPU_MAX_TOKENS if provider == "cpu" else DEFAULT_MAX_TOKENS
+    return max_tokens_per_batch
 
 
 def load_tokenizer(path: Path):
@@ -66,7 +89,9 @@ def plan_batches(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if max_tokens_per_batch is not None and (
-        not isinstance(max_tokens_per_batch, int) or max_tokens_per_batch < 1
+        not isinstance(max_tokens_per_batch, int)
+        or isinstance(max_tokens_per_batch, bool)
+        or max_tokens_per_batch < 1
     ):
         raise ValueError(
             f"max_tokens_per_batch must be a positive int or None, got {max_tokens_per_batch!r}"

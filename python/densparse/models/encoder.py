@@ -15,11 +15,11 @@ import numpy as np
 from densparse._progress import Progress
 from densparse.models import pooling as P
 from densparse.models.batching import (
-    DEFAULT_MAX_TOKENS,
     check_texts,
     load_tokenizer,
     pad,
     plan_batches,
+    resolve_budget,
     tokenize,
 )
 from densparse.models.families import ModelSpec, detect_family
@@ -321,7 +321,8 @@ class Encoder:
         """Run ``fn(input_ids, mask)`` over length-sorted batches; returns per-row
         results in the original order (fn returns a list with one item per row)."""
         out: list = [None] * len(ids)
-        batches = plan_batches([len(r) for r in ids], batch_size, max_tokens_per_batch)
+        budget = resolve_budget(max_tokens_per_batch, self.model.provider)
+        batches = plan_batches([len(r) for r in ids], batch_size, budget)
         with self._progress(show_progress, len(ids), desc) as tick:
             for rows in batches:
                 input_ids, mask = pad([ids[i] for i in rows], self._pad_id)
@@ -342,7 +343,7 @@ class Encoder:
         batch_size: int = 32,
         normalize: bool = True,
         show_progress: Optional[bool] = None,
-        max_tokens_per_batch: Optional[int] = DEFAULT_MAX_TOKENS,
+        max_tokens_per_batch: Union[int, str, None] = "auto",
         *,
         return_dense: bool = True,
         return_sparse: bool = True,
@@ -358,8 +359,10 @@ class Encoder:
                 normalised, sparse weights never.
             show_progress: a progress bar (``None``: on a terminal for 2,000+ texts).
             max_tokens_per_batch: at most this many tokens (rows x longest row, padding
-                included) per model call; ``None`` = no budget. SPLADE caps it further so
-                a batch's logits stay near 256 MB.
+                included) per model call; ``None`` = no budget; ``"auto"`` (default) =
+                2,048 on CPU (bigger CPU batches are no faster and cost memory: the
+                attention scores grow with rows x length^2) and 16,384 on CUDA. SPLADE caps
+                it further so a batch's logits stay near 256 MB.
             return_dense, return_sparse, return_colbert: BGE-M3 only: which outputs.
             max_length: truncate at this many tokens instead of the model's max length.
 
@@ -376,7 +379,8 @@ class Encoder:
         if fam == "splade":
             # logits are [rows, tokens, vocab] float32: keep a batch's logits near 256 MB
             cap = max(1, SPLADE_LOGIT_BUDGET // max(self.tokenizer.get_vocab_size(), 1))
-            budget = cap if max_tokens_per_batch is None else min(max_tokens_per_batch, cap)
+            budget = resolve_budget(max_tokens_per_batch, self.model.provider)
+            budget = cap if budget is None else min(budget, cap)
             return self._run_batches(
                 ids, batch_size, budget, show_progress, self._splade_batch, "encode"
             )
@@ -494,7 +498,7 @@ class Encoder:
         batch_size: int = 32,
         normalize: bool = True,
         show_progress: Optional[bool] = None,
-        max_tokens_per_batch: Optional[int] = DEFAULT_MAX_TOKENS,
+        max_tokens_per_batch: Union[int, str, None] = "auto",
         *,
         query_instruction: Optional[str] = None,
         **kw: Any,
@@ -516,7 +520,7 @@ class Encoder:
         batch_size: int = 32,
         normalize: bool = True,
         show_progress: Optional[bool] = None,
-        max_tokens_per_batch: Optional[int] = DEFAULT_MAX_TOKENS,
+        max_tokens_per_batch: Union[int, str, None] = "auto",
         **kw: Any,
     ):
         """Encode passages (never with an instruction). Items may be strings or BEIR-style
@@ -539,7 +543,7 @@ class Encoder:
         self,
         texts: Sequence[str],
         batch_size: int = 32,
-        max_tokens_per_batch: Optional[int] = DEFAULT_MAX_TOKENS,
+        max_tokens_per_batch: Union[int, str, None] = "auto",
         *,
         window: Optional[int] = None,
         overlap: Optional[int] = None,
@@ -572,7 +576,7 @@ class Encoder:
         late: bool = True,
         *,
         batch_size: int = 32,
-        max_tokens_per_batch: Optional[int] = DEFAULT_MAX_TOKENS,
+        max_tokens_per_batch: Union[int, str, None] = "auto",
         long_documents: str = "windows",
         window: Optional[int] = None,
         overlap: Optional[int] = None,
