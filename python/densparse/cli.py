@@ -164,6 +164,19 @@ def cmd_mine(a: argparse.Namespace) -> int:
         from densparse.models import Encoder
 
         retriever = Encoder.from_pretrained(retriever)
+    options = dict(
+        retriever=retriever,
+        range_start=a.range[0],
+        range_end=a.range[1],
+        negative_number=a.negatives,
+        seed=a.seed,
+        language=a.language,
+        query_instruction=a.query_instruction,
+        max_length=a.max_length,
+        prompt=a.prompt,
+        show_progress=not a.quiet,
+        return_stats=True,
+    )
     if Path(a.dataset).is_file():  # a training JSONL: (re)mine its negatives
         from densparse.train.data import read_jsonl, read_pool
         from densparse.train.mining import add_hard_negatives
@@ -172,17 +185,7 @@ def cmd_mine(a: argparse.Namespace) -> int:
         records, st = add_hard_negatives(
             read_jsonl(a.dataset, require_neg=False),
             pool,
-            retriever=retriever,
-            range_start=a.range[0],
-            range_end=a.range[1],
-            negative_number=a.negatives,
-            seed=a.seed,
-            language=a.language,
-            query_instruction=a.query_instruction,
-            max_length=a.max_length,
-            prompt=a.prompt,
-            show_progress=not a.quiet,
-            return_stats=True,
+            **options,
         )
         n = write_jsonl(records, a.output)
         print(
@@ -199,19 +202,9 @@ def cmd_mine(a: argparse.Namespace) -> int:
         ds.corpus,
         ds.queries,
         ds.qrels,
-        retriever=retriever,
         mode=a.mode,
-        range_start=a.range[0],
-        range_end=a.range[1],
-        negative_number=a.negatives,
-        seed=a.seed,
-        language=a.language,
-        query_instruction=a.query_instruction,
-        max_length=a.max_length,
-        prompt=a.prompt,
         skip_unknown=a.skip_unknown,
-        show_progress=not a.quiet,
-        return_stats=True,
+        **options,
     )
     n = write_jsonl(records, a.output)
     mean = st["negatives"] / max(n, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +61,16 @@ def add_judgment(
             path, lineno, f"pair ({qid!r}, {doc_id!r}) judged {old} earlier and {rel} here"
         )
     judged[doc_id] = rel
+
+
+def json_objects(path: PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file; a line that
+    is not valid JSON or not a JSON object is a :func:`malformed` error."""
+    for lineno, line in numbered_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise malformed(path, lineno, f"invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise malformed(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj

@@ -13,13 +13,11 @@ strings (``"0012"`` and ``"12"`` are different documents), and extra JSON fields
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import PathLike, add_judgment, malformed, numbered_lines
+from ._io import PathLike, add_judgment, json_objects, malformed, numbered_lines
 
 __all__ = ["BeirDataset", "load_beir", "load_corpus", "load_qrels", "load_queries"]
 
@@ -66,19 +64,6 @@ def _id_field(obj: dict[str, Any], path: PathLike, lineno: int) -> str:
     return str(value)
 
 
-def _json_lines(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file."""
-    for lineno, line in numbered_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise malformed(path, lineno, f"invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            got = type(obj).__name__
-            raise malformed(path, lineno, f"expected a JSON object, got {got}")
-        yield lineno, obj
-
-
 def _str_field(obj: dict[str, Any], key: str, path: PathLike, lineno: int, required: bool) -> str:
     value = obj.get(key)
     if value is None:
@@ -102,7 +87,7 @@ def load_corpus(path: PathLike) -> dict[str, dict[str, str]]:
             message names the file and the line.
     """
     corpus: dict[str, dict[str, str]] = {}
-    for lineno, obj in _json_lines(path):
+    for lineno, obj in json_objects(path):
         doc_id = _id_field(obj, path, lineno)
         if doc_id in corpus:
             raise malformed(path, lineno, f"duplicate document id {doc_id!r}")
@@ -135,7 +120,7 @@ def load_queries(path: PathLike) -> dict[str, str]:
                 raise malformed(path, lineno, f"duplicate query id {qid!r}")
             queries[qid] = text
         return queries
-    for lineno, obj in _json_lines(path):
+    for lineno, obj in json_objects(path):
         qid = _id_field(obj, path, lineno)
         if qid in queries:
             raise malformed(path, lineno, f"duplicate query id {qid!r}")

@@ -41,32 +41,21 @@ def torch_to_onnx(wrapper, input_names, output_names, axes, args, path: Path, op
     wrapper.eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings on transformers' shape checks
+        common = dict(
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=axes,
+            opset_version=opset,
+        )
         try:
             torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes=axes,
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
+                wrapper, args, str(path), do_constant_folding=True, dynamo=False, **common
             )
         except TypeError as e:  # a torch without the TorchScript exporter
             if "dynamo" not in str(e):
                 raise
             log.info("TorchScript exporter unavailable; using the dynamo exporter")
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes=axes,
-                opset_version=opset,
-                dynamo=True,
-            )
+            torch.onnx.export(wrapper, args, str(path), dynamo=True, **common)
     wrapper.eval()  # torch.onnx.export restores the module's previous training flag
 
 

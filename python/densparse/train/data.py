@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from densparse.eval import BeirDataset, load_corpus, load_qrels, load_queries
-from densparse.eval._io import PathLike, malformed, numbered_lines, open_text
+from densparse.eval._io import PathLike, json_objects, malformed, open_text
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,7 @@ def read_jsonl(path: PathLike, require_neg: bool = True) -> list[dict[str, Any]]
             a key / has a wrong type; the message says ``file:line: what``.
     """
     out: list[dict[str, Any]] = []
-    for lineno, line in numbered_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise malformed(path, lineno, f"invalid JSON ({e.msg})") from None
+    for lineno, obj in json_objects(path):
         out.append(validate_record(obj, f"{path}:{lineno}", require_neg))
     if not out:
         raise ValueError(f"{path}: empty training file (no JSON lines)")
@@ -188,13 +184,7 @@ def read_pool(path: PathLike) -> Union[list[str], dict[str, dict[str, str]]]:
             (the message says ``file:line``), or a repeated ``_id``.
     """
     items: list[tuple[object, str, str]] = []
-    for lineno, line in numbered_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise malformed(path, lineno, f"invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise malformed(path, lineno, f"expected a JSON object, got {_type(obj)}")
+    for lineno, obj in json_objects(path):
         text, title = obj.get("text"), obj.get("title") or ""
         if not isinstance(text, str) or not isinstance(title, str):
             raise malformed(path, lineno, "'text' (and 'title') must be str")
