@@ -345,7 +345,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"{'the ONNX export + densparse.Encoder' if a.eval == 'onnx' else 'the torch model'}.",
         f"- Model: `{a.model.name}` (sentence-transformers all-MiniLM-L6-v2: mean pooling, "
         "no query instruction), fp32, CPU.",
-        f"- Training: epochs {a.epochs}, max steps {a.max_steps or 'epochs'}, batch "
+        f"- Training: epochs {a.epochs}, max steps {a.max_steps or 'none'}, batch "
         f"{a.batch_size} queries, lr {a.lr:g} (AdamW, linear warmup {a.warmup_ratio:g} then "
         f"decay), temperature {a.temperature:g}, query/passage max length "
         f"{a.query_max_len}/{a.passage_max_len} tokens (evaluation: {a.eval_max_len}), seed "
