@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+import densparse
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child Python that must import the densparse these tests import:
+    the source tree (with its built extension) in development, the installed wheel in CI."""
+    return dict(os.environ, PYTHONPATH=str(Path(densparse.__file__).resolve().parents[1]))
 
 
 def need(path: Path) -> Path:

@@ -10,7 +10,6 @@ MiniLM is compared with sentence-transformers. Tests needing ../shared skip when
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, REPO, SHARED, need, read_jsonl
+from conftest import DATA, SHARED, need, read_jsonl, subprocess_env
 
 torch = pytest.importorskip("torch", reason="export tests need torch (the export extra)")
 transformers = pytest.importorskip("transformers", reason="export tests need transformers")
@@ -604,7 +603,7 @@ def test_existing_out_dir_is_protected(bert, tmp_path, monkeypatch):
 
 def test_import_is_torch_free():
     code = "import sys, densparse.export; assert 'torch' not in sys.modules, 'torch imported'"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
 
@@ -632,7 +631,7 @@ def test_cli_export(bert, tmp_path, capsys):
 def test_python_dash_m_export(bert, tmp_path):
     src, _, _, _ = bert
     dst = tmp_path / "pym"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    env = subprocess_env()
     r = subprocess.run(
         [
             sys.executable,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, REPO, need
+from conftest import DATA, REPO, need, subprocess_env
 from densparse import BM25, Analyzer, Collection, cli
 from densparse.eval import load_beir
 from densparse.train.data import (
@@ -701,7 +701,7 @@ def test_cli_entry_point_help():
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO / "python"), "PATH": "/usr/bin:/bin"},
+        env=subprocess_env(),
     )
     assert r.returncode == 0 and "--negatives" in r.stdout and "--range START END" in r.stdout
 
@@ -733,7 +733,7 @@ def test_import_is_torch_free():
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(REPO / "python"), "PATH": "/usr/bin:/bin"},
+        env=subprocess_env(),
     )
     assert r.returncode == 0, r.stderr
 
