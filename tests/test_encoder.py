@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, SHARED, need
+from conftest import DATA, SHARED, bert_wordpiece, need
 
 onnx = pytest.importorskip("onnx", reason="building the tiny test graphs needs the onnx package")
 ort = pytest.importorskip("onnxruntime", reason="the Encoder needs onnxruntime")
@@ -66,25 +66,9 @@ TEXTS = [
 
 
 # ---------------------------------------------------------------------------- tiny models
-def tiny_vocab() -> dict[str, int]:
-    vocab: dict[str, int] = {}
-    for t in SPECIAL + WORDS + PUNCT + LETTERS + CJK + ["##" + c for c in LETTERS]:
-        vocab.setdefault(t, len(vocab))
-    return vocab
-
-
 def write_tokenizer(path: Path, fixed_padding: bool = False) -> int:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    vocab = tiny_vocab()
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
+    pieces = ["##" + c for c in LETTERS]
+    tok, vocab = bert_wordpiece(SPECIAL + WORDS + PUNCT + LETTERS + CJK + pieces)
     if fixed_padding:  # like the shared int8 MiniLM's tokenizer.json
         tok.enable_truncation(12)
         tok.enable_padding(length=12, pad_id=0, pad_token="[PAD]")

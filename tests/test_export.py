@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, SHARED, need, read_jsonl, subprocess_env
+from conftest import DATA, SHARED, bert_wordpiece, need, read_jsonl, subprocess_env
 
 torch = pytest.importorskip("torch", reason="export tests need torch (the export extra)")
 transformers = pytest.importorskip("transformers", reason="export tests need transformers")
@@ -59,21 +59,8 @@ MAX_POS = 64
 
 # ---------------------------------------------------------------------------- tiny models
 def bert_tokenizer(path: Path) -> dict[str, int]:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    vocab: dict[str, int] = {}
-    for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *PUNCT, *LETTERS] + [
-        "##" + c for c in LETTERS
-    ]:
-        vocab.setdefault(t, len(vocab))
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *PUNCT, *LETTERS]
+    tok, vocab = bert_wordpiece(tokens + ["##" + c for c in LETTERS])
     tok.save(str(path / "tokenizer.json"))
     return vocab
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import bert_wordpiece
+
 pytest.importorskip("torch", reason="fine-tuning needs torch (pip install densparse[train])")
 pytest.importorskip("transformers", reason="fine-tuning needs transformers (densparse[train])")
 
@@ -29,19 +31,10 @@ def make_tiny_model(path: Path) -> Path:
     """A 2-layer random BERT (hidden 32) + WordPiece tokenizer, as a sentence-transformers
     directory with mean pooling."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = {w: i for i, w in enumerate(_vocab())}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
+    tok, vocab = bert_wordpiece(_vocab())
     fast = BertTokenizerFast(tokenizer_object=tok, model_max_length=64)
     fast.save_pretrained(str(path))
     torch.manual_seed(0)
