@@ -42,18 +42,13 @@ def copy_support_files(model_dir: Path, tdir: Path, out: Path, kind: str) -> lis
     A missing tokenizer.json is generated from the other tokenizer files by transformers'
     fast tokenizer (the Encoder reads only tokenizer.json)."""
     copied = []
-    for name in TOKENIZER_FILES:
-        for src in (tdir / name, model_dir / name):
-            if src.is_file():
+    # tokenizer files: the tokenizer's own directory wins; ST files: the model directory wins
+    for names, dirs in ((TOKENIZER_FILES, (tdir, model_dir)), (ST_FILES, (model_dir, tdir))):
+        for name in names:
+            src = next((d / name for d in dirs if (d / name).is_file()), None)
+            if src is not None:
                 shutil.copyfile(src, out / name)
                 copied.append(name)
-                break
-    for name in ST_FILES:
-        for src in (model_dir / name, tdir / name):
-            if src.is_file():
-                shutil.copyfile(src, out / name)
-                copied.append(name)
-                break
     for m in st_modules(model_dir) or []:
         sub = str(m.get("path", "")) if isinstance(m, dict) else ""
         t = str(m.get("type", "")) if isinstance(m, dict) else ""

@@ -25,7 +25,7 @@ FAMILY = {"bge": "bge", "m3": "bge-m3", "splade": "splade", "st": "sentence-tran
 #: sentence-transformers modules the Encoder reproduces outside the graph.
 ST_SUPPORTED = ("Transformer", "Pooling", "Normalize")
 M3_HEADS = ("sparse_linear.pt", "colbert_linear.pt")
-_WEIGHT_FILES = (
+WEIGHT_FILES = (
     "model.safetensors",
     "pytorch_model.bin",
     "model.safetensors.index.json",
@@ -75,8 +75,8 @@ def check_source(model_dir: Path, kind: Optional[str]) -> Path:
         raise ValueError(
             f"{model_dir} is not a Hugging Face model directory: {tdir / 'config.json'} is missing"
         )
-    if not any((tdir / f).is_file() for f in _WEIGHT_FILES):
-        raise ValueError(f"{model_dir} has no weights ({', '.join(_WEIGHT_FILES)} in {tdir})")
+    if not any((tdir / f).is_file() for f in WEIGHT_FILES):
+        raise ValueError(f"{model_dir} has no weights ({', '.join(WEIGHT_FILES)} in {tdir})")
     for m in st_modules(model_dir) or []:
         t = str(m.get("type", "")) if isinstance(m, dict) else ""
         if t and not t.endswith(tuple("." + s for s in ST_SUPPORTED)):

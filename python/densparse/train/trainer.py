@@ -57,18 +57,15 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from densparse.export.files import ST_FILES
+from densparse.export.kinds import WEIGHT_FILES
+
 log = logging.getLogger("densparse.train")
 
 PathLike = Union[str, os.PathLike]
 
 DEV_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 _INSTALL = 'fine-tuning needs torch and transformers: pip install "densparse[train]"'
-_WEIGHT_FILES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
-)
 _TOKENIZER_FILES = (
     "tokenizer.json",
     "vocab.txt",
@@ -78,13 +75,7 @@ _TOKENIZER_FILES = (
 )
 #: Files of the source model directory copied into every checkpoint (sentence-transformers
 #: layout, BGE-M3 heads) so the family and pooling survive fine-tuning.
-_COPY_FILES = (
-    "modules.json",
-    "config_sentence_transformers.json",
-    "sentence_bert_config.json",
-    "colbert_linear.pt",
-    "sparse_linear.pt",
-)
+_COPY_FILES = (*ST_FILES, "colbert_linear.pt", "sparse_linear.pt")
 _COPY_DIRS = ("1_Pooling", "2_Normalize")
 _EXPORT_KIND = {"bge": "bge", "bge-m3": "m3", "sentence-transformers": "st"}
 
@@ -347,10 +338,10 @@ def check_model_dir(path: PathLike) -> Path:
         raise ValueError(f"{p}: model directory not found")
     if not (p / "config.json").is_file():
         raise ValueError(f"{p} is not a Hugging Face model directory: it has no config.json")
-    if not any((p / f).is_file() for f in _WEIGHT_FILES):
+    if not any((p / f).is_file() for f in WEIGHT_FILES):
         raise ValueError(
             f"{p} is not a Hugging Face model directory: no weights "
-            f"({' / '.join(_WEIGHT_FILES[:2])}); ONNX-only directories cannot be fine-tuned"
+            f"({' / '.join(WEIGHT_FILES[:2])}); ONNX-only directories cannot be fine-tuned"
         )
     if not any((p / f).is_file() for f in _TOKENIZER_FILES):
         raise ValueError(f"{p} has no tokenizer files ({', '.join(_TOKENIZER_FILES)})")
