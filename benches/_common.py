@@ -15,6 +15,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+#: The repository root. The benchmarks measure the installed densparse, or the in-tree build
+#: (python/densparse/_core.abi3.so) when none is installed; scripts import it from here.
+REPO = Path(__file__).resolve().parent.parent
+try:
+    import densparse
+except ImportError:
+    sys.path.insert(0, str(REPO / "python"))
+    import densparse  # noqa: F401
+
 _T0 = time.perf_counter()
 _NAME = ["bench"]
 

@@ -33,15 +33,18 @@ from typing import Optional
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-try:
-    import densparse
-except ImportError:  # not installed: use the in-tree build
-    sys.path.insert(0, str(REPO / "python"))
-    import densparse
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_num, log, machine_info, md_table, run_header, set_log_name, write_results  # noqa: E402
+from _common import (
+    REPO,
+    densparse,
+    fmt_num,
+    log,
+    machine_info,
+    md_table,
+    run_header,
+    set_log_name,
+    write_results,
+)
 
 set_log_name("bench_collection")
 MARK_START, MARK_END = "<!-- bench_collection:start -->", "<!-- bench_collection:end -->"

@@ -48,16 +48,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-try:
-    import densparse
-except ImportError:  # not installed: use the in-tree build
-    sys.path.insert(0, str(REPO / "python"))
-    import densparse
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
+    REPO,
     Row,
+    densparse,
     fmt_num,
     fmt_ratio,
     goal_line,

@@ -13,15 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-try:
-    import densparse
-except ImportError:
-    sys.path.insert(0, str(REPO / "python"))
-    import densparse
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import log, machine_info, md_table, run_header, set_log_name, write_results  # noqa: E402
+from _common import (
+    REPO,
+    densparse,
+    log,
+    machine_info,
+    md_table,
+    run_header,
+    set_log_name,
+    write_results,
+)
 
 set_log_name("quality_hybrid")
 MARK_START, MARK_END = "<!-- quality_hybrid:start -->", "<!-- quality_hybrid:end -->"
