@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -233,37 +233,21 @@ def stitched_hidden(
 def chunk_embed(
     enc: Encoder,
     texts: Sequence[str],
-    strategy: str = "fixed",
-    chunk_size: Optional[int] = None,
-    spans: Optional[Sequence[Sequence[tuple[int, int]]]] = None,
-    late: bool = True,
     *,
-    batch_size: int = 32,
-    max_tokens_per_batch: Optional[int] = None,
-    long_documents: str = "windows",
-    window: Optional[int] = None,
-    overlap: Optional[int] = None,
-    normalize: bool = True,
-    show_progress: Optional[bool] = None,
+    strategy: str,
+    chunk_size: Optional[int],
+    spans: Optional[Sequence[Sequence[tuple[int, int]]]],
+    late: bool,
+    batch_size: int,
+    max_tokens_per_batch: Union[int, str, None],
+    long_documents: str,
+    window: Optional[int],
+    overlap: Optional[int],
+    normalize: bool,
+    show_progress: Optional[bool],
 ) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:
-    """Chunk vectors of each text.
-
-    Args:
-        enc: the Encoder.
-        texts: documents.
-        strategy: ``"fixed"`` (``chunk_size`` tokens per chunk, default 256), ``"sentences"``
-            (one sentence per chunk, or sentences packed up to ``chunk_size`` tokens when
-            given) or
-            ``"spans"`` (``spans[i]`` = character spans ``(start, end)`` of text i).
-        late: pool from the whole document's token embeddings (True) or encode each chunk's
-            text alone (False, naive chunking).
-        long_documents: ``"windows"`` (long late chunking) or ``"truncate"``.
-        window, overlap: long late chunking window length (default: max length) and overlap.
-
-    Returns:
-        Per text a tuple (vectors float32 ``[n_chunks, dim]``, character spans
-        ``[(start, end)]``); the vectors are L2-normalised when ``normalize``.
-    """
+    """:meth:`densparse.Encoder.chunk_embed` (which documents the arguments and holds the
+    defaults)."""
     texts = check_texts(texts)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")

@@ -584,7 +584,24 @@ class Encoder:
         show_progress: Optional[bool] = None,
     ) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:
         """Chunk vectors per text, late (pooled from the whole document's token embeddings)
-        or naive (each chunk encoded alone). See :func:`densparse.models.chunking.chunk_embed`."""
+        or naive (each chunk encoded alone), REFERENCE.md section 6.
+
+        Args:
+            texts: documents.
+            strategy: ``"fixed"`` (``chunk_size`` tokens per chunk, default 256),
+                ``"sentences"`` (one sentence per chunk, or sentences packed up to
+                ``chunk_size`` tokens when given) or ``"spans"`` (``spans[i]`` = character
+                spans ``(start, end)`` of text i).
+            late: pool from the whole document's token embeddings (True) or encode each
+                chunk's text alone (False, naive chunking).
+            long_documents: ``"windows"`` (long late chunking) or ``"truncate"``.
+            window, overlap: long late chunking window length (default: max length) and
+                overlap.
+
+        Returns:
+            Per text a tuple (vectors float32 ``[n_chunks, dim]``, character spans
+            ``[(start, end)]``); the vectors are L2-normalised when ``normalize``.
+        """
         from densparse.models.chunking import chunk_embed
 
         return chunk_embed(
