@@ -280,6 +280,11 @@ def add_mine_parser(sub) -> None:
 #: --config file's values stay unless a flag overrides them.
 _FT_FLAGS = [
     # (flags, config key, argparse kwargs)
+    (
+        ("--kind",),
+        "kind",
+        {"choices": ["embedder", "reranker"], "help": "what to fine-tune (default embedder)"},
+    ),
     (("--train",), "train", {"metavar": "FILE.jsonl", "help": "training JSONL {query, pos, neg}"}),
     (("--model",), "model", {"metavar": "DIR", "help": "Hugging Face model directory"}),
     (("--out",), "out", {"metavar": "DIR", "help": "output directory"}),
@@ -296,6 +301,7 @@ _FT_FLAGS = [
     (("--grad-accum",), "grad_accum", {"type": int, "help": "micro-batches per step (1)"}),
     (("--query-max-len",), "query_max_len", {"type": int, "help": "query tokens (default 64)"}),
     (("--passage-max-len",), "passage_max_len", {"type": int, "help": "passage tokens (256)"}),
+    (("--max-length",), "max_length", {"type": int, "help": "reranker: tokens per pair (512)"}),
     (
         ("--query-instruction",),
         "query_instruction",
@@ -308,6 +314,16 @@ _FT_FLAGS = [
     ),
     (("--eval-steps",), "eval_steps", {"type": int, "help": "dev eval every N steps (0: end)"}),
     (("--eval-batch-size",), "eval_batch_size", {"type": int, "help": "dev encoding batch (64)"}),
+    (
+        ("--eval-max-queries",),
+        "eval_max_queries",
+        {"type": int, "help": "dev eval on a fixed sample of N queries (0: all)"},
+    ),
+    (
+        ("--eval-candidates",),
+        "eval_candidates",
+        {"type": int, "help": "reranker: BM25 candidates reranked per dev query (100)"},
+    ),
     (("--save-steps",), "save_steps", {"type": int, "help": "checkpoint every N steps (0: off)"}),
     (("--logging-steps",), "logging_steps", {"type": int, "help": "log every N steps (10)"}),
     (("--seed",), "seed", {"type": int, "help": "random seed (default 42)"}),
@@ -358,26 +374,33 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     except FloatingPointError as e:
         raise ValueError(str(e)) from e
     print(f"fine-tuned {res.steps} steps in {res.train_seconds:.1f}s -> {res.final_dir}")
+    metrics = ("ndcg@10", "recall@100", "mrr@10")
     if res.dev:
         first, last = res.dev[0], res.dev[-1]
-        for m in ("ndcg@10", "recall@100", "mrr@10"):
+        for m in metrics:
             print(
                 f"  dev {m:<10} step {first['step']}: {first[m]:.4f}  step {last['step']}: "
                 f"{last[m]:.4f}  ({last[m] - first[m]:+.4f})"
             )
+    if res.baseline:
+        b = res.baseline
+        print(f"  dev {b['model']} alone: " + ", ".join(f"{m} {b[m]:.4f}" for m in metrics))
     print(f"  logs: {res.train_csv}" + (f", {res.dev_csv}" if res.dev_csv else ""))
     if res.plot:
         print(f"  plot: {res.plot}")
     if res.onnx_dir:
-        print(f"  ONNX: {res.onnx_dir} (densparse.Encoder.from_pretrained loads it)")
+        loader = "Reranker" if cfg.kind == "reranker" else "Encoder"
+        print(f"  ONNX: {res.onnx_dir} (densparse.{loader}.from_pretrained loads it)")
     return 0
 
 
 def add_finetune_parser(sub) -> None:
     s = sub.add_parser(
         "finetune",
-        help="fine-tune a dense embedding model on {query, pos, neg} JSONL",
-        description="Fine-tune an embedding model with InfoNCE (in-batch + hard negatives), "
+        help="fine-tune a dense embedding model or a reranker on {query, pos, neg} JSONL",
+        description="Fine-tune an embedding model with InfoNCE (in-batch + hard negatives), or "
+        "with --kind reranker a cross-encoder with cross-entropy over groups of 1 positive + G-1 "
+        "negatives (dev: BM25 candidates reranked), "
         "evaluate it on a dev split, and export it to ONNX. Settings come from --config "
         "(JSON or TOML, keys = the long flag names with '_') and flags, flags winning.",
     )
