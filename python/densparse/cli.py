@@ -42,10 +42,9 @@ def build_index(
     bm25.save(out / INDEX_FILE)
     with open(out / DOCS_FILE, "w", encoding="utf-8") as f:
         for i in ids:
-            f.write(
-                json.dumps({"id": i, "title": corpus[i].get("title", "")}, ensure_ascii=False)
-                + "\n"
-            )
+            # the text too: `search --rerank` hands it to the cross-encoder
+            doc = {"id": i, "title": corpus[i].get("title", ""), "text": corpus[i].get("text", "")}
+            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
     return bm25
 
 
@@ -61,10 +60,10 @@ def _load(dir_: Path) -> tuple[BM25, list[dict]]:
     return bm25, docs
 
 
-def _print_hits(docs: list[dict], ids, scores, out=None) -> None:
+def _print_hits(docs: list[dict], ids, scores, out=None, positive_only: bool = True) -> None:
     out = out or sys.stdout
     for rank, (i, s) in enumerate(zip(ids, scores), 1):
-        if s <= 0:  # documents that share no term with the query
+        if positive_only and s <= 0:  # BM25: documents that share no term with the query
             break
         d = docs[int(i)]
         print(f"  {rank:>2}. {s:8.4f}  {d['id']:<12} {d.get('title', '')}", file=out)
@@ -87,11 +86,36 @@ def cmd_index(a: argparse.Namespace) -> int:
     return 0
 
 
+def rerank_hits(reranker, query: str, docs: list[dict], ids, scores, k: int):
+    """BM25 hits (ids, scores) re-scored by a cross-encoder on title + text: the best k as
+    (ids, rerank scores). Hits that share no term with the query (score 0) are dropped."""
+    keep = [int(i) for i, s in zip(ids, scores) if s > 0]
+    if any("text" not in docs[i] for i in keep):
+        raise ValueError(
+            "this index stores no document texts (built by an older densparse); rebuild it with "
+            "`densparse index` to rerank"
+        )
+    ranked = reranker.rerank(query, [_doc_text(docs[i], True) for i in keep], top_k=k)
+    return [keep[j] for j, _ in ranked], [s for _, s in ranked]
+
+
+def _reranker(path: Optional[str]):
+    if path is None:
+        return None
+    from densparse.models.reranker import Reranker
+
+    return Reranker.from_pretrained(path)
+
+
 def cmd_search(a: argparse.Namespace) -> int:
     bm25, docs = _load(Path(a.index))
-    ids, scores = bm25.search(a.query, k=a.k)
+    reranker = _reranker(a.rerank)
+    n = max(a.k, a.rerank_candidates) if reranker else a.k
+    ids, scores = bm25.search(a.query, k=n)
+    if reranker is not None:
+        ids, scores = rerank_hits(reranker, a.query, docs, ids, scores, a.k)
     print(f"query: {a.query}")
-    _print_hits(docs, ids, scores)
+    _print_hits(docs, ids, scores, positive_only=reranker is None)
     return 0
 
 
@@ -104,7 +128,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
     qids = [q for q in qrels if q in queries]
     if not qids:
         raise SystemExit("densparse: no query in the qrels has a text in the queries file")
+    reranker = _reranker(a.rerank)
     ids, scores = bm25.search([queries[q] for q in qids], k=a.k)
+    if reranker is not None:  # every retrieved hit re-scored: the ranking of BM25's top k
+        pairs = [
+            rerank_hits(reranker, queries[q], docs, ids[n], scores[n], a.k)
+            for n, q in enumerate(qids)
+        ]
+        ids, scores = [p[0] for p in pairs], [p[1] for p in pairs]
     run = {
         q: {docs[int(i)]["id"]: float(s) for i, s in zip(ids[n], scores[n])}
         for n, q in enumerate(qids)
@@ -435,14 +466,18 @@ def cmd_export(a: argparse.Namespace) -> int:
 def _add_export_parser(sub) -> None:
     s = sub.add_parser(
         "export",
-        help="export a BGE / BGE-M3 / SPLADE / sentence-transformers checkpoint to ONNX",
+        help="export a BGE / BGE-M3 / SPLADE / sentence-transformers / cross-encoder "
+        "checkpoint to ONNX",
         description="Export a Hugging Face checkpoint directory to an ONNX model directory "
-        "that densparse.Encoder loads, and check it against the torch forward pass "
+        "that densparse.Encoder (or, for --kind reranker, densparse.Reranker) loads, and check "
+        "it against the torch forward pass "
         '(needs pip install "densparse[export]").',
     )
     s.add_argument("model_dir", help="checkpoint directory (config.json, weights, tokenizer)")
     s.add_argument("out_dir", help="directory to write (must not exist, unless --overwrite)")
-    s.add_argument("--kind", choices=["bge", "m3", "splade", "st"], help="default: detected")
+    s.add_argument(
+        "--kind", choices=["bge", "m3", "splade", "st", "reranker"], help="default: detected"
+    )
     prec = s.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="float16 weights (GPU)")
     prec.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (CPU)")
@@ -487,6 +522,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("index", help="index directory")
     s.add_argument("query")
     s.add_argument("-k", type=int, default=10, help="number of hits")
+    s.add_argument(
+        "--rerank",
+        metavar="DIR",
+        help="re-score BM25's top --rerank-candidates with this ONNX cross-encoder "
+        "(densparse export --kind reranker)",
+    )
+    s.add_argument(
+        "--rerank-candidates",
+        type=int,
+        default=100,
+        help="BM25 hits the reranker re-scores (default 100)",
+    )
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser(
@@ -498,6 +545,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.add_argument("-k", type=int, default=100, help="hits retrieved per query")
     s.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,map@100")
     s.add_argument("--run", help="also write a TREC run file here")
+    s.add_argument(
+        "--rerank",
+        metavar="DIR",
+        help="re-score each query's top k with this ONNX cross-encoder before evaluating",
+    )
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser(

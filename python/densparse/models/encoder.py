@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,22 +11,19 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from densparse._progress import Progress
 from densparse.models import pooling as P
 from densparse.models.batching import (
     check_texts,
     load_tokenizer,
     pad,
-    plan_batches,
     resolve_budget,
+    run_batches,
     tokenize,
 )
 from densparse.models.families import ModelSpec, detect_family
 from densparse.models.heads import linear, load_head
 from densparse.models.session import OnnxModel
 
-#: Texts from which encode() shows a progress bar on a terminal when show_progress=None.
-PROGRESS_THRESHOLD = 2000
 #: SPLADE batches hold at most this many logits (tokens x vocabulary), ~256 MB of float32.
 SPLADE_LOGIT_BUDGET = 1 << 26
 
@@ -194,6 +190,13 @@ class Encoder:
                 bad argument, or a graph onnxruntime cannot load.
         """
         model_dir = resolve_model_dir(path_or_repo_id, cache_dir, revision, local_files_only)
+        from densparse.models.reranker import is_reranker_dir
+
+        if is_reranker_dir(model_dir):
+            raise ValueError(
+                f"{model_dir} is a cross-encoder (a sequence classifier scoring query-passage "
+                "pairs), not an embedding model: load it with densparse.Reranker"
+            )
         onnx_path = find_onnx(model_dir, onnx_file)
         tok_path = next(
             (
@@ -205,7 +208,7 @@ class Encoder:
         )
         missing = []
         if onnx_path is None:
-            missing.append("an ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
+            missing.append("ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
         if tok_path is None:
             missing.append("tokenizer.json")
         if missing:
@@ -306,31 +309,15 @@ class Encoder:
         with self._lock:
             return tokenize(self.tokenizer, texts, max_length)
 
-    def _progress(self, show_progress: Optional[bool], n: int, desc: str) -> Progress:
-        if show_progress is None:
-            enabled = (
-                n >= PROGRESS_THRESHOLD
-                and os.environ.get("DENSPARSE_PROGRESS", "1") != "0"
-                and sys.stderr.isatty()
-            )
-        else:
-            enabled = bool(show_progress)
-        return Progress(n, desc, enabled)
-
     def _run_batches(self, ids: list, batch_size, max_tokens_per_batch, show_progress, fn, desc):
         """Run ``fn(input_ids, mask)`` over length-sorted batches; returns per-row
         results in the original order (fn returns a list with one item per row)."""
-        out: list = [None] * len(ids)
+
+        def run(rows):
+            return fn(*pad([ids[i] for i in rows], self._pad_id))
+
         budget = resolve_budget(max_tokens_per_batch, self.model.provider)
-        batches = plan_batches([len(r) for r in ids], batch_size, budget)
-        with self._progress(show_progress, len(ids), desc) as tick:
-            for rows in batches:
-                input_ids, mask = pad([ids[i] for i in rows], self._pad_id)
-                for i, r in zip(rows, fn(input_ids, mask)):
-                    out[i] = r
-                if tick is not None:
-                    tick(len(rows))
-        return out
+        return run_batches([len(r) for r in ids], batch_size, budget, show_progress, run, desc)
 
     def _hidden_batch(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         (h,) = self.model.run(input_ids, mask, [self._hidden])
