@@ -185,8 +185,23 @@ def run_header(info: dict, command_note: str = "") -> list[str]:
         f"- Load average at start / end: "
         f"{', '.join(f'{x:.2f}' for x in info['loadavg'] or [])} / "
         f"{', '.join(f'{x:.2f}' for x in load_end or [])}",
-        f"- Command: `{shlex.join([sys.executable, *sys.argv])}` (cwd `{os.getcwd()}`)",
+        f"- Command: `{shlex.join(['python3', *map(portable, sys.argv)])}` (from the repository root)",
     ]
+
+
+def portable(arg: str) -> str:
+    """A command-line argument as it can be written down: paths inside the repository (or the
+    shared folder beside it) relative to the repository root, other absolute paths reduced to
+    ``<dir>/`` + their name, so results name no path of the machine they ran on."""
+    p = Path(arg)
+    if not p.is_absolute():
+        return arg
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        try:
+            return prefix + str(p.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return f"<dir>/{p.name}"
 
 
 def write_results(out: Path, section: str, mark_start: str, mark_end: str) -> None:

@@ -54,6 +54,7 @@ from _common import (
     md_table,
     med,
     peak_rss_kb,
+    portable,
     rate_table,
     ratio_table,
     rss_mb,
@@ -94,7 +95,7 @@ def utf8_mb(texts: list[str]) -> float:
 
 
 def versions() -> dict:
-    out = {"densparse": f"{densparse.__version__} ({Path(densparse.__file__).parent})"}
+    out = {"densparse": densparse.__version__}
     for dist in ("jieba", "rjieba", "bm25s", "rank-bm25", "PyStemmer", "numpy", "scipy", "numba"):
         try:
             out[dist] = importlib.metadata.version(dist)
@@ -998,7 +999,7 @@ def render(args: argparse.Namespace, info: dict, vers: dict, results: dict, t_to
         f"~{SYNTH_MEAN_WORDS:.0f} words, sigma {SYNTH_SIGMA}, clipped to "
         f"[{SYNTH_MIN_WORDS}, {SYNTH_MAX_WORDS}]), words Zipf(s={SYNTH_ZIPF_S}) over "
         f"{SYNTH_VOCAB:,} lowercase ascii pseudo-words (short words frequent), numpy seed "
-        f"{args.seed}, cached in `{args.cache_dir}`.",
+        f"{args.seed}, cached in `{portable(str(args.cache_dir.resolve()))}`.",
         "",
         "**Goals**",
         "",
@@ -1054,7 +1055,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         help="skip rank_bm25 on the synthetic corpus if estimated slower than this",
     )
     p.add_argument("--seed", type=int, default=20240601, help="numpy seed of the synthetic data")
-    p.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--cache-dir", type=Path, default=REPO / "benches" / ".cache")
     p.add_argument("--out", type=Path, default=REPO / "benches" / "RESULTS.md")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
