@@ -185,7 +185,8 @@ def run_header(info: dict, command_note: str = "") -> list[str]:
         f"- Load average at start / end: "
         f"{', '.join(f'{x:.2f}' for x in info['loadavg'] or [])} / "
         f"{', '.join(f'{x:.2f}' for x in load_end or [])}",
-        f"- Command: `{shlex.join(['python3', *map(portable, sys.argv)])}` (from the repository root)",
+        f"- Command: `{shlex.join(['python3', *map(portable, sys.argv)])}` "
+        "(from the repository root)",
     ]
 
 
