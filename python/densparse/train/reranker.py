@@ -46,6 +46,7 @@ from densparse.train.trainer import (
     _autocast,
     _torch,
     check_model_dir,
+    no_grad_batches,
     sample_groups,
 )
 
@@ -187,26 +188,13 @@ class TorchReranker:
             raise ValueError(f"{n} queries but {len(passages)} passages")
         order = sorted(range(n), key=lambda i: -(len(queries[i]) + len(passages[i])))
         out = np.empty(n, dtype=np.float32)
-        was_training = self.model.training
-        self.model.eval()
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, desc=desc, unit="pair", dynamic_ncols=True, leave=False)
-        try:
-            with torch.no_grad():
-                for start in range(0, n, batch_size):
-                    idx = order[start : start + batch_size]
-                    with _autocast(torch, self.device, autocast_dtype):
-                        got = self.logits([queries[i] for i in idx], [passages[i] for i in idx])
-                    out[idx] = got.float().cpu().numpy()
-                    if bar is not None:
-                        bar.update(len(idx))
-        finally:
-            if bar is not None:
-                bar.close()
-            self.model.train(was_training)
+        def run(idx: list[int]) -> None:
+            with _autocast(torch, self.device, autocast_dtype):
+                got = self.logits([queries[i] for i in idx], [passages[i] for i in idx])
+            out[idx] = got.float().cpu().numpy()
+
+        no_grad_batches(self.model, order, batch_size, run, show_progress, desc, "pair")
         return out
 
     def save(self, out_dir: PathLike, extra: Optional[Mapping[str, Any]] = None) -> Path:

@@ -57,7 +57,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -538,29 +538,17 @@ class TorchEmbedder:
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out: Optional[np.ndarray] = None
-        was_training = self.model.training
-        self.model.eval()
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(texts), desc=desc, unit="text", dynamic_ncols=True, leave=False)
-        try:
-            with torch.no_grad():
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size]
-                    with _autocast(torch, self.device, autocast_dtype):
-                        vec = self.embed([texts[i] for i in idx], max_len)
-                    vec = vec.float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
-                    out[idx] = vec
-                    if bar is not None:
-                        bar.update(len(idx))
-        finally:
-            if bar is not None:
-                bar.close()
-            self.model.train(was_training)
+        def run(idx: list[int]) -> None:
+            nonlocal out
+            with _autocast(torch, self.device, autocast_dtype):
+                vec = self.embed([texts[i] for i in idx], max_len)
+            vec = vec.float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
+            out[idx] = vec
+
+        no_grad_batches(self.model, order, batch_size, run, show_progress, desc, "text")
         if out is None:
             raise ValueError("nothing to encode")
         return out
@@ -592,6 +580,39 @@ class TorchEmbedder:
             meta["fine_tuned"] = extra
         (out / "densparse.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return out
+
+
+def no_grad_batches(
+    model,
+    order: Sequence[int],
+    batch_size: int,
+    fn: Callable[[list[int]], None],
+    show_progress: bool = False,
+    desc: str = "",
+    unit: str = "text",
+) -> None:
+    """Call ``fn(indices)`` for each run of ``batch_size`` indices of ``order``, without
+    gradients and with ``model`` in eval mode (its mode restored after); a progress bar when
+    ``show_progress``."""
+    torch = _torch()
+    was_training = model.training
+    model.eval()
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(order), desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                idx = list(order[start : start + batch_size])
+                fn(idx)
+                if bar is not None:
+                    bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
 
 
 class _NullContext:
