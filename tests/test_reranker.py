@@ -255,17 +255,21 @@ def test_threads_give_the_same_scores(tiny):
         np.testing.assert_allclose(r, ref, atol=1e-5)
 
 
-def test_int8_and_fp16_exports(tiny, work):
+def test_int8_fp16_and_optimized_exports(tiny, work):
     src, model, _ = tiny
     name = src.name
     ref = torch_scores(src, model, PAIRS)
-    for flag in ("int8", "fp16"):
+    for flag in ("int8", "fp16", "optimize"):
         dst = work / f"{name}-{flag}"
         if not dst.exists():
             export_model(src, dst, kind="reranker", **{flag: True})
         got = Reranker.from_pretrained(dst).score_pairs(PAIRS)
-        assert json.loads((dst / "densparse.json").read_text())["precision"] == flag
-        if flag == "fp16":
+        meta = json.loads((dst / "densparse.json").read_text())
+        assert meta["precision"] == ("fp32" if flag == "optimize" else flag)
+        if flag == "optimize":  # fused attention, same numbers
+            assert meta["optimized"]
+            np.testing.assert_allclose(got, ref, atol=1e-4)
+        elif flag == "fp16":
             np.testing.assert_allclose(got, ref, atol=2e-2 * max(1, np.abs(ref).max()))
         else:  # a 32-wide random model quantises coarsely; MiniLM is held tighter below
             assert np.corrcoef(got, ref)[0, 1] > 0.8
