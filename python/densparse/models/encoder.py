@@ -112,6 +112,34 @@ def find_onnx(model_dir: Path, onnx_file: Optional[str] = None) -> Optional[Path
     return cands[0] if cands else None
 
 
+def model_files(
+    model_dir: Path, onnx_file: Optional[str], what: str, export_flags: str
+) -> tuple[Path, Path]:
+    """(ONNX graph, tokenizer.json) of a model directory, or ValueError naming what is missing
+    and the ``densparse export`` command (with ``export_flags``) that writes such a directory."""
+    onnx_path = find_onnx(model_dir, onnx_file)
+    tok_path = next(
+        (
+            p
+            for p in (model_dir / "tokenizer.json", model_dir / "onnx" / "tokenizer.json")
+            if p.is_file()
+        ),
+        None,
+    )
+    missing = []
+    if onnx_path is None:
+        missing.append("ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
+    if tok_path is None:
+        missing.append("tokenizer.json")
+    if onnx_path is None or tok_path is None:
+        raise ValueError(
+            f"{model_dir} is not a densparse {what} directory: it has no "
+            f"{' and no '.join(missing)}. "
+            f"Export a checkpoint with `densparse export MODEL_DIR OUT_DIR{export_flags}`."
+        )
+    return onnx_path, tok_path
+
+
 class Encoder:
     """Text -> vectors with an ONNX model, no PyTorch.
 
@@ -197,26 +225,7 @@ class Encoder:
                 f"{model_dir} is a cross-encoder (a sequence classifier scoring query-passage "
                 "pairs), not an embedding model: load it with densparse.Reranker"
             )
-        onnx_path = find_onnx(model_dir, onnx_file)
-        tok_path = next(
-            (
-                p
-                for p in (model_dir / "tokenizer.json", model_dir / "onnx" / "tokenizer.json")
-                if p.is_file()
-            ),
-            None,
-        )
-        missing = []
-        if onnx_path is None:
-            missing.append("ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
-        if tok_path is None:
-            missing.append("tokenizer.json")
-        if missing:
-            raise ValueError(
-                f"{model_dir} is not a densparse model directory: it has no "
-                f"{' and no '.join(missing)}. "
-                "Export a checkpoint with `densparse export MODEL_DIR OUT_DIR`."
-            )
+        onnx_path, tok_path = model_files(model_dir, onnx_file, "model", "")
         tokenizer = load_tokenizer(tok_path)
         model = OnnxModel(onnx_path, provider=provider, device_id=device_id, threads=threads)
         spec = detect_family(

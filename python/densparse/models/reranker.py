@@ -23,7 +23,6 @@ The score is the raw logit; ``normalize=True`` applies a sigmoid (FlagReranker's
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,25 +38,14 @@ from densparse.models.batching import (
     resolve_budget,
     run_batches,
 )
-from densparse.models.encoder import find_onnx, resolve_model_dir
-from densparse.models.families import _max_length
+from densparse.models.encoder import model_files, resolve_model_dir
+from densparse.models.families import _max_length, _read_json
 from densparse.models.session import OnnxModel
 
 #: The largest share of ``max_length`` a query keeps; the passage gets the rest.
 QUERY_SHARE = 0.75
 #: Architectures (config.json) that are not sequence classifiers: a clear error, not garbage.
 _NOT_CLASSIFIERS = ("ForMaskedLM", "ForTokenClassification", "ForQuestionAnswering", "ForCausalLM")
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    return data if isinstance(data, dict) else {}
 
 
 def check_classifier_config(model_dir: Path) -> dict:
@@ -255,26 +243,7 @@ class Reranker:
         """
         model_dir = resolve_model_dir(path_or_repo_id, cache_dir, revision, local_files_only)
         check_classifier_config(model_dir)
-        onnx_path = find_onnx(model_dir, onnx_file)
-        tok_path = next(
-            (
-                p
-                for p in (model_dir / "tokenizer.json", model_dir / "onnx" / "tokenizer.json")
-                if p.is_file()
-            ),
-            None,
-        )
-        missing = []
-        if onnx_path is None:
-            missing.append("ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
-        if tok_path is None:
-            missing.append("tokenizer.json")
-        if missing:
-            raise ValueError(
-                f"{model_dir} is not a densparse reranker directory: it has no "
-                f"{' and no '.join(missing)}. Export a checkpoint with "
-                "`densparse export MODEL_DIR OUT_DIR --kind reranker`."
-            )
+        onnx_path, tok_path = model_files(model_dir, onnx_file, "reranker", " --kind reranker")
         tokenizer = load_tokenizer(tok_path)
         default, positions = _lengths(model_dir)
         if max_length is not None:
