@@ -142,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from densparse.train.data import write_jsonl
     from densparse.train.reranker import BM25Candidates
     from densparse.train.trainer import TrainConfig, Trainer, plot_training
-    from finetune_scifact import Split, load_data, mine_bm25, work_dir
+    from finetune_scifact import QUICK_BANNER, Split, load_data, mine_bm25, work_dir
 
     info = machine_info()
     t_all = time.perf_counter()
@@ -299,15 +299,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         MARK_START,
         "## Fine-tuning a MiniLM-L6 cross-encoder on SciFact (issue 12)",
         "",
-        *(
-            [
-                "> **QUICK SMOKE RUN (`--quick`): tiny subset, a few steps; the numbers mean "
-                "nothing.**",
-                "",
-            ]
-            if a.quick
-            else []
-        ),
+        *(QUICK_BANNER if a.quick else []),
         *run_header(info),
         f"- Data: SciFact train qrels, {len(train_q)} queries → {len(records)} records with "
         f"{stats['negatives']} BM25 negatives (ranks [{a.range[0]}, {a.range[1]}), "

@@ -47,6 +47,11 @@ from _common import log, machine_info, md_table, run_header, set_log_name, write
 SHARED = REPO.parent / "shared"
 MARK_START, MARK_END = "<!-- finetune:start -->", "<!-- finetune:end -->"
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
+#: The first lines of a --quick run's RESULTS section.
+QUICK_BANNER = [
+    "> **QUICK SMOKE RUN (`--quick`): tiny subset, a few steps; the numbers mean nothing.**",
+    "",
+]
 
 
 # --------------------------------------------------------------------------- data
@@ -338,15 +343,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         MARK_START,
         "## Fine-tuning MiniLM-L6 on SciFact (issue 5)",
         "",
-        *(
-            [
-                "> **QUICK SMOKE RUN (`--quick`): tiny subset, a few steps; the numbers mean "
-                "nothing.**",
-                "",
-            ]
-            if a.quick
-            else []
-        ),
+        *(QUICK_BANNER if a.quick else []),
         *run_header(info),
         f"- Data: SciFact train qrels ({len(train.qrels)} queries) → {len(records)} records, "
         f"{stats['negatives']} BM25 negatives (ranks [{a.range[0]}, {a.range[1]}), "
