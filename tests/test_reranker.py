@@ -356,6 +356,15 @@ def test_wrong_model_kinds_are_refused(tiny, work, tmp_path):
     (three / "config.json").write_text(json.dumps(c))
     with pytest.raises(ValueError, match="3 labels"):
         Reranker.from_pretrained(three)
+    # a two-label classifier (transformers 5 may write no id2label): refused by the exporter
+    two = tmp_path / "two-src"
+    two.mkdir()
+    bert_tokenizer(two)
+    cfg2 = transformers.BertConfig(**{**cfg.to_dict(), "num_labels": 2})
+    transformers.BertForSequenceClassification(cfg2).save_pretrained(str(two))
+    with pytest.raises(ValueError, match="2 labels"):
+        export_model(two, tmp_path / "two-onnx", kind="reranker")
+    assert not (tmp_path / "two-onnx").exists()
     with pytest.raises(ValueError, match=r"no ONNX graph|tokenizer\.json"):
         Reranker.from_pretrained(src)  # the torch checkpoint, not exported
 

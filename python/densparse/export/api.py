@@ -210,6 +210,11 @@ def export_model(
     elif kind == "splade":
         wrapper = W.MaskedLMLogits(model)
     elif reranker:
+        if int(getattr(config, "num_labels", 1)) != 1:  # transformers 5 may omit id2label
+            raise ValueError(
+                f"{tdir} is a sequence classifier with {config.num_labels} labels; a reranker "
+                "scores with exactly one logit (num_labels=1)"
+            )
         wrapper = W.SequenceLogits(model)
     else:
         wrapper = W.HiddenStates(model)

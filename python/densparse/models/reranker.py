@@ -317,7 +317,12 @@ class Reranker:
             input_ids, mask = pad([encoded[i][0] for i in rows], self._pad_id)
             types = pad_values([encoded[i][1] for i in rows], input_ids.shape[1])
             (logits,) = self.model.run(input_ids, mask, [self._logits], types)
-            return logits.reshape(len(rows), -1)[:, 0]
+            if logits.shape != (len(rows), 1):  # a graph whose label axis is dynamic
+                raise ValueError(
+                    f"{self.model.path}: 'logits' came out {logits.shape}; a reranker gives one "
+                    "score per pair ([batch, 1])"
+                )
+            return logits[:, 0]
 
         scores = run_batches(
             [len(e[0]) for e in encoded], batch_size, budget, show_progress, run, "rerank"
