@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from densparse._progress import Progress
+from densparse._progress import Progress, wants_progress
 from densparse.models import pooling as P
 from densparse.models.batching import (
     check_texts,
@@ -307,15 +306,8 @@ class Encoder:
             return tokenize(self.tokenizer, texts, max_length)
 
     def _progress(self, show_progress: Optional[bool], n: int, desc: str) -> Progress:
-        if show_progress is None:
-            enabled = (
-                n >= PROGRESS_THRESHOLD
-                and os.environ.get("DENSPARSE_PROGRESS", "1") != "0"
-                and sys.stderr.isatty()
-            )
-        else:
-            enabled = bool(show_progress)
-        return Progress(n, desc, enabled)
+        enabled = wants_progress(show_progress, n, PROGRESS_THRESHOLD)
+        return Progress(n, desc, enabled, unit="text")
 
     def _run_batches(self, ids: list, batch_size, max_tokens_per_batch, show_progress, fn, desc):
         """Run ``fn(input_ids, mask)`` over length-sorted batches; returns per-row

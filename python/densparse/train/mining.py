@@ -87,7 +87,7 @@ def _bm25_rankings(
     bm25 = BM25(analyzer=analyzer).index(texts, show_progress=progress)
     mask = eligible.astype(np.uint8)
     out: list[np.ndarray] = []
-    with Progress(len(queries), "BM25 search", progress) as tick:
+    with Progress(len(queries), "BM25 search", progress, unit="query") as tick:
         for lo in range(0, len(queries), BM25_CHUNK):
             batch = queries[lo : lo + BM25_CHUNK]
             ids, scores = bm25.search(batch, k=k, threads=threads, mask=mask)
@@ -153,7 +153,7 @@ def _collection_rankings(
 ) -> list[np.ndarray]:
     out = []
     unknown: dict[str, None] = {}
-    with Progress(len(queries), "Collection search", progress) as tick:
+    with Progress(len(queries), "Collection search", progress, unit="query") as tick:
         for q in queries:
             hits = collection.search(text=q, k=k, mode=mode)
             row = []

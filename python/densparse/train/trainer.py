@@ -57,6 +57,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from densparse._progress import on_terminal
 from densparse.export.files import ST_FILES
 from densparse.export.kinds import WEIGHT_FILES
 
@@ -769,7 +770,7 @@ class Trainer:
             query_max_len=cfg.query_max_len,
             passage_max_len=cfg.passage_max_len,
             batch_size=cfg.eval_batch_size,
-            show_progress=not cfg.quiet,
+            show_progress=not cfg.quiet and on_terminal(),
             autocast_dtype=self.autocast_dtype,
         )
         row = {"step": step, **res, "elapsed_s": round(time.perf_counter() - t0, 2)}
@@ -806,7 +807,7 @@ class Trainer:
             emb.model.train()
             batches = self._batches()
             bar = None
-            if not cfg.quiet:
+            if not cfg.quiet and on_terminal():
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=self.total_steps, desc="fine-tuning", unit="step")
@@ -925,7 +926,9 @@ class Trainer:
         onnx_dir = self.out / "onnx"
         if onnx_dir.exists():
             shutil.rmtree(onnx_dir)
-        report = export_model(final_dir, onnx_dir, kind=kind, show_progress=not self.config.quiet)
+        report = export_model(
+            final_dir, onnx_dir, kind=kind, show_progress=False if self.config.quiet else None
+        )
         log.info(
             "exported %s -> %s (max |diff| vs torch %s)",
             final_dir,
