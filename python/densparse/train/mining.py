@@ -498,9 +498,9 @@ def add_hard_negatives(
             (then ``neg_ids`` are written, and a record's ``pos_ids`` are excluded by id).
             ``None``: every distinct ``pos`` and ``neg`` text of ``records`` (as
             FlagEmbedding does without a candidate pool).
-        Other arguments and the exclusion / sampling / backfill rules: as
-        :func:`mine_hard_negatives` (positives and the query are excluded by text). A
-        :class:`densparse.Collection` retriever needs a ``{doc_id: ...}`` pool.
+        retriever: and the other keyword arguments: as :func:`mine_hard_negatives`, with its
+            exclusion, sampling and backfill rules (positives and the query are excluded by text). A
+            :class:`densparse.Collection` retriever needs a ``{doc_id: ...}`` pool.
 
     Returns:
         New records; with ``return_stats=True``: ``(records, stats)``.
