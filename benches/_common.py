@@ -174,6 +174,16 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _repo_relative(args: list[str]) -> list[str]:
+    out = []
+    for a in args:
+        p = Path(a)
+        if p.is_absolute() and p.resolve().is_relative_to(REPO):
+            a = str(p.resolve().relative_to(REPO))
+        out.append(a)
+    return out
+
+
 def run_header(info: dict, command_note: str = "") -> list[str]:
     """The lines every results section starts with: date, machine, load, command."""
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -185,7 +195,8 @@ def run_header(info: dict, command_note: str = "") -> list[str]:
         f"- Load average at start / end: "
         f"{', '.join(f'{x:.2f}' for x in info['loadavg'] or [])} / "
         f"{', '.join(f'{x:.2f}' for x in load_end or [])}",
-        f"- Command: `{shlex.join([sys.executable, *sys.argv])}` (cwd `{os.getcwd()}`)",
+        # the interpreter by name and the script relative to the repository: no machine paths
+        f"- Command: `{shlex.join([Path(sys.executable).name, *_repo_relative(sys.argv)])}`",
     ]
 
 

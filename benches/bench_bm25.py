@@ -1054,7 +1054,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         help="skip rank_bm25 on the synthetic corpus if estimated slower than this",
     )
     p.add_argument("--seed", type=int, default=20240601, help="numpy seed of the synthetic data")
-    p.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--cache-dir", type=Path, default=REPO / "benches" / ".cache")
     p.add_argument("--out", type=Path, default=REPO / "benches" / "RESULTS.md")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")

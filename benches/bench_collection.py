@@ -114,7 +114,7 @@ def handwritten_baseline(texts: list[str], X: np.ndarray, k: int, cand: int):
 
 def main(argv: Optional[list[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"))
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--batch", type=int, default=500, help="records per add() call")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--candidates", type=int, default=100)

@@ -73,14 +73,12 @@ SECTION_TITLE = "## Encoding on CPU (bench_encode.py)"
 SECTIONS = ("fp32", "int8", "mem")
 MAX_LENGTH = 256
 SHARED = REPO.parent / "shared"
-DEFAULT_SHARED = Path("/work/shared")
 
 
 def shared_dir() -> Path:
-    for p in (SHARED, DEFAULT_SHARED):
-        if (p / "models").is_dir():
-            return p
-    sys.exit("bench_encode needs the shared models and data (../shared or /work/shared)")
+    if (SHARED / "models").is_dir():
+        return SHARED
+    sys.exit(f"bench_encode needs the shared models and data ({SHARED})")
 
 
 def versions() -> dict:
@@ -524,7 +522,7 @@ def render(args, info, vers, thr: dict, mem: Optional[dict], t_total: float) -> 
         )
         lines.append("")
     if goals:
-        lines.append("### Goals (TARGETS.md)")
+        lines.append("### Goals")
         lines.append("")
         lines += goals
         lines.append("")

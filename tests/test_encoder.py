@@ -1131,7 +1131,8 @@ def test_scifact_ndcg_minilm_int8():
 
 
 def _chunk_run(enc, ds, doc_ids, chunked, qv, k=100):
-    """Retrieval run where a document scores the max over its chunks (REFERENCE.md 6.7)."""
+    """Retrieval run where a document scores the max over its chunks (docs/algorithms.md,
+    "Late chunking")."""
     counts = np.array([len(v) for v, _ in chunked])
     vecs = np.concatenate([v for v, _ in chunked if len(v)])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

@@ -248,7 +248,7 @@ def detect_family(
     elif family == "bge-m3":
         spec = ModelSpec("bge-m3", "m3", True, None, max_length, frozenset({0, 1, 2, 3}))
     elif family == "splade":
-        # REFERENCE.md section 5: max over every non-padding position, no ids dropped.
+        # SPLADE (docs/algorithms.md): max over every non-padding position, no ids dropped.
         spec = ModelSpec("splade", "splade", False, None, max_length)
     elif family == "sentence-transformers":
         spec = ModelSpec(

@@ -1,4 +1,4 @@
-"""Hard-negative mining (FlagEmbedding recipe, REFERENCE.md section 7), torch-free.
+"""Hard-negative mining (FlagEmbedding recipe; docs/algorithms.md), torch-free.
 
 For each training query: retrieve the top ``range_end`` candidates (densparse BM25, a dense
 :class:`densparse.Encoder` + :class:`densparse.DenseIndex`, or a :class:`densparse.Collection`),

@@ -1,4 +1,4 @@
-"""Fine-tune a dense embedding model with InfoNCE (FlagEmbedding's recipe, REFERENCE.md §7).
+"""Fine-tune a dense embedding model with InfoNCE (FlagEmbedding's recipe; docs/algorithms.md).
 
 Typical use::
 
