@@ -490,20 +490,13 @@ def _common_options(top: bool = False) -> argparse.ArgumentParser:
     defaults (``top=True``); the subcommands' copies default to SUPPRESS, so they do not reset
     a flag given before the subcommand."""
     c = argparse.ArgumentParser(add_help=False)
-    c.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="log what is being done",
-    )
-    c.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=None if top else argparse.SUPPRESS,
-        help="no progress bars or step messages (also: DENSPARSE_PROGRESS=0)",
-    )
+    for flags, default, help_ in (
+        (("-v", "--verbose"), False, "log what is being done"),
+        (("-q", "--quiet"), None, "no progress bars or step messages (also: DENSPARSE_PROGRESS=0)"),
+    ):
+        c.add_argument(
+            *flags, action="store_true", default=default if top else argparse.SUPPRESS, help=help_
+        )
     return c
 
 
