@@ -174,16 +174,6 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _repo_relative(args: list[str]) -> list[str]:
-    out = []
-    for a in args:
-        p = Path(a)
-        if p.is_absolute() and p.resolve().is_relative_to(REPO):
-            a = str(p.resolve().relative_to(REPO))
-        out.append(a)
-    return out
-
-
 def run_header(info: dict, command_note: str = "") -> list[str]:
     """The lines every results section starts with: date, machine, load, command."""
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -195,9 +185,24 @@ def run_header(info: dict, command_note: str = "") -> list[str]:
         f"- Load average at start / end: "
         f"{', '.join(f'{x:.2f}' for x in info['loadavg'] or [])} / "
         f"{', '.join(f'{x:.2f}' for x in load_end or [])}",
-        # the interpreter by name and the script relative to the repository: no machine paths
-        f"- Command: `{shlex.join([Path(sys.executable).name, *_repo_relative(sys.argv)])}`",
+        f"- Command: `{shlex.join(['python3', *map(portable, sys.argv)])}` "
+        "(from the repository root)",
     ]
+
+
+def portable(arg: str) -> str:
+    """A command-line argument as it can be written down: paths inside the repository (or the
+    shared folder beside it) relative to the repository root, other absolute paths reduced to
+    ``<dir>/`` + their name, so results name no path of the machine they ran on."""
+    p = Path(arg)
+    if not p.is_absolute():
+        return arg
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        try:
+            return prefix + str(p.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return f"<dir>/{p.name}"
 
 
 def write_results(out: Path, section: str, mark_start: str, mark_end: str) -> None:

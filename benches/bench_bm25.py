@@ -54,6 +54,7 @@ from _common import (
     md_table,
     med,
     peak_rss_kb,
+    portable,
     rate_table,
     ratio_table,
     rss_mb,
@@ -94,7 +95,7 @@ def utf8_mb(texts: list[str]) -> float:
 
 
 def versions() -> dict:
-    out = {"densparse": f"{densparse.__version__} ({Path(densparse.__file__).parent})"}
+    out = {"densparse": densparse.__version__}
     for dist in ("jieba", "rjieba", "bm25s", "rank-bm25", "PyStemmer", "numpy", "scipy", "numba"):
         try:
             out[dist] = importlib.metadata.version(dist)
@@ -998,7 +999,7 @@ def render(args: argparse.Namespace, info: dict, vers: dict, results: dict, t_to
         f"~{SYNTH_MEAN_WORDS:.0f} words, sigma {SYNTH_SIGMA}, clipped to "
         f"[{SYNTH_MIN_WORDS}, {SYNTH_MAX_WORDS}]), words Zipf(s={SYNTH_ZIPF_S}) over "
         f"{SYNTH_VOCAB:,} lowercase ascii pseudo-words (short words frequent), numpy seed "
-        f"{args.seed}, cached in `{args.cache_dir}`.",
+        f"{args.seed}, cached in `{portable(str(args.cache_dir.resolve()))}`.",
         "",
         "**Goals**",
         "",

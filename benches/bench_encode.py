@@ -78,7 +78,7 @@ SHARED = REPO.parent / "shared"
 def shared_dir() -> Path:
     if (SHARED / "models").is_dir():
         return SHARED
-    sys.exit(f"bench_encode needs the shared models and data ({SHARED})")
+    sys.exit("bench_encode needs the shared models and data (the shared folder beside the repo)")
 
 
 def versions() -> dict:

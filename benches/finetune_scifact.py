@@ -80,6 +80,24 @@ def load_data(data: Path, quick: bool, seed: int) -> tuple[Split, Split]:
     )
 
 
+def mine_bm25(split: Split, rank_range: list[int], negatives: int) -> tuple[list[dict], dict]:
+    """(records, stats) of BM25 hard negatives (English analysis) for a split's queries."""
+    from densparse.train.mining import mine_hard_negatives
+
+    return mine_hard_negatives(
+        split.corpus,
+        split.queries,
+        split.qrels,
+        retriever="bm25",
+        language="en",
+        range_start=rank_range[0],
+        range_end=rank_range[1],
+        negative_number=negatives,
+        seed=0,
+        return_stats=True,
+    )
+
+
 # --------------------------------------------------------------------------- evaluation
 def evaluate_model(model_dir: Path, ds: Split, how: str, max_len: int, out: Path) -> dict:
     """nDCG@10 / Recall@100 / MRR@10 of a HF model dir (torch) or of its ONNX export."""
@@ -199,7 +217,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.getLogger("densparse.train").setLevel(logging.INFO)
 
     from densparse.train.data import write_jsonl
-    from densparse.train.mining import mine_hard_negatives
     from densparse.train.trainer import TrainConfig, Trainer, plot_training
 
     train, test = load_data(a.data, a.quick, a.seed)
@@ -209,18 +226,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
 
     t0 = time.perf_counter()
-    records, stats = mine_hard_negatives(
-        train.corpus,
-        train.queries,
-        train.qrels,
-        retriever="bm25",
-        language="en",
-        range_start=a.range[0],
-        range_end=a.range[1],
-        negative_number=a.negatives,
-        seed=0,
-        return_stats=True,
-    )
+    records, stats = mine_bm25(train, a.range, a.negatives)
     mine_s = time.perf_counter() - t0
     train_file = work / "scifact_train_bm25neg.jsonl"
     write_jsonl(records, train_file)

@@ -29,6 +29,30 @@ set_log_name("quality_hybrid")
 MARK_START, MARK_END = "<!-- quality_hybrid:start -->", "<!-- quality_hybrid:end -->"
 
 
+def hybrid_collection(corpus: dict, model: Path, path: Path):
+    """A Collection at ``path`` (English BM25 + ``Encoder.from_pretrained(model)`` on CPU)
+    holding every document of a BEIR corpus as title + " " + text; (collection, seconds)."""
+    from densparse.models import Encoder
+
+    enc = Encoder.from_pretrained(model, provider="cpu")
+    c = densparse.Collection.create(path, analyzer=densparse.Analyzer(language="en"), encoder=enc)
+    log(f"encoding and adding {len(corpus):,} documents")
+    t = time.perf_counter()
+    c.add(
+        [
+            {"id": d, "text": (v.get("title", "") + " " + v["text"]).strip()}
+            for d, v in corpus.items()
+        ],
+        show_progress=False,
+    )
+    return c, time.perf_counter() - t
+
+
+def search_run(c, queries: dict, k: int = 100, **kw) -> dict:
+    """``{query_id: {doc_id: score}}`` of ``c.search(text=..., k=k, **kw)`` for each query."""
+    return {q: {h.id: h.score for h in c.search(text=t, k=k, **kw)} for q, t in queries.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
@@ -40,25 +64,10 @@ def main() -> None:
     t0 = time.perf_counter()
     info = machine_info()
     from densparse.eval import evaluate, load_beir
-    from densparse.models import Encoder
 
     ds = load_beir(args.data_dir / "scifact", split="test")
-    enc = Encoder.from_pretrained(args.model, provider="cpu")
-    tmp = tempfile.mkdtemp()
-    c = densparse.Collection.create(
-        Path(tmp) / "c", analyzer=densparse.Analyzer(language="en"), encoder=enc
-    )
     docs = ds.corpus
-    log(f"encoding and adding {len(docs):,} documents")
-    t_add = time.perf_counter()
-    c.add(
-        [
-            {"id": d, "text": (v.get("title", "") + " " + v["text"]).strip()}
-            for d, v in docs.items()
-        ],
-        show_progress=False,
-    )
-    t_add = time.perf_counter() - t_add
+    c, t_add = hybrid_collection(docs, args.model, Path(tempfile.mkdtemp()) / "c")
     qids = [q for q in ds.queries if q in ds.qrels]
     runs: dict[str, dict] = {}
     configs = [
@@ -73,9 +82,7 @@ def main() -> None:
     ]
     for name, kw in configs:
         log(f"searching: {name}")
-        runs[name] = {
-            q: {h.id: h.score for h in c.search(text=ds.queries[q], k=100, **kw)} for q in qids
-        }
+        runs[name] = search_run(c, {q: ds.queries[q] for q in qids}, **kw)
     rows, scores = [], {}
     for name, run in runs.items():
         m = evaluate(ds.qrels, run, metrics=("ndcg@10", "recall@100"))

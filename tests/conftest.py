@@ -35,6 +35,53 @@ def bert_wordpiece(tokens: Iterable[str]):
     return tok, vocab
 
 
+#: Vocabulary of the tiny random models the export and reranker tests build.
+_WORDS = (
+    "the a of and to in is it this that first second sentence word text protein gene cell "
+    "cells mice study results show we found high low model long short document query passage "
+    "about with for on are was be by as represent searching relevant passages"
+)
+WORDS = _WORDS.split()
+LETTERS = list("abcdefghijklmnopqrstuvwxyz0123456789")
+PUNCT = list(".,!?;:'\"-()")
+
+
+def bert_tokenizer(path: Path) -> dict[str, int]:
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *PUNCT, *LETTERS]
+    tok, vocab = bert_wordpiece(tokens + ["##" + c for c in LETTERS])
+    tok.save(str(path / "tokenizer.json"))
+    return vocab
+
+
+def xlmr_tokenizer(path: Path) -> int:
+    """A Unigram tokenizer with XLM-R's special ids <s>=0 <pad>=1 </s>=2 <unk>=3."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    seen = {p for p, _ in pieces}
+    for w in WORDS:
+        for p in ("▁" + w,):
+            if p not in seen:
+                pieces.append((p, -1.0))
+                seen.add(p)
+    for c in LETTERS + PUNCT:
+        for p in (c, "▁" + c):
+            if p not in seen:
+                pieces.append((p, -5.0))
+                seen.add(p)
+    tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>"])
+    tok.save(str(path / "tokenizer.json"))
+    return len(pieces)
+
+
 def subprocess_env() -> dict[str, str]:
     """Environment for a child Python that must import the densparse these tests import:
     the source tree (with its built extension) in development, the installed wheel in CI."""

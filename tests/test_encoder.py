@@ -424,7 +424,7 @@ def test_family_bad_pooling_config(tmp_path):
 def test_bad_model_dirs(tmp_path, tiny):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match=r"no an ONNX graph .* and no tokenizer\.json"):
+    with pytest.raises(ValueError, match=r"no ONNX graph .* and no tokenizer\.json"):
         Encoder.from_pretrained(empty)
     only_onnx = tmp_path / "only_onnx"
     only_onnx.mkdir()

@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, SHARED, bert_wordpiece, need, read_jsonl, subprocess_env
+from conftest import (
+    DATA,
+    SHARED,
+    bert_tokenizer,
+    need,
+    read_jsonl,
+    subprocess_env,
+    xlmr_tokenizer,
+)
 
 torch = pytest.importorskip("torch", reason="export tests need torch (the export extra)")
 transformers = pytest.importorskip("transformers", reason="export tests need transformers")
@@ -36,14 +44,6 @@ from densparse.models.families import BGE_INSTRUCTION_EN, BGE_INSTRUCTION_ZH  # 
 SPLADE = SHARED / "models" / "splade-tiny"
 MINILM = SHARED / "models" / "minilm-l6-fp32"
 
-_WORDS = (
-    "the a of and to in is it this that first second sentence word text protein gene cell "
-    "cells mice study results show we found high low model long short document query passage "
-    "about with for on are was be by as represent searching relevant passages"
-)
-WORDS = _WORDS.split()
-LETTERS = list("abcdefghijklmnopqrstuvwxyz0123456789")
-PUNCT = list(".,!?;:'\"-()")
 TEXTS = [
     "the first sentence about protein",
     "a",
@@ -58,42 +58,6 @@ MAX_POS = 64
 
 
 # ---------------------------------------------------------------------------- tiny models
-def bert_tokenizer(path: Path) -> dict[str, int]:
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *PUNCT, *LETTERS]
-    tok, vocab = bert_wordpiece(tokens + ["##" + c for c in LETTERS])
-    tok.save(str(path / "tokenizer.json"))
-    return vocab
-
-
-def xlmr_tokenizer(path: Path) -> int:
-    """A Unigram tokenizer with XLM-R's special ids <s>=0 <pad>=1 </s>=2 <unk>=3."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
-    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    seen = {p for p, _ in pieces}
-    for w in WORDS:
-        for p in ("▁" + w,):
-            if p not in seen:
-                pieces.append((p, -1.0))
-                seen.add(p)
-    for c in LETTERS + PUNCT:
-        for p in (c, "▁" + c):
-            if p not in seen:
-                pieces.append((p, -5.0))
-                seen.add(p)
-    tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
-    tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>"])
-    tok.save(str(path / "tokenizer.json"))
-    return len(pieces)
-
-
 def make_bert(path: Path, seed: int = 0):
     path.mkdir(parents=True)
     vocab = bert_tokenizer(path)

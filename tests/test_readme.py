@@ -114,11 +114,37 @@ def _minilm_checkpoint(work: Path) -> Optional[str]:
     return _link(MINILM_FP32, work / "all-MiniLM-L6-v2")
 
 
+def _cross_encoder_checkpoint(work: Path) -> Optional[str]:
+    """A tiny random BERT cross-encoder with the layout of a real one (as test_reranker's)."""
+    try:
+        from test_reranker import make_bert_reranker
+    except (ImportError, pytest.skip.Exception) as e:
+        return f"needs torch and transformers to build a cross-encoder checkpoint ({e})"
+    if not (work / "ms-marco-MiniLM-L6-v2").exists():
+        make_bert_reranker(work / "ms-marco-MiniLM-L6-v2")
+    return None
+
+
+def _reranker_onnx(work: Path) -> Optional[str]:
+    """The README exports this; where that cannot run, the export is made here."""
+    reason = _cross_encoder_checkpoint(work)
+    if reason:
+        return reason
+    from densparse.export import export_model
+
+    export_model(work / "ms-marco-MiniLM-L6-v2", work / "reranker-onnx", kind="reranker")
+    return None
+
+
 #: name mentioned in a block -> function(workdir) making it (returns a reason to skip, or None)
 FIXTURES: dict[str, Callable[[Path], Optional[str]]] = {
     "my-dataset/": _my_dataset,
     "minilm-onnx/": _minilm_onnx,
     "all-MiniLM-L6-v2/": _minilm_checkpoint,
+    "ms-marco-MiniLM-L6-v2/": _cross_encoder_checkpoint,
+    "reranker-onnx/": _reranker_onnx,
+    # written by the README's `densparse finetune` command; if that was skipped, so is its use
+    "runs/ft/onnx": lambda work: "needs the fine-tuned model of the skipped finetune command",
 }
 
 

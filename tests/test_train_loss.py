@@ -1,4 +1,5 @@
-"""densparse.train.info_nce against FlagEmbedding's in-batch loss and hand-computed values."""
+"""densparse.train.info_nce against FlagEmbedding's in-batch loss and hand-computed values;
+group_cross_entropy (the reranker loss) against hand-computed values and torch's cross_entropy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training loss needs torch (densparse[train])")
 
-from densparse.train.loss import info_nce  # noqa: E402
+from densparse.train.loss import group_cross_entropy, info_nce  # noqa: E402
 
 
 def _embeddings(b: int, g: int, d: int, seed: int = 0):
@@ -102,6 +103,49 @@ def test_bad_shapes():
         info_nce(q, p[:2], group_size=1, in_batch=False)
     with pytest.raises(TypeError):
         info_nce(np.zeros((2, 4)), p)
+
+
+def test_group_cross_entropy_hand_computed():
+    # 2 groups of 3 logits, the positive first: [2, 1, 0] and [0.5, 1.5, -1]
+    logits = torch.tensor([2.0, 1.0, 0.0, 0.5, 1.5, -1.0], dtype=torch.float64)
+    l0 = -2 + math.log(math.exp(2) + math.exp(1) + math.exp(0))
+    l1 = -0.5 + math.log(math.exp(0.5) + math.exp(1.5) + math.exp(-1))
+    want = (l0 + l1) / 2
+    assert float(group_cross_entropy(logits, 3)) == pytest.approx(want, abs=1e-12)
+    # [B*G, 1] (a sequence classifier's logits) and [B, G] give the same value
+    assert float(group_cross_entropy(logits[:, None], 3)) == pytest.approx(want, abs=1e-12)
+    assert float(group_cross_entropy(logits.reshape(2, 3), 3)) == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize(("b", "g"), [(1, 2), (4, 8), (5, 3)])
+def test_group_cross_entropy_equals_torch(b, g):
+    gen = torch.Generator().manual_seed(b * 100 + g)
+    logits = (torch.randn(b * g, 1, generator=gen) * 3).requires_grad_(True)
+    ours = group_cross_entropy(logits, g)
+    ref = torch.nn.functional.cross_entropy(
+        logits.detach().reshape(b, g), torch.zeros(b, dtype=torch.long)
+    )
+    assert abs(float(ours) - float(ref)) <= 1e-6
+    ours.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    # raising the positive's logit lowers the loss: its gradient is negative
+    assert (logits.grad.reshape(b, g)[:, 0] < 0).all()
+    # fp16 logits are scored in float32
+    half = group_cross_entropy(logits.detach().half(), g)
+    assert half.dtype == torch.float32
+
+
+def test_group_cross_entropy_bad_input():
+    with pytest.raises(ValueError, match="group_size"):
+        group_cross_entropy(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match="whole groups"):
+        group_cross_entropy(torch.zeros(5), 2)
+    with pytest.raises(ValueError, match="shape"):
+        group_cross_entropy(torch.zeros(2, 4), 3)
+    with pytest.raises(ValueError, match="whole groups"):
+        group_cross_entropy(torch.zeros(0), 2)
+    with pytest.raises(TypeError):
+        group_cross_entropy(np.zeros(4), 2)
 
 
 def test_import_densparse_train_is_torch_free():

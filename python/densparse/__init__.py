@@ -22,7 +22,7 @@ from densparse.bm25 import BM25
 from densparse.collection import Collection, Hit
 from densparse.dense import DenseIndex, maxsim, maxsim_rerank
 from densparse.fusion import FusedResult, fuse
-from densparse.models import Encoder
+from densparse.models import Encoder, Reranker
 from densparse.sparse import SparseIndex
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -36,6 +36,7 @@ __all__ = [
     "Encoder",
     "FusedResult",
     "Hit",
+    "Reranker",
     "SparseIndex",
     "__version__",
     "fuse",

@@ -56,10 +56,9 @@ def build_index(
     bm25.save(out / INDEX_FILE)
     with open(out / DOCS_FILE, "w", encoding="utf-8") as f:
         for i in ids:
-            f.write(
-                json.dumps({"id": i, "title": corpus[i].get("title", "")}, ensure_ascii=False)
-                + "\n"
-            )
+            # the text too: `search --rerank` hands it to the cross-encoder
+            doc = {"id": i, "title": corpus[i].get("title", ""), "text": corpus[i].get("text", "")}
+            f.write(json.dumps(doc, ensure_ascii=False) + "\n")
     return bm25
 
 
@@ -74,12 +73,13 @@ def _load(dir_: Path) -> tuple[BM25, list[dict]]:
     return bm25, docs
 
 
-def _print_hits(docs: list[dict], ids, scores, out=None) -> int:
-    """Print the hits with a positive score; returns how many were printed."""
+def _print_hits(docs: list[dict], ids, scores, out=None, positive_only: bool = True) -> int:
+    """Print the hits (with a positive score, unless ``positive_only=False``); returns how many
+    were printed."""
     out = out or sys.stdout
     shown = 0
     for rank, (i, s) in enumerate(zip(ids, scores), 1):
-        if s <= 0:  # documents that share no term with the query
+        if positive_only and s <= 0:  # BM25: documents that share no term with the query
             break
         d = docs[int(i)]
         print(f"  {rank:>2}. {s:8.4f}  {d['id']:<12} {d.get('title', '')}", file=out)
@@ -109,11 +109,36 @@ def cmd_index(a: argparse.Namespace) -> int:
     return 0
 
 
+def rerank_hits(reranker, query: str, docs: list[dict], ids, scores, k: int):
+    """BM25 hits (ids, scores) re-scored by a cross-encoder on title + text: the best k as
+    (ids, rerank scores). Hits that share no term with the query (score 0) are dropped."""
+    keep = [int(i) for i, s in zip(ids, scores) if s > 0]
+    if any("text" not in docs[i] for i in keep):
+        raise ValueError(
+            "this index stores no document texts (built by an older densparse); rebuild it with "
+            "`densparse index` to rerank"
+        )
+    ranked = reranker.rerank(query, [_doc_text(docs[i], True) for i in keep], top_k=k)
+    return [keep[j] for j, _ in ranked], [s for _, s in ranked]
+
+
+def _reranker(path: Optional[str]):
+    if path is None:
+        return None
+    from densparse.models.reranker import Reranker
+
+    return Reranker.from_pretrained(path)
+
+
 def cmd_search(a: argparse.Namespace) -> int:
     bm25, docs = _load(Path(a.index))
-    ids, scores = bm25.search(a.query, k=a.k)
+    reranker = _reranker(a.rerank)
+    n = max(a.k, a.rerank_candidates) if reranker else a.k
+    ids, scores = bm25.search(a.query, k=n)
+    if reranker is not None:
+        ids, scores = rerank_hits(reranker, a.query, docs, ids, scores, a.k)
     print(f"query: {a.query}")
-    if not _print_hits(docs, ids, scores):
+    if not _print_hits(docs, ids, scores, positive_only=reranker is None):
         if not bm25.analyzer.tokenize(a.query):
             _warn(
                 "the query has no searchable tokens after analysis (only stopwords or "
@@ -141,7 +166,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
             f"none of the {len(judged)} documents judged in {a.qrels} is in the index "
             "(different corpus, or different ids?): every metric will be 0"
         )
+    reranker = _reranker(a.rerank)
     ids, scores = bm25.search([queries[q] for q in qids], k=a.k)
+    if reranker is not None:  # every retrieved hit re-scored: the ranking of BM25's top k
+        pairs = [
+            rerank_hits(reranker, queries[q], docs, ids[n], scores[n], a.k)
+            for n, q in enumerate(qids)
+        ]
+        ids, scores = [p[0] for p in pairs], [p[1] for p in pairs]
     run = {
         q: {docs[int(i)]["id"]: float(s) for i, s in zip(ids[n], scores[n])}
         for n, q in enumerate(qids)
@@ -318,6 +350,11 @@ def add_mine_parser(sub, common=()) -> None:
 #: --config file's values stay unless a flag overrides them.
 _FT_FLAGS = [
     # (flags, config key, argparse kwargs)
+    (
+        ("--kind",),
+        "kind",
+        {"choices": ["embedder", "reranker"], "help": "what to fine-tune (default embedder)"},
+    ),
     (("--train",), "train", {"metavar": "FILE.jsonl", "help": "training JSONL {query, pos, neg}"}),
     (("--model",), "model", {"metavar": "DIR", "help": "Hugging Face model directory"}),
     (("--out",), "out", {"metavar": "DIR", "help": "output directory"}),
@@ -334,6 +371,7 @@ _FT_FLAGS = [
     (("--grad-accum",), "grad_accum", {"type": int, "help": "micro-batches per step (1)"}),
     (("--query-max-len",), "query_max_len", {"type": int, "help": "query tokens (default 64)"}),
     (("--passage-max-len",), "passage_max_len", {"type": int, "help": "passage tokens (256)"}),
+    (("--max-length",), "max_length", {"type": int, "help": "reranker: tokens per pair (512)"}),
     (
         ("--query-instruction",),
         "query_instruction",
@@ -346,6 +384,16 @@ _FT_FLAGS = [
     ),
     (("--eval-steps",), "eval_steps", {"type": int, "help": "dev eval every N steps (0: end)"}),
     (("--eval-batch-size",), "eval_batch_size", {"type": int, "help": "dev encoding batch (64)"}),
+    (
+        ("--eval-max-queries",),
+        "eval_max_queries",
+        {"type": int, "help": "dev eval on a fixed sample of N queries (0: all)"},
+    ),
+    (
+        ("--eval-candidates",),
+        "eval_candidates",
+        {"type": int, "help": "reranker: BM25 candidates reranked per dev query (100)"},
+    ),
     (("--save-steps",), "save_steps", {"type": int, "help": "checkpoint every N steps (0: off)"}),
     (("--logging-steps",), "logging_steps", {"type": int, "help": "log every N steps (10)"}),
     (("--seed",), "seed", {"type": int, "help": "random seed (default 42)"}),
@@ -397,18 +445,23 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     except FloatingPointError as e:
         raise ValueError(str(e)) from e
     print(f"fine-tuned {res.steps} steps in {res.train_seconds:.1f}s -> {res.final_dir}")
+    metrics = ("ndcg@10", "recall@100", "mrr@10")
     if res.dev:
         first, last = res.dev[0], res.dev[-1]
-        for m in ("ndcg@10", "recall@100", "mrr@10"):
+        for m in metrics:
             print(
                 f"  dev {m:<10} step {first['step']}: {first[m]:.4f}  step {last['step']}: "
                 f"{last[m]:.4f}  ({last[m] - first[m]:+.4f})"
             )
+    if res.baseline:
+        b = res.baseline
+        print(f"  dev {b['model']} alone: " + ", ".join(f"{m} {b[m]:.4f}" for m in metrics))
     print(f"  logs: {res.train_csv}" + (f", {res.dev_csv}" if res.dev_csv else ""))
     if res.plot:
         print(f"  plot: {res.plot}")
     if res.onnx_dir:
-        print(f"  ONNX: {res.onnx_dir} (densparse.Encoder.from_pretrained loads it)")
+        loader = "Reranker" if cfg.kind == "reranker" else "Encoder"
+        print(f"  ONNX: {res.onnx_dir} (densparse.{loader}.from_pretrained loads it)")
     return 0
 
 
@@ -417,8 +470,10 @@ def add_finetune_parser(sub, common=()) -> None:
         "finetune",
         parents=list(common),
         formatter_class=HelpFormatter,
-        help="fine-tune a dense embedding model on {query, pos, neg} JSONL",
-        description="Fine-tune an embedding model with InfoNCE (in-batch + hard negatives), "
+        help="fine-tune a dense embedding model or a reranker on {query, pos, neg} JSONL",
+        description="Fine-tune an embedding model with InfoNCE (in-batch + hard negatives), or "
+        "with --kind reranker a cross-encoder with cross-entropy over groups of 1 positive + G-1 "
+        "negatives (dev: BM25 candidates reranked), "
         "evaluate it on a dev split, and export it to ONNX. Settings come from --config "
         "(JSON or TOML, keys = the long flag names with '_') and flags, flags winning.",
     )
@@ -455,14 +510,18 @@ def _add_export_parser(sub, common=()) -> None:
         "export",
         parents=list(common),
         formatter_class=HelpFormatter,
-        help="export a BGE / BGE-M3 / SPLADE / sentence-transformers checkpoint to ONNX",
+        help="export a BGE / BGE-M3 / SPLADE / sentence-transformers / cross-encoder "
+        "checkpoint to ONNX",
         description="Export a Hugging Face checkpoint directory to an ONNX model directory "
-        "that densparse.Encoder loads, and check it against the torch forward pass "
+        "that densparse.Encoder (or, for --kind reranker, densparse.Reranker) loads, and check "
+        "it against the torch forward pass "
         '(needs pip install "densparse[export]").',
     )
     s.add_argument("model_dir", help="checkpoint directory (config.json, weights, tokenizer)")
     s.add_argument("out_dir", help="directory to write (must not exist, unless --overwrite)")
-    s.add_argument("--kind", choices=["bge", "m3", "splade", "st"], help="default: detected")
+    s.add_argument(
+        "--kind", choices=["bge", "m3", "splade", "st", "reranker"], help="default: detected"
+    )
     prec = s.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="float16 weights (GPU)")
     prec.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (CPU)")
@@ -552,6 +611,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index", help="index directory")
     s.add_argument("query")
     s.add_argument("-k", type=int, default=10, help="number of hits")
+    s.add_argument(
+        "--rerank",
+        metavar="DIR",
+        help="re-score BM25's top --rerank-candidates with this ONNX cross-encoder "
+        "(densparse export --kind reranker)",
+    )
+    s.add_argument(
+        "--rerank-candidates",
+        type=int,
+        default=100,
+        help="BM25 hits the reranker re-scores (default 100)",
+    )
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser(
@@ -567,6 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=100, help="hits retrieved per query")
     s.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,map@100", help="comma-separated")
     s.add_argument("--run", help="also write a TREC run file here")
+    s.add_argument(
+        "--rerank",
+        metavar="DIR",
+        help="re-score each query's top k with this ONNX cross-encoder before evaluating",
+    )
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser(

@@ -47,9 +47,10 @@ PathLike = Union[str, os.PathLike]
 class Hit:
     """One search result.
 
-    ``score`` is the fused score in hybrid mode (the route's score otherwise); ``scores``
-    holds each route's own score, ``None`` where the document was not among that route's
-    candidates."""
+    ``score`` is the fused score in hybrid mode (the route's score otherwise), or the
+    reranker's score when the search reranked; ``scores`` holds each route's own score,
+    ``None`` where the document was not among that route's candidates, and after a rerank
+    also ``"fused"`` (the score before reranking) and ``"rerank"``."""
 
     id: str
     score: float
@@ -369,8 +370,10 @@ class Collection:
         candidates: int = 100,
         rrf_k: int = 60,
         normalization: str = "minmax",
+        rerank: Optional[Any] = None,
+        rerank_candidates: int = 100,
     ) -> list[Hit]:
-        """Exact top-k documents.
+        """Exact top-k documents, optionally re-scored by a cross-encoder.
 
         Args:
             text: query text, for BM25 (analysed with the collection's analyzer).
@@ -388,8 +391,14 @@ class Collection:
             filter: metadata filter (see :mod:`densparse.collection.filters`), applied
                 before top-k in every route.
             candidates: hits each route contributes to the fusion (at least k).
+            rerank: a :class:`densparse.Reranker` (or any object with its
+                ``score_pairs(pairs)``): the fused top ``rerank_candidates`` are re-scored
+                with ``text`` as the query and the best ``k`` returned by that score (ties
+                keep the fused order). Needs ``text=``.
+            rerank_candidates: how many fused hits the reranker re-scores (at least k).
 
-        A document's route score is the max over its views (text and extra texts).
+        A document's route score is the max over its views (text and extra texts); so is
+        its rerank score.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
@@ -400,6 +409,24 @@ class Collection:
         validate(filter)
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
+        top = k
+        if rerank is not None:
+            if not callable(getattr(rerank, "score_pairs", None)):
+                raise TypeError(
+                    f"rerank must be a densparse.Reranker (an object with score_pairs), not "
+                    f"{type(rerank).__name__}"
+                )
+            if text is None:
+                raise ValueError("rerank= needs the query as text= (the reranker reads it)")
+            if (
+                isinstance(rerank_candidates, bool)
+                or not isinstance(rerank_candidates, (int, np.integer))
+                or rerank_candidates < 1
+            ):
+                raise ValueError(
+                    f"rerank_candidates must be an int >= 1, got {rerank_candidates!r}"
+                )
+            top = max(k, int(rerank_candidates))
         if self.encoder is not None and text is not None and mode != "bm25":
             want_dense, want_sparse = produces(self.encoder)
             if (want_dense and dense is None) or (want_sparse and sparse is None):
@@ -436,7 +463,7 @@ class Collection:
         if filter:
             fmasks = [p.seg.filters.mask(filter) for p in parts]
         masks = [p.doc_mask(None if fmasks is None else fmasks[i]) for i, p in enumerate(parts)]
-        n = k if mode != "hybrid" else max(k, int(candidates))
+        n = top if mode != "hybrid" else max(top, int(candidates))
         lists: dict[str, routes.Hits] = {}
         if wanted["bm25"]:
             tokens = self._cfg.analyzer.tokenize(text)
@@ -456,9 +483,13 @@ class Collection:
 
         if len(lists) == 1:
             name, (docnos, scores) = next(iter(lists.items()))
-            ranked = [(s, d, {name: s}) for d, s in zip(docnos[:k].tolist(), scores[:k].tolist())]
+            ranked = [
+                (s, d, {name: s}) for d, s in zip(docnos[:top].tolist(), scores[:top].tolist())
+            ]
         else:
-            ranked = self._fuse(lists, k, fusion, weights, rrf_k, normalization)
+            ranked = self._fuse(lists, top, fusion, weights, rrf_k, normalization)
+        if rerank is not None:
+            ranked = self._rerank(rerank, text, ranked, locate, k)
         out = []
         for score, docno, route_scores in ranked:
             p, d = locate(docno)
@@ -466,7 +497,9 @@ class Collection:
                 Hit(
                     id=p.seg.ids[d],
                     score=float(score),
-                    scores={r: route_scores.get(r) for r in lists},
+                    scores={r: route_scores.get(r) for r in (*lists, "fused", "rerank")}
+                    if rerank is not None
+                    else {r: route_scores.get(r) for r in lists},
                     text=p.seg.texts[d],
                     metadata=p.seg.metadata[d],
                 )
@@ -504,6 +537,30 @@ class Collection:
                 )
             )
         return out
+
+    @staticmethod
+    def _rerank(reranker, query: str, ranked: list, locate, k: int) -> list:
+        """``ranked`` re-scored by the cross-encoder (max over a document's texts), best k;
+        each route-score dict gains ``fused`` and ``rerank``."""
+        pairs, owner = [], []
+        for i, (_, docno, _) in enumerate(ranked):
+            p, d = locate(docno)
+            for t in (p.seg.texts[d], *p.seg.views[d]):
+                pairs.append((query, t))
+                owner.append(i)
+        best = np.full(len(ranked), -np.inf)
+        if pairs:
+            scores = np.asarray(reranker.score_pairs(pairs), dtype=np.float64).reshape(-1)
+            np.maximum.at(best, np.asarray(owner), scores)
+        order = np.argsort(-best, kind="stable")[:k]
+        return [
+            (
+                float(best[i]),
+                ranked[i][1],
+                {**ranked[i][2], "fused": ranked[i][0], "rerank": float(best[i])},
+            )
+            for i in order.tolist()
+        ]
 
     @staticmethod
     def _locator(parts: Sequence[Part]):

@@ -99,6 +99,24 @@ def _step(show: bool, msg: str) -> None:
         log.info(msg)
 
 
+def _check_loads(out: Path, family: Optional[str]) -> None:
+    """The written directory loads with the class users will use (a Reranker when
+    ``family`` is None, else an Encoder of that family) and runs once."""
+    if family is None:
+        from densparse.models.reranker import Reranker
+
+        Reranker.from_pretrained(out, provider="cpu", threads=1).score_pairs([C.SAMPLE_PAIRS[0]])
+        return
+    from densparse.models.encoder import Encoder
+
+    enc = Encoder.from_pretrained(out, provider="cpu", threads=1)
+    enc.encode([C.SAMPLE_TEXTS[0]])
+    if enc.family != family:
+        raise C.ExportCheckError(
+            f"the exported directory loads as family {enc.family!r}, not {family!r}"
+        )
+
+
 def export_model(
     model_dir: Union[str, os.PathLike],
     out_dir: Union[str, os.PathLike],
@@ -113,7 +131,7 @@ def export_model(
     overwrite: bool = False,
     external_data_threshold: Optional[int] = None,
 ) -> ExportReport:
-    """Export a BGE / BGE-M3 / SPLADE / sentence-transformers checkpoint to ONNX.
+    """Export a BGE / BGE-M3 / SPLADE / sentence-transformers / cross-encoder checkpoint to ONNX.
 
     Args:
         model_dir: a local Hugging Face checkpoint directory (config.json + weights +
@@ -124,7 +142,9 @@ def export_model(
             failed export leaves nothing behind and never damages an existing ``out_dir``.
         kind: ``"bge"`` (output ``last_hidden_state``), ``"st"`` (``last_hidden_state``,
             pooling per 1_Pooling), ``"splade"`` (``logits``), ``"m3"`` (``dense``,
-            ``sparse``, ``colbert``, ``last_hidden_state``), or ``None`` to detect it.
+            ``sparse``, ``colbert``, ``last_hidden_state``), ``"reranker"`` (a one-label
+            sequence classifier, ``logits`` [batch, 1], loaded by ``densparse.Reranker``), or
+            ``None`` to detect it.
         fp16: float16 weights and compute (inputs int64, outputs float32). Meant for GPUs.
         int8: dynamic int8 quantisation of the weights (meant for CPUs). Not with ``fp16``.
         optimize: apply onnxruntime's transformer optimizer (fused ops; onnxruntime only).
@@ -179,7 +199,8 @@ def export_model(
 
     # language (BGE's query instruction) from the source's names; the rest is re-read from
     # the staged directory below, i.e. from exactly the files the Encoder will see
-    src_spec = detect_family(model_dir, family=FAMILY[kind])
+    reranker = kind == "reranker"
+    src_spec = None if reranker else detect_family(model_dir, family=FAMILY[kind])
     _step(show, f"loading the {kind} model from {tdir}")
     model = load.load_transformer(tdir, kind)
     config = model.config
@@ -188,6 +209,8 @@ def export_model(
         wrapper = W.M3Outputs(model, sparse, colbert)
     elif kind == "splade":
         wrapper = W.MaskedLMLogits(model)
+    elif reranker:
+        wrapper = W.SequenceLogits(model)
     else:
         wrapper = W.HiddenStates(model)
     wrapper.eval()
@@ -195,21 +218,28 @@ def export_model(
     if kind != "m3" and int(getattr(config, "type_vocab_size", 0) or 0) >= 2:
         inputs.append("token_type_ids")  # the Encoder feeds zeros, as BGE expects
     outputs = list(wrapper.output_names)
+    per_text = ("logits",) if reranker else C.PER_TEXT
 
     with staging_dir(out_dir, overwrite) as tmp:
         copied = copy_support_files(model_dir, tdir, tmp, kind)
         log.info("copied %s", ", ".join(copied))
         pad_id = _pad_id(tmp / "tokenizer.json", config)
-        spec = detect_family(tmp, family=FAMILY[kind]).with_(
-            language=src_spec.language, query_instruction=src_spec.query_instruction
-        )
+        if reranker:
+            from densparse.models.reranker import reranker_max_length
+
+            max_length = reranker_max_length(tmp)
+        else:
+            spec = detect_family(tmp, family=FAMILY[kind]).with_(
+                language=src_spec.language, query_instruction=src_spec.query_instruction
+            )
+            max_length = spec.max_length
         work = tmp / ".work"
         work.mkdir()
         raw = work / "raw.onnx"
         _step(show, f"tracing to ONNX (opset {opset})")
         args = convert.dummy_inputs(inputs, int(config.vocab_size), pad_id)
         convert.torch_to_onnx(
-            wrapper, inputs, outputs, W.dynamic_axes(outputs, inputs), args, raw, opset
+            wrapper, inputs, outputs, W.dynamic_axes(outputs, inputs, per_text), args, raw, opset
         )
         current, fusions = raw, {}
         threshold = external_data_threshold
@@ -233,35 +263,31 @@ def export_model(
         onnx_path = tmp / ONNX_NAME
         external = convert.save_graph(convert.load_graph(current), onnx_path, threshold)
         shutil.rmtree(work)
-        meta = {
-            "family": spec.family,
-            "pooling": spec.pooling,
-            "max_length": spec.max_length,
-            "query_instruction": spec.query_instruction or "",
-            "kind": kind,
-            "outputs": outputs,
-            "precision": precision,
-            "optimized": bool(optimize),
-            "source": str(model_dir.resolve()),
-        }
-        if spec.language:
-            meta["language"] = spec.language
+        meta = {"max_length": max_length}
+        if not reranker:
+            meta.update(
+                family=spec.family,
+                pooling=spec.pooling,
+                query_instruction=spec.query_instruction or "",
+            )
+            if spec.language:
+                meta["language"] = spec.language
+        meta.update(
+            kind=kind,
+            outputs=outputs,
+            precision=precision,
+            optimized=bool(optimize),
+            source=str(model_dir.resolve()),
+        )
         write_meta(tmp, meta)
         diffs, cosines, mean_cos = {}, {}, {}
         if check:
             _step(show, "checking the ONNX graph against torch")
-            batches = C.sample_batches(tmp / "tokenizer.json", spec.max_length, pad_id)
+            batches = C.sample_batches(tmp / "tokenizer.json", max_length, pad_id, reranker)
             diffs, cosines, mean_cos = C.compare(
-                wrapper, onnx_path, inputs, outputs, batches, precision
+                wrapper, onnx_path, inputs, outputs, batches, precision, per_text
             )
-            from densparse.models.encoder import Encoder
-
-            enc = Encoder.from_pretrained(tmp, provider="cpu", threads=1)
-            enc.encode([C.SAMPLE_TEXTS[0]])
-            if enc.family != spec.family:
-                raise C.ExportCheckError(
-                    f"the exported directory loads as family {enc.family!r}, not {spec.family!r}"
-                )
+            _check_loads(tmp, None if reranker else spec.family)
     final = out_dir / ONNX_NAME
     report = ExportReport(
         out_dir=out_dir,

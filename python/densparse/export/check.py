@@ -42,16 +42,34 @@ class ExportCheckError(ValueError):
     """The exported graph does not reproduce the torch model within tolerance."""
 
 
-def sample_batches(tokenizer_path: Path, max_length: int, pad_id: int):
-    """[(input_ids, attention_mask)] int64: the samples as one padded batch, then singles."""
-    from densparse.models.batching import load_tokenizer, pad, tokenize
+#: (query, passage) samples for cross-encoders: truncation, mixed scripts, an empty passage.
+SAMPLE_PAIRS = (
+    ("what is the capital of france", SAMPLE_TEXTS[1]),
+    ("押金怎么退", SAMPLE_TEXTS[2]),
+    ("Hello", SAMPLE_TEXTS[0]),
+    ("short query", ""),
+)
+
+
+def sample_batches(tokenizer_path: Path, max_length: int, pad_id: int, pairs: bool = False):
+    """[(input_ids, attention_mask, token_type_ids)] int64: the samples (texts, or
+    (query, passage) pairs when ``pairs``) as one padded batch, then the first two alone."""
+    from densparse.models.batching import load_tokenizer, pad, pad_values, tokenize
 
     tok = load_tokenizer(tokenizer_path)
     limit = max(2, min(max_length, 64))
-    ids = [e.ids for e in tokenize(tok, list(SAMPLE_TEXTS), limit)]
-    batches = [pad(ids, pad_id)]
-    batches += [pad([r], pad_id) for r in ids[:2]]
-    return batches
+    if pairs:
+        from densparse.models.reranker import encode_pairs
+
+        rows = encode_pairs(tok, list(SAMPLE_PAIRS), max(limit, 8))
+    else:
+        rows = [(e.ids, [0] * len(e.ids)) for e in tokenize(tok, list(SAMPLE_TEXTS), limit)]
+
+    def batch(sel):
+        input_ids, mask = pad([r[0] for r in sel], pad_id)
+        return input_ids, mask, pad_values([r[1] for r in sel], input_ids.shape[1])
+
+    return [batch(rows)] + [batch([r]) for r in rows[:2]]
 
 
 #: Outputs with one row per text (no sequence axis).
@@ -73,6 +91,8 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row cosines (rows where either side is ~zero are skipped)."""
     if a.ndim < 2 or a.size == 0:
         return np.ones(1)
+    if a.shape[-1] == 1:  # one score per row (reranker logits): compare the score vectors
+        a, b = a.reshape(1, -1), b.reshape(1, -1)
     a = a.reshape(-1, a.shape[-1]).astype(np.float64)
     b = b.reshape(-1, b.shape[-1]).astype(np.float64)
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
@@ -82,7 +102,15 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a[keep] * b[keep]).sum(1) / (na[keep] * nb[keep])
 
 
-def compare(wrapper, onnx_path: Path, input_names, output_names, batches, precision: str):
+def compare(
+    wrapper,
+    onnx_path: Path,
+    input_names,
+    output_names,
+    batches,
+    precision: str,
+    per_text=PER_TEXT,
+):
     """Run both; returns ({output: max abs diff}, {output: min row cosine}, {output: mean
     row cosine}); raises
     ExportCheckError past the tolerance."""
@@ -97,12 +125,8 @@ def compare(wrapper, onnx_path: Path, input_names, output_names, batches, precis
     scale = dict.fromkeys(output_names, 1.0)
     cosines = {name: [] for name in output_names}
     wrapper.eval()
-    for input_ids, mask in batches:
-        feeds = {
-            "input_ids": input_ids,
-            "attention_mask": mask,
-            "token_type_ids": np.zeros_like(input_ids),
-        }
+    for input_ids, mask, types in batches:
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
         got = sess.run(list(output_names), {n: feeds[n] for n in graph_inputs})
         with torch.no_grad():
             ref = wrapper(*(torch.from_numpy(feeds[n]) for n in input_names))
@@ -112,9 +136,9 @@ def compare(wrapper, onnx_path: Path, input_names, output_names, batches, precis
             r = r.numpy()
             if g.shape != r.shape:
                 raise ExportCheckError(f"output {name}: ONNX shape {g.shape} != torch {r.shape}")
-            per_text = name in PER_TEXT
-            gv = _valid(np.asarray(g, np.float32), mask, per_text)
-            rv = _valid(r, mask, per_text)
+            whole = name in per_text
+            gv = _valid(np.asarray(g, np.float32), mask, whole)
+            rv = _valid(r, mask, whole)
             if not np.isfinite(gv).all():
                 raise ExportCheckError(f"output {name}: the ONNX graph gives non-finite values")
             if gv.size:

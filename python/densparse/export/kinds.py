@@ -10,6 +10,8 @@ kind       torch model                           ONNX outputs
 ``m3``     ``AutoModel`` + FlagEmbedding heads   ``dense``, ``sparse``, ``colbert``,
            ``sparse_linear.pt``,                 ``last_hidden_state``
            ``colbert_linear.pt``
+``reranker`` ``AutoModelForSequenceClassification`` ``logits`` [batch, 1] (cross-encoders;
+           with one label                        loaded by ``densparse.Reranker``)
 =========  ====================================  ===================================
 """
 
@@ -19,8 +21,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-KINDS = ("bge", "m3", "splade", "st")
-#: The Encoder family (densparse.models.families) each kind is written as.
+KINDS = ("bge", "m3", "splade", "st", "reranker")
+#: The Encoder family (densparse.models.families) each embedding kind is written as; a
+#: ``reranker`` is no Encoder family (it loads as ``densparse.Reranker``).
 FAMILY = {"bge": "bge", "m3": "bge-m3", "splade": "splade", "st": "sentence-transformers"}
 #: sentence-transformers modules the Encoder reproduces outside the graph.
 ST_SUPPORTED = ("Transformer", "Pooling", "Normalize")
@@ -84,6 +87,15 @@ def check_source(model_dir: Path, kind: Optional[str]) -> Path:
                 f"{model_dir}: sentence-transformers module {t!r} is not supported (the Encoder "
                 f"reproduces only {', '.join(ST_SUPPORTED)})"
             )
+    if kind == "reranker":
+        from densparse.models.reranker import check_classifier_config
+
+        archs = check_classifier_config(tdir).get("architectures")
+        if not archs:
+            raise ValueError(
+                f"kind='reranker' needs a sequence-classification checkpoint (config.json "
+                f"architectures '...ForSequenceClassification', num_labels 1); {tdir} names none"
+            )
     if kind == "m3":
         missing = [h for h in M3_HEADS if not (model_dir / h).is_file()]
         if missing:
@@ -97,12 +109,16 @@ def detect_kind(model_dir: Path) -> str:
     """The kind of a checkpoint directory, from densparse's family detection (names,
     architectures, head files, 1_Pooling)."""
     from densparse.models.families import detect_family
+    from densparse.models.reranker import is_reranker_dir
 
+    if is_reranker_dir(transformer_dir(model_dir)):
+        return "reranker"
     family = detect_family(model_dir).family
     for kind, fam in FAMILY.items():
         if fam == family:
             return kind
     raise ValueError(
         f"cannot tell what kind of model {model_dir} is (no BGE name, no sentence-transformers "
-        f"files, no masked-LM head, no BGE-M3 heads); pass kind= one of {KINDS}"
+        f"files, no masked-LM head, no BGE-M3 heads, no sequence classifier); pass kind= one "
+        f"of {KINDS}"
     )

@@ -87,14 +87,21 @@ def load_transformer(tdir: Path, kind: str, attn_implementation: str = "eager"):
     MatMul/Softmax pattern onnxruntime's optimizer fuses into its Attention op."""
     torch = require("torch")
     transformers = require("transformers")
-    cls = transformers.AutoModelForMaskedLM if kind == "splade" else transformers.AutoModel
+    cls = {
+        "splade": transformers.AutoModelForMaskedLM,
+        "reranker": transformers.AutoModelForSequenceClassification,
+    }.get(kind, transformers.AutoModel)
     kwargs = {
         "dtype": torch.float32,
         "output_loading_info": True,
         "attn_implementation": attn_implementation,
     }
     config = transformers.AutoConfig.from_pretrained(str(tdir))
-    if kind != "splade" and config.model_type in ("bert", "roberta", "xlm-roberta"):
+    if kind not in ("splade", "reranker") and config.model_type in (
+        "bert",
+        "roberta",
+        "xlm-roberta",
+    ):
         kwargs["add_pooling_layer"] = False
     tl = transformers.utils.logging
     level, bars = tl.get_verbosity(), tl.is_progress_bar_enabled()

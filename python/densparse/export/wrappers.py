@@ -25,6 +25,12 @@ class MaskedLMLogits(HiddenStates):
     output_names = ("logits",)
 
 
+class SequenceLogits(HiddenStates):
+    """``logits`` [batch, 1] of a one-label sequence classifier (a cross-encoder reranker)."""
+
+    output_names = ("logits",)
+
+
 class M3Outputs(torch.nn.Module):
     """BGE-M3 with FlagEmbedding's heads computed in-graph.
 
@@ -51,11 +57,12 @@ class M3Outputs(torch.nn.Module):
         return dense, sparse, colbert, h
 
 
-def dynamic_axes(output_names, inputs) -> dict:
-    """Dynamic batch / sequence axes for every input and output."""
+def dynamic_axes(output_names, inputs, per_text=("dense",)) -> dict:
+    """Dynamic batch / sequence axes for every input and output (``per_text`` outputs have
+    no sequence axis)."""
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
     for name in output_names:
-        if name == "dense":
+        if name in per_text:
             axes[name] = {0: "batch"}
         elif name == "colbert":
             axes[name] = {0: "batch", 1: "sequence_minus_1"}

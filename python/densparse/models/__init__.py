@@ -7,16 +7,19 @@
 - :mod:`~densparse.models.heads`: BGE-M3 head weights without torch.
 - :mod:`~densparse.models.encoder`: :class:`Encoder`.
 - :mod:`~densparse.models.chunking`: late chunking.
+- :mod:`~densparse.models.reranker`: :class:`Reranker` (cross-encoders).
 """
 
 from densparse.models.encoder import Encoder
 from densparse.models.families import FAMILIES, ModelSpec, detect_family
 from densparse.models.pooling import colbert_score, compute_lexical_matching_score
+from densparse.models.reranker import Reranker
 
 __all__ = [
     "FAMILIES",
     "Encoder",
     "ModelSpec",
+    "Reranker",
     "colbert_score",
     "compute_lexical_matching_score",
     "detect_family",

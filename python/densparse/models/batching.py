@@ -20,14 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
+
+from densparse._progress import Progress, wants_progress
 
 #: Token budget per batch (rows x padded length) on CUDA, and the ceiling of ``"auto"``.
 DEFAULT_MAX_TOKENS = 16384
 #: Token budget per batch on CPU for ``max_tokens_per_batch="auto"``.
 CPU_MAX_TOKENS = 2048
+#: Inputs from which a model call shows a progress bar on a terminal when show_progress=None.
+PROGRESS_THRESHOLD = 2000
 
 
 def resolve_budget(max_tokens_per_batch, provider: str) -> Optional[int]:
@@ -117,3 +121,36 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarr
         input_ids[i, : len(r)] = r
         mask[i, : len(r)] = 1
     return input_ids, mask
+
+
+def pad_values(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
+    """Right-pad rows of ints with zeros to ``width`` (token_type_ids): int64 [b, width]."""
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def run_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    budget: Optional[int],
+    show_progress: Optional[bool],
+    fn: Callable[[np.ndarray], Sequence[Any]],
+    desc: str,
+    unit: str = "text",
+) -> list:
+    """Call ``fn(rows)`` on the length-sorted batches of :func:`plan_batches` (``rows`` = the
+    indices of a batch; ``fn`` returns one result per row) and return the results in the
+    original order, advancing a progress bar (counting ``unit``) per batch: with
+    ``show_progress=None`` on a terminal for :data:`PROGRESS_THRESHOLD`+ inputs."""
+    out: list = [None] * len(lengths)
+    batches = plan_batches(lengths, batch_size, budget)
+    enabled = wants_progress(show_progress, len(lengths), PROGRESS_THRESHOLD)
+    with Progress(len(lengths), desc, enabled, unit) as tick:
+        for rows in batches:
+            for i, r in zip(rows, fn(rows)):
+                out[i] = r
+            if tick is not None:
+                tick(len(rows))
+    return out

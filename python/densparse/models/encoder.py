@@ -11,22 +11,19 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from densparse._progress import Progress, wants_progress
 from densparse.models import pooling as P
 from densparse.models.batching import (
     check_texts,
     load_tokenizer,
     pad,
-    plan_batches,
     resolve_budget,
+    run_batches,
     tokenize,
 )
 from densparse.models.families import ModelSpec, detect_family
 from densparse.models.heads import linear, load_head
 from densparse.models.session import OnnxModel
 
-#: Texts from which encode() shows a progress bar on a terminal when show_progress=None.
-PROGRESS_THRESHOLD = 2000
 #: SPLADE batches hold at most this many logits (tokens x vocabulary), ~256 MB of float32.
 SPLADE_LOGIT_BUDGET = 1 << 26
 
@@ -115,6 +112,34 @@ def find_onnx(model_dir: Path, onnx_file: Optional[str] = None) -> Optional[Path
     return cands[0] if cands else None
 
 
+def model_files(
+    model_dir: Path, onnx_file: Optional[str], what: str, export_flags: str
+) -> tuple[Path, Path]:
+    """(ONNX graph, tokenizer.json) of a model directory, or ValueError naming what is missing
+    and the ``densparse export`` command (with ``export_flags``) that writes such a directory."""
+    onnx_path = find_onnx(model_dir, onnx_file)
+    tok_path = next(
+        (
+            p
+            for p in (model_dir / "tokenizer.json", model_dir / "onnx" / "tokenizer.json")
+            if p.is_file()
+        ),
+        None,
+    )
+    missing = []
+    if onnx_path is None:
+        missing.append("ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
+    if tok_path is None:
+        missing.append("tokenizer.json")
+    if onnx_path is None or tok_path is None:
+        raise ValueError(
+            f"{model_dir} is not a densparse {what} directory: it has no "
+            f"{' and no '.join(missing)}. "
+            f"Export a checkpoint with `densparse export MODEL_DIR OUT_DIR{export_flags}`."
+        )
+    return onnx_path, tok_path
+
+
 class Encoder:
     """Text -> vectors with an ONNX model, no PyTorch.
 
@@ -193,26 +218,14 @@ class Encoder:
                 bad argument, or a graph onnxruntime cannot load.
         """
         model_dir = resolve_model_dir(path_or_repo_id, cache_dir, revision, local_files_only)
-        onnx_path = find_onnx(model_dir, onnx_file)
-        tok_path = next(
-            (
-                p
-                for p in (model_dir / "tokenizer.json", model_dir / "onnx" / "tokenizer.json")
-                if p.is_file()
-            ),
-            None,
-        )
-        missing = []
-        if onnx_path is None:
-            missing.append("an ONNX graph (model.onnx, onnx/model.onnx or one *.onnx file)")
-        if tok_path is None:
-            missing.append("tokenizer.json")
-        if missing:
+        from densparse.models.reranker import is_reranker_dir
+
+        if is_reranker_dir(model_dir):
             raise ValueError(
-                f"{model_dir} is not a densparse model directory: it has no "
-                f"{' and no '.join(missing)}. "
-                "Export a checkpoint with `densparse export MODEL_DIR OUT_DIR`."
+                f"{model_dir} is a cross-encoder (a sequence classifier scoring query-passage "
+                "pairs), not an embedding model: load it with densparse.Reranker"
             )
+        onnx_path, tok_path = model_files(model_dir, onnx_file, "model", "")
         tokenizer = load_tokenizer(tok_path)
         model = OnnxModel(onnx_path, provider=provider, device_id=device_id, threads=threads)
         spec = detect_family(
@@ -305,24 +318,15 @@ class Encoder:
         with self._lock:
             return tokenize(self.tokenizer, texts, max_length)
 
-    def _progress(self, show_progress: Optional[bool], n: int, desc: str) -> Progress:
-        enabled = wants_progress(show_progress, n, PROGRESS_THRESHOLD)
-        return Progress(n, desc, enabled, unit="text")
-
     def _run_batches(self, ids: list, batch_size, max_tokens_per_batch, show_progress, fn, desc):
         """Run ``fn(input_ids, mask)`` over length-sorted batches; returns per-row
         results in the original order (fn returns a list with one item per row)."""
-        out: list = [None] * len(ids)
+
+        def run(rows):
+            return fn(*pad([ids[i] for i in rows], self._pad_id))
+
         budget = resolve_budget(max_tokens_per_batch, self.model.provider)
-        batches = plan_batches([len(r) for r in ids], batch_size, budget)
-        with self._progress(show_progress, len(ids), desc) as tick:
-            for rows in batches:
-                input_ids, mask = pad([ids[i] for i in rows], self._pad_id)
-                for i, r in zip(rows, fn(input_ids, mask)):
-                    out[i] = r
-                if tick is not None:
-                    tick(len(rows))
-        return out
+        return run_batches([len(r) for r in ids], batch_size, budget, show_progress, run, desc)
 
     def _hidden_batch(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         (h,) = self.model.run(input_ids, mask, [self._hidden])

@@ -205,8 +205,15 @@ class OnnxModel:
         self.outputs = tuple(o.name for o in sess.get_outputs())
         self.output_shapes = {o.name: o.shape for o in sess.get_outputs()}
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, outputs: Sequence[str]):
-        """Run on a padded batch; returns the named outputs as float32 numpy arrays."""
+    def run(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        outputs: Sequence[str],
+        token_type_ids: Optional[np.ndarray] = None,
+    ):
+        """Run on a padded batch; returns the named outputs as float32 numpy arrays.
+        ``token_type_ids`` (segment ids of sentence pairs) default to zeros."""
         feeds = {}
         for name, dtype in self.inputs.items():
             if name == "input_ids":
@@ -214,7 +221,7 @@ class OnnxModel:
             elif name == "attention_mask":
                 arr = attention_mask
             elif name == "token_type_ids":
-                arr = np.zeros_like(input_ids)
+                arr = np.zeros_like(input_ids) if token_type_ids is None else token_type_ids
             else:  # position_ids
                 arr = np.broadcast_to(np.arange(input_ids.shape[1]), input_ids.shape)
             feeds[name] = np.ascontiguousarray(arr, dtype=dtype)

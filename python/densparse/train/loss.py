@@ -1,4 +1,5 @@
-"""Contrastive loss for embedding fine-tuning: InfoNCE with group and in-batch negatives.
+"""Training losses: InfoNCE for embedders (group and in-batch negatives), group
+cross-entropy for rerankers.
 
 For B queries with embeddings ``q`` [B, d] and B groups of G passages ``p`` [B*G, d] (row
 ``i*G`` is query i's positive, rows ``i*G+1 .. i*G+G-1`` its hard negatives):
@@ -14,6 +15,10 @@ scale 20, i.e. tau = 0.05.
 
 Embeddings are expected L2-normalised by the caller (so q . p is the cosine); pass
 ``normalize=True`` to have them normalised here.
+
+Rerankers (cross-encoders) score each (query, passage) pair with one logit; for B groups of G
+pairs (the positive first) :func:`group_cross_entropy` is the cross-entropy of each group's G
+logits with target 0, mean over groups (FlagEmbedding's reranker loss).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["info_nce", "score_matrix"]
+__all__ = ["group_cross_entropy", "info_nce", "score_matrix"]
 
 
 def _check(q: torch.Tensor, p: torch.Tensor, group_size: Optional[int]) -> int:
@@ -112,3 +117,42 @@ def info_nce(
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()  # softmax over B*G logits in fp32 under autocast
     return F.cross_entropy(scores, target)
+
+
+def group_cross_entropy(logits: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Cross-entropy over groups of reranker logits, the first of each group the target.
+
+    Args:
+        logits: B*G pair scores, shape [B*G], [B*G, 1] or [B, G]; rows ``i*G .. i*G+G-1``
+            are group i, its positive first.
+        group_size: G >= 2 (one positive and at least one negative).
+
+    Returns:
+        ``mean_i -log softmax(logits_i)[0]`` as a scalar tensor (differentiable; computed in
+        float32 or wider even under fp16/bf16 autocast).
+
+    Raises:
+        TypeError: ``logits`` is not a tensor.
+        ValueError: G < 2, or a shape that is not B whole groups of G.
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError("logits must be a torch tensor")
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
+        raise ValueError(f"group_size must be an int >= 2, got {group_size!r}")
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.ndim == 1:
+        if logits.shape[0] == 0 or logits.shape[0] % group_size:
+            raise ValueError(
+                f"{logits.shape[0]} logits are not whole groups of group_size={group_size}"
+            )
+        logits = logits.reshape(-1, group_size)
+    elif logits.ndim != 2 or logits.shape[1] != group_size or logits.shape[0] == 0:
+        raise ValueError(
+            f"logits must be [B*G], [B*G, 1] or [B, G] with G={group_size}, "
+            f"got shape {tuple(logits.shape)}"
+        )
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)

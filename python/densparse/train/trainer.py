@@ -1,4 +1,6 @@
-"""Fine-tune a dense embedding model with InfoNCE (FlagEmbedding's recipe; docs/algorithms.md).
+"""Fine-tune a dense embedding model with InfoNCE (FlagEmbedding's recipe; docs/algorithms.md),
+or a cross-encoder reranker with group cross-entropy (``kind="reranker"``,
+:mod:`densparse.train.reranker`).
 
 Typical use::
 
@@ -37,6 +39,11 @@ What :class:`Trainer` does:
   sentence-transformers files of the source model and a ``densparse.json`` naming family,
   pooling and query instruction) and ``onnx/`` (its ONNX export, loadable by
   ``densparse.Encoder.from_pretrained``).
+
+With ``kind="reranker"`` the same loop (checks, optimisation, logs, plot, checkpoints, export)
+trains a sequence classifier with one logit on the (query, passage) pairs of each group; the
+loss, the dev evaluation (BM25 top-``eval_candidates`` reranked) and the outputs are described
+in :mod:`densparse.train.reranker`.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -66,6 +73,8 @@ log = logging.getLogger("densparse.train")
 PathLike = Union[str, os.PathLike]
 
 DEV_METRICS = ("ndcg@10", "recall@100", "mrr@10")
+#: What a run fine-tunes: a dense embedding model or a cross-encoder reranker.
+KINDS = ("embedder", "reranker")
 _INSTALL = 'fine-tuning needs torch and transformers: pip install "densparse[train]"'
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -96,6 +105,8 @@ class TrainConfig:
     """Every setting of a fine-tuning run (the keys of a ``--config`` JSON/TOML file).
 
     Attributes:
+        kind: ``"embedder"`` (InfoNCE on pooled embeddings) or ``"reranker"`` (a
+            cross-encoder: group cross-entropy over one logit per (query, passage) pair).
         train: training JSONL (``{"query", "pos": [...], "neg": [...]}`` per line).
         model: Hugging Face model directory to start from (BERT / XLM-R / MiniLM,
             sentence-transformers or plain).
@@ -105,20 +116,32 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps (0 = ``epochs`` decide).
         lr: peak learning rate of AdamW. ``weight_decay``: its decoupled weight decay.
         batch_size: queries per micro-batch (B); each brings ``group_size`` passages.
-        group_size: G = 1 positive + G - 1 hard negatives per query (1 = in-batch only).
-        temperature: tau of the InfoNCE loss (FlagEmbedding 0.02; sentence-transformers 0.05).
-        in_batch: use the other queries' passages as negatives too.
+        group_size: G = 1 positive + G - 1 hard negatives per query (1 = in-batch only;
+            a reranker needs G >= 2).
+        temperature: tau of the InfoNCE loss (FlagEmbedding 0.02; sentence-transformers 0.05);
+            not used by rerankers.
+        in_batch: use the other queries' passages as negatives too (embedders only: a
+            cross-encoder scores its own pairs).
         warmup_ratio: fraction of the steps with linear warmup (then linear decay to 0).
         grad_accum: micro-batches per optimizer step.
         max_grad_norm: gradient clipping (0 = off).
-        query_max_len, passage_max_len: tokens per query / passage (special tokens included).
+        query_max_len, passage_max_len: tokens per query / passage (special tokens included;
+            embedders).
+        max_length: rerankers: tokens per (query, passage) pair, special tokens included;
+            the query keeps at most 3/4 of them and the passage is cut to fill the rest
+            (capped at the model's position embeddings).
         query_instruction: prepended to training and dev queries; ``None`` = the family's
             (BGE: its English/Chinese instruction; others none), ``""`` = none. A record's
-            ``prompt`` field wins over it.
-        pooling: ``cls`` / ``mean`` / ``max`` / ``mean_sqrt_len``; ``None`` = the family's.
+            ``prompt`` field wins over it. Embedders only: a reranker reads queries as
+            they are.
+        pooling: ``cls`` / ``mean`` / ``max`` / ``mean_sqrt_len``; ``None`` = the family's
+            (embedders only).
         eval_steps: evaluate on ``dev`` every N steps (0 = at the start and the end only).
         eval_at_start: also evaluate the untouched model at step 0.
-        eval_batch_size: texts per forward pass when encoding the dev set.
+        eval_batch_size: texts (rerankers: pairs) per forward pass on the dev set.
+        eval_max_queries: evaluate on a fixed random sample (``seed``) of this many dev
+            queries (0 = all), to bound the cost of each evaluation.
+        eval_candidates: rerankers: BM25 candidates reranked per dev query.
         save_steps: write ``checkpoint-<step>/`` every N steps (0 = the final model only).
         logging_steps: log a line (and a progress-bar postfix) every N steps.
         seed: seeds Python's, numpy's and torch's generators (data order, sampling, dropout).
@@ -126,7 +149,8 @@ class TrainConfig:
         grad_checkpointing: trade compute for activation memory.
         device: ``"cuda"``, ``"cpu"``... (default: CUDA when available).
         export: export ``final/`` to ONNX in ``out/onnx`` at the end.
-        export_kind: the exporter's ``kind`` (default: from the family).
+        export_kind: the exporter's ``kind`` (default: from the family; ``"reranker"`` for
+            rerankers).
         tensorboard: log to ``out/tensorboard`` when tensorboard is installed.
         wandb: log to Weights & Biases (when installed; a warning otherwise);
             ``wandb_project`` its project.
@@ -139,6 +163,7 @@ class TrainConfig:
     out: Optional[str] = None
     dev: Optional[str] = None
     dev_split: str = "test"
+    kind: str = "embedder"
     epochs: int = 1
     max_steps: int = 0
     lr: float = 2e-5
@@ -152,11 +177,14 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     query_max_len: int = 64
     passage_max_len: int = 256
+    max_length: int = 512
     query_instruction: Optional[str] = None
     pooling: Optional[str] = None
     eval_steps: int = 0
     eval_at_start: bool = True
     eval_batch_size: int = 64
+    eval_max_queries: int = 0
+    eval_candidates: int = 100
     save_steps: int = 0
     logging_steps: int = 10
     seed: int = 42
@@ -200,6 +228,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError for a setting that cannot work (no file is read)."""
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         for name in ("train", "model", "out"):
             v = getattr(self, name)
             if v is None or str(v) == "":
@@ -212,8 +242,11 @@ class TrainConfig:
             "grad_accum": 1,
             "query_max_len": 2,
             "passage_max_len": 2,
+            "max_length": 4,
             "eval_steps": 0,
             "eval_batch_size": 1,
+            "eval_max_queries": 0,
+            "eval_candidates": 1,
             "save_steps": 0,
             "logging_steps": 1,
         }
@@ -254,6 +287,9 @@ class TrainConfig:
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.fp16 and self.bf16:
             raise ValueError("fp16 and bf16 are exclusive: pick one")
+        if self.kind == "reranker":
+            self._validate_reranker()
+            return
         if self.group_size < 2 and not self.in_batch:
             raise ValueError(
                 "group_size must be >= 2 without in-batch negatives (1 positive + at least one "
@@ -269,6 +305,20 @@ class TrainConfig:
             raise TypeError("query_instruction must be a string")
         if self.export_kind is not None and self.export_kind not in ("bge", "m3", "splade", "st"):
             raise ValueError(f"export_kind must be bge, m3, splade or st, got {self.export_kind!r}")
+
+    def _validate_reranker(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(
+                f"a reranker learns from groups of 1 positive + G-1 negatives: group_size must "
+                f"be >= 2, got {self.group_size}"
+            )
+        for name in ("pooling", "query_instruction"):
+            if getattr(self, name):
+                raise ValueError(f"{name} is for embedders; a reranker reads the pair as it is")
+        if self.export_kind not in (None, "reranker"):
+            raise ValueError(
+                f"a reranker exports with export_kind 'reranker', got {self.export_kind!r}"
+            )
 
 
 def read_config_file(path: PathLike) -> dict[str, Any]:
@@ -489,29 +539,17 @@ class TorchEmbedder:
         texts = list(texts)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out: Optional[np.ndarray] = None
-        was_training = self.model.training
-        self.model.eval()
-        bar = None
-        if show_progress:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(texts), desc=desc, unit="text", dynamic_ncols=True, leave=False)
-        try:
-            with torch.no_grad():
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size]
-                    with _autocast(torch, self.device, autocast_dtype):
-                        vec = self.embed([texts[i] for i in idx], max_len)
-                    vec = vec.float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
-                    out[idx] = vec
-                    if bar is not None:
-                        bar.update(len(idx))
-        finally:
-            if bar is not None:
-                bar.close()
-            self.model.train(was_training)
+        def run(idx: list[int]) -> None:
+            nonlocal out
+            with _autocast(torch, self.device, autocast_dtype):
+                vec = self.embed([texts[i] for i in idx], max_len)
+            vec = vec.float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), vec.shape[1]), dtype=np.float32)
+            out[idx] = vec
+
+        no_grad_batches(self.model, order, batch_size, run, show_progress, desc, "text")
         if out is None:
             raise ValueError("nothing to encode")
         return out
@@ -543,6 +581,39 @@ class TorchEmbedder:
             meta["fine_tuned"] = extra
         (out / "densparse.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return out
+
+
+def no_grad_batches(
+    model,
+    order: Sequence[int],
+    batch_size: int,
+    fn: Callable[[list[int]], None],
+    show_progress: bool = False,
+    desc: str = "",
+    unit: str = "text",
+) -> None:
+    """Call ``fn(indices)`` for each run of ``batch_size`` indices of ``order``, without
+    gradients and with ``model`` in eval mode (its mode restored after); a progress bar when
+    ``show_progress``."""
+    torch = _torch()
+    was_training = model.training
+    model.eval()
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(order), desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                idx = list(order[start : start + batch_size])
+                fn(idx)
+                if bar is not None:
+                    bar.update(len(idx))
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
 
 
 class _NullContext:
@@ -612,6 +683,8 @@ class TrainResult:
         losses: ``[(step, loss)]``. ``dev``: ``[{"step": s, "ndcg@10": ...}, ...]``.
         train_csv, dev_csv, plot: the log files (``dev_csv`` only with a dev set).
         checkpoints: the ``checkpoint-<step>`` directories written.
+        baseline: the dev metrics of the task's reference run with its name under ``"model"``
+            (rerankers: BM25 alone, ``{"model": "bm25", "ndcg@10": ...}``), else ``None``.
     """
 
     out_dir: Path
@@ -626,11 +699,18 @@ class TrainResult:
     dev_csv: Optional[Path]
     plot: Optional[Path]
     checkpoints: list[Path] = field(default_factory=list)
+    baseline: Optional[dict[str, Any]] = None
 
 
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Checks a :class:`TrainConfig`'s inputs on construction, trains with :meth:`train`.
+
+    The model side of a run — the torch model, its batches, loss, dev evaluation, saving and
+    export kind — is a *task*: :class:`EmbedderTask` for ``kind="embedder"`` (its model is
+    ``trainer.embedder``) and :class:`densparse.train.reranker.RerankerTask` for
+    ``kind="reranker"`` (``trainer.reranker``); everything else (checks, optimiser, schedule,
+    accumulation, clipping, autocast, logs, plot, checkpoints, export) is shared.
 
     Raises (from the constructor, before anything is written or trained):
         ValueError / TypeError: a bad setting, an empty or malformed training file, a model
@@ -657,6 +737,8 @@ class Trainer:
             )
         self.model_dir = check_model_dir(cfg.model)
         self.dev = load_dev(cfg.dev, cfg.dev_split) if cfg.dev else None
+        if self.dev is not None and cfg.eval_max_queries:
+            self.dev = sample_queries(self.dev, cfg.eval_max_queries, cfg.seed)
         torch = _torch()
         self.torch = torch
         if cfg.export:  # the final export must not fail for a missing package after training
@@ -670,13 +752,15 @@ class Trainer:
 
             hf_logging.disable_progress_bar()
         _seed_everything(cfg.seed)
-        self.embedder = TorchEmbedder.from_pretrained(
-            self.model_dir,
-            pooling=cfg.pooling,
-            query_instruction=cfg.query_instruction,
-            device=cfg.device,
-        )
-        self.device = self.embedder.device
+        if cfg.kind == "reranker":
+            from densparse.train.reranker import RerankerTask
+
+            self.task = RerankerTask(self.model_dir, cfg, self.records, self.dev)
+            self.reranker = self.task.reranker
+        else:
+            self.task = EmbedderTask(self.model_dir, cfg, self.records)
+            self.embedder = self.task.embedder
+        self.device = self.task.device
         self.autocast_dtype = None
         if cfg.fp16 or cfg.bf16:
             if self.device.type == "cuda":
@@ -690,54 +774,7 @@ class Trainer:
         n_batches = math.ceil(len(self.records) / cfg.batch_size)
         self.steps_per_epoch = max(1, math.ceil(n_batches / cfg.grad_accum))
         self.total_steps = cfg.max_steps or self.steps_per_epoch * cfg.epochs
-        log.info(
-            "model %s: family %s, pooling %s, query instruction %r, device %s",
-            self.model_dir,
-            self.embedder.spec.family,
-            self.embedder.pooling,
-            self.embedder.query_instruction,
-            self.device,
-        )
-        log.info(
-            "%d training records, batch %d x group %d (%s in-batch negatives), %d steps "
-            "(%d per epoch), lr %g, temperature %g",
-            len(self.records),
-            cfg.batch_size,
-            cfg.group_size,
-            "with" if cfg.in_batch else "without",
-            self.total_steps,
-            self.steps_per_epoch,
-            cfg.lr,
-            cfg.temperature,
-        )
-
-    # ------------------------------------------------------------------ data
-    def _batches(self) -> Iterator[tuple[int, list[str], list[str]]]:
-        """(epoch, query texts, passage texts) forever, reshuffled each epoch."""
-        cfg = self.config
-        rng = random.Random(cfg.seed)
-        g = cfg.group_size
-        epoch = 0
-        while True:
-            order = list(range(len(self.records)))
-            rng.shuffle(order)
-            for start in range(0, len(order), cfg.batch_size):
-                chunk = [self.records[i] for i in order[start : start + cfg.batch_size]]
-                if len(chunk) * g < 2:
-                    continue  # a lone query with G=1 has nothing to contrast
-                qs = self.embedder.queries(
-                    [r["query"] for r in chunk], [r.get("prompt") for r in chunk]
-                )
-                ps: list[str] = []
-                for r in chunk:
-                    ps.append(rng.choice(r["pos"]))
-                    if g > 1:
-                        negs = r["neg"]
-                        if len(negs) < g - 1:
-                            negs = negs * math.ceil((g - 1) / len(negs))
-                        ps.extend(rng.sample(negs, g - 1))
-                yield epoch, qs, ps
-            epoch += 1
+        self.task.describe(self.total_steps, self.steps_per_epoch)
 
     # ------------------------------------------------------------------ training
     def _optimizer(self):
@@ -745,7 +782,7 @@ class Trainer:
         from transformers import get_linear_schedule_with_warmup
 
         decay, no_decay = [], []
-        for name, p in self.embedder.model.named_parameters():
+        for name, p in self.task.model.named_parameters():
             if not p.requires_grad:
                 continue
             lname = name.lower()
@@ -762,15 +799,10 @@ class Trainer:
         return opt, sched
 
     def _evaluate(self, step: int, t0: float, writers) -> dict[str, float]:
-        cfg = self.config
         t = time.perf_counter()
-        res = evaluate_dense(
-            self.embedder,
+        res = self.task.evaluate(
             self.dev,
-            query_max_len=cfg.query_max_len,
-            passage_max_len=cfg.passage_max_len,
-            batch_size=cfg.eval_batch_size,
-            show_progress=not cfg.quiet and on_terminal(),
+            show_progress=not self.config.quiet and on_terminal(),
             autocast_dtype=self.autocast_dtype,
         )
         row = {"step": step, **res, "elapsed_s": round(time.perf_counter() - t0, 2)}
@@ -780,32 +812,46 @@ class Trainer:
             ", ".join(f"{k} {v:.4f}" for k, v in res.items()),
             time.perf_counter() - t,
         )
-        writers.dev(row)
+        writers.dev(row if self.task.dev_label is None else {**row, "model": self.task.dev_label})
         return row
+
+    def _baseline(self, t0: float, writers) -> Optional[dict[str, float]]:
+        """The task's reference run on the dev set (rerankers: BM25 alone), logged once."""
+        res = self.task.baseline(self.dev)
+        if res is None:
+            return None
+        label, metrics = res
+        row = {"step": 0, **metrics, "elapsed_s": round(time.perf_counter() - t0, 2)}
+        log.info("dev %s: %s", label, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        writers.dev({**row, "model": label}, prefix=f"dev_{label}")
+        return {"model": label, **metrics}
 
     def train(self) -> TrainResult:
         """Train, evaluate, checkpoint, plot and export; returns a :class:`TrainResult`."""
-        torch, cfg, emb = self.torch, self.config, self.embedder
+        torch, cfg, task = self.torch, self.config, self.task
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "train_config.json").write_text(
             json.dumps(cfg.to_dict(), indent=2, default=str), encoding="utf-8"
         )
         if cfg.grad_checkpointing:
-            _checkpointing(emb.model, True)
+            _checkpointing(task.model, True)
         opt, sched = self._optimizer()
         scaler = None
         if self.autocast_dtype is torch.float16:
             scaler = torch.amp.GradScaler("cuda")
-        writers = _Writers(self.out, cfg, self.dev is not None)
+        writers = _Writers(self.out, cfg, self.dev is not None, task.dev_label is not None)
         losses: list[tuple[int, float]] = []
         dev_rows: list[dict[str, float]] = []
         checkpoints: list[Path] = []
+        baseline = None
         t0 = time.perf_counter()
         try:
-            if self.dev is not None and cfg.eval_at_start:
-                dev_rows.append(self._evaluate(0, t0, writers))
-            emb.model.train()
-            batches = self._batches()
+            if self.dev is not None:
+                baseline = self._baseline(t0, writers)
+                if cfg.eval_at_start:
+                    dev_rows.append(self._evaluate(0, t0, writers))
+            task.model.train()
+            batches = task.batches()
             bar = None
             if not cfg.quiet and on_terminal():
                 from tqdm.auto import tqdm
@@ -815,15 +861,13 @@ class Trainer:
             while step < self.total_steps:
                 total = 0.0
                 for _ in range(cfg.grad_accum):
-                    epoch, qs, ps = next(batches)
+                    epoch, batch = next(batches)
                     with _autocast(torch, self.device, self.autocast_dtype):
-                        q = emb.embed(qs, cfg.query_max_len)
-                        p = emb.embed(ps, cfg.passage_max_len)
-                        loss = _info_nce(q, p, cfg) / cfg.grad_accum
+                        loss = task.loss(batch) / cfg.grad_accum
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"the loss became {float(loss)} at step {step + 1}: lower the "
-                            "learning rate or raise the temperature"
+                            f"learning rate{task.nan_hint}"
                         )
                     (scaler.scale(loss) if scaler else loss).backward()
                     total += float(loss.detach())
@@ -832,7 +876,7 @@ class Trainer:
                 grad_norm = float("nan")
                 if cfg.max_grad_norm > 0:
                     grad_norm = float(
-                        torch.nn.utils.clip_grad_norm_(emb.model.parameters(), cfg.max_grad_norm)
+                        torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.max_grad_norm)
                     )
                 if scaler:
                     scaler.step(opt)
@@ -874,19 +918,21 @@ class Trainer:
                     last or (cfg.eval_steps and step % cfg.eval_steps == 0)
                 ):
                     dev_rows.append(self._evaluate(step, t0, writers))
-                    emb.model.train()
+                    task.model.train()
                 if cfg.save_steps and step % cfg.save_steps == 0 and not last:
                     checkpoints.append(self._save(self.out / f"checkpoint-{step}", step))
             if bar is not None:
                 bar.close()
             train_seconds = time.perf_counter() - t0
             if cfg.grad_checkpointing:
-                _checkpointing(emb.model, False)
-            emb.model.eval()
+                _checkpointing(task.model, False)
+            task.model.eval()
             final_dir = self._save(self.out / "final", step)
         finally:
             writers.close()
-        plot = plot_training(losses, dev_rows, self.out / "training.png")
+        plot = plot_training(
+            losses, dev_rows, self.out / "training.png", baseline=baseline, title=task.title
+        )
         onnx_dir, report = None, None
         if cfg.export:
             onnx_dir, report = self._export(final_dir)
@@ -904,16 +950,13 @@ class Trainer:
             dev_csv=writers.dev_path,
             plot=plot,
             checkpoints=checkpoints,
+            baseline=baseline,
         )
 
     def _save(self, path: Path, step: int) -> Path:
         if path.exists():
             shutil.rmtree(path)
-        self.embedder.save(
-            path,
-            source_dir=self.model_dir,
-            extra={"base_model": str(self.model_dir), "step": step},
-        )
+        self.task.save(path, {"base_model": str(self.model_dir), "step": step})
         log.info("saved %s", path)
         return path
 
@@ -922,7 +965,7 @@ class Trainer:
             from densparse.export import export_model
         except ImportError as e:
             raise ImportError(f"ONNX export needs densparse.export: {e}") from e
-        kind = self.config.export_kind or _EXPORT_KIND.get(self.embedder.spec.family)
+        kind = self.config.export_kind or self.task.export_kind
         onnx_dir = self.out / "onnx"
         if onnx_dir.exists():
             shutil.rmtree(onnx_dir)
@@ -938,10 +981,136 @@ class Trainer:
         return onnx_dir, report
 
 
-def _info_nce(q, p, cfg: TrainConfig):
-    from densparse.train.loss import info_nce
+# --------------------------------------------------------------------------- tasks
+def sample_groups(
+    records: Sequence[dict], batch_size: int, group_size: int, seed: int
+) -> Iterator[tuple[int, list[dict], list[str]]]:
+    """``(epoch, records, passages)`` batches forever, reshuffled each epoch.
 
-    return info_nce(q, p, cfg.temperature, cfg.group_size, in_batch=cfg.in_batch)
+    ``passages`` holds, per record in order, one positive drawn from ``pos`` and
+    ``group_size - 1`` negatives drawn from ``neg`` (without replacement when there are
+    enough, otherwise from ``neg`` repeated, like FlagEmbedding). A batch of a lone record
+    with ``group_size=1`` (nothing to contrast) is skipped.
+    """
+    rng = random.Random(seed)
+    g = group_size
+    epoch = 0
+    while True:
+        order = list(range(len(records)))
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            chunk = [records[i] for i in order[start : start + batch_size]]
+            if len(chunk) * g < 2:
+                continue
+            ps: list[str] = []
+            for r in chunk:
+                ps.append(rng.choice(r["pos"]))
+                if g > 1:
+                    negs = r["neg"]
+                    if len(negs) < g - 1:
+                        negs = negs * math.ceil((g - 1) / len(negs))
+                    ps.extend(rng.sample(negs, g - 1))
+            yield epoch, chunk, ps
+        epoch += 1
+
+
+def sample_queries(dataset, n: int, seed: int):
+    """The dataset with a fixed random sample of ``n`` of its queries (all when fewer)."""
+    from densparse.eval import BeirDataset
+
+    qids = [q for q in dataset.queries if q in dataset.qrels]
+    if n >= len(qids):
+        return dataset
+    keep = sorted(random.Random(seed).sample(qids, n), key=qids.index)
+    log.info("dev evaluation on %d of %d queries (eval_max_queries)", n, len(qids))
+    return BeirDataset(
+        corpus=dataset.corpus,
+        queries={q: dataset.queries[q] for q in keep},
+        qrels={q: dataset.qrels[q] for q in keep},
+    )
+
+
+class EmbedderTask:
+    """The embedder side of a run: a :class:`TorchEmbedder`, InfoNCE over its groups, dense
+    dev evaluation, a model directory with the source's sentence-transformers files."""
+
+    dev_label: Optional[str] = None  # dev rows are the embedder's own: no "model" column
+    title = "fine-tuning"
+    nan_hint = " or raise the temperature"
+
+    def __init__(self, model_dir: Path, cfg: TrainConfig, records: Sequence[dict]) -> None:
+        self.config, self.records, self.model_dir = cfg, records, model_dir
+        self.embedder = TorchEmbedder.from_pretrained(
+            model_dir,
+            pooling=cfg.pooling,
+            query_instruction=cfg.query_instruction,
+            device=cfg.device,
+        )
+        self.model = self.embedder.model
+        self.device = self.embedder.device
+        self.export_kind = _EXPORT_KIND.get(self.embedder.spec.family)
+
+    def describe(self, total_steps: int, steps_per_epoch: int) -> None:
+        cfg = self.config
+        log.info(
+            "model %s: family %s, pooling %s, query instruction %r, device %s",
+            self.model_dir,
+            self.embedder.spec.family,
+            self.embedder.pooling,
+            self.embedder.query_instruction,
+            self.device,
+        )
+        log.info(
+            "%d training records, batch %d x group %d (%s in-batch negatives), %d steps "
+            "(%d per epoch), lr %g, temperature %g",
+            len(self.records),
+            cfg.batch_size,
+            cfg.group_size,
+            "with" if cfg.in_batch else "without",
+            total_steps,
+            steps_per_epoch,
+            cfg.lr,
+            cfg.temperature,
+        )
+
+    def batches(self) -> Iterator[tuple[int, tuple[list[str], list[str]]]]:
+        """(epoch, (query texts with their instruction, passage texts)) forever."""
+        cfg = self.config
+        for epoch, chunk, ps in sample_groups(
+            self.records, cfg.batch_size, cfg.group_size, cfg.seed
+        ):
+            qs = self.embedder.queries(
+                [r["query"] for r in chunk], [r.get("prompt") for r in chunk]
+            )
+            yield epoch, (qs, ps)
+
+    def loss(self, batch: tuple[list[str], list[str]]):
+        from densparse.train.loss import info_nce
+
+        cfg = self.config
+        qs, ps = batch
+        q = self.embedder.embed(qs, cfg.query_max_len)
+        p = self.embedder.embed(ps, cfg.passage_max_len)
+        return info_nce(q, p, cfg.temperature, cfg.group_size, in_batch=cfg.in_batch)
+
+    def evaluate(self, dev, *, show_progress: bool, autocast_dtype) -> dict[str, float]:
+        cfg = self.config
+        return evaluate_dense(
+            self.embedder,
+            dev,
+            query_max_len=cfg.query_max_len,
+            passage_max_len=cfg.passage_max_len,
+            batch_size=cfg.eval_batch_size,
+            show_progress=show_progress,
+            autocast_dtype=autocast_dtype,
+        )
+
+    def baseline(self, dev) -> None:
+        """Embedders have no reference run besides their own step-0 evaluation."""
+        return None
+
+    def save(self, path: Path, extra: dict) -> Path:
+        return self.embedder.save(path, source_dir=self.model_dir, extra=extra)
 
 
 def _checkpointing(model, on: bool) -> None:
@@ -968,9 +1137,10 @@ def _seed_everything(seed: int) -> None:
 
 
 class _Writers:
-    """CSV files (written as rows come), TensorBoard and W&B when available."""
+    """CSV files (written as rows come), TensorBoard and W&B when available. ``with_model``:
+    the dev CSV has a ``model`` column (rerankers: ``reranker`` rows and one ``bm25`` row)."""
 
-    def __init__(self, out: Path, cfg: TrainConfig, with_dev: bool) -> None:
+    def __init__(self, out: Path, cfg: TrainConfig, with_dev: bool, with_model: bool) -> None:
         self.train_path = out / "train_log.csv"
         self.dev_path = out / "dev_metrics.csv" if with_dev else None
         self._train_f = open(self.train_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -981,7 +1151,8 @@ class _Writers:
         self._dev_f = self._dev_w = None
         if self.dev_path is not None:
             self._dev_f = open(self.dev_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self._dev_w = csv.DictWriter(self._dev_f, ["step", *DEV_METRICS, "elapsed_s"])
+            fields = ["step", *(["model"] if with_model else []), *DEV_METRICS, "elapsed_s"]
+            self._dev_w = csv.DictWriter(self._dev_f, fields)
             self._dev_w.writeheader()
         self.tb = None
         if cfg.tensorboard:
@@ -1011,11 +1182,11 @@ class _Writers:
         if self.wandb is not None:
             self.wandb.log({"train/loss": row["loss"], "train/lr": row["lr"]}, step=row["step"])
 
-    def dev(self, row: dict) -> None:
+    def dev(self, row: dict, prefix: str = "dev") -> None:
         if self._dev_w is not None:
             self._dev_w.writerow(row)
             self._dev_f.flush()
-        scalars = {f"dev/{k}": v for k, v in row.items() if k in DEV_METRICS}
+        scalars = {f"{prefix}/{k}": v for k, v in row.items() if k in DEV_METRICS}
         if self.tb is not None:
             for k, v in scalars.items():
                 self.tb.add_scalar(k, v, row["step"])
@@ -1033,9 +1204,17 @@ class _Writers:
 
 
 def plot_training(
-    losses: Sequence[tuple[int, float]], dev: Sequence[dict], path: PathLike
+    losses: Sequence[tuple[int, float]],
+    dev: Sequence[dict],
+    path: PathLike,
+    *,
+    baseline: Optional[dict[str, Any]] = None,
+    title: str = "fine-tuning",
 ) -> Optional[Path]:
-    """PNG of the training loss (raw and moving average) and dev nDCG@10 over steps."""
+    """PNG of the training loss (raw and moving average) and dev nDCG@10 over steps.
+
+    ``baseline`` (``{"model": name, "ndcg@10": value}``, e.g. BM25 alone for a reranker) is
+    drawn as a dashed horizontal line on the nDCG@10 axis."""
     try:
         import matplotlib
 
@@ -1059,21 +1238,29 @@ def plot_training(
     ax.set_xlabel("step")
     ax.set_ylabel("training loss", color="tab:blue")
     handles, labels = ax.get_legend_handles_labels()
-    if dev:
+    if dev or baseline:
         ax2 = ax.twinx()
-        ax2.plot(
-            [r["step"] for r in dev],
-            [r["ndcg@10"] for r in dev],
-            color="tab:red",
-            marker="o",
-            label="dev nDCG@10",
-        )
+        if dev:
+            ax2.plot(
+                [r["step"] for r in dev],
+                [r["ndcg@10"] for r in dev],
+                color="tab:red",
+                marker="o",
+                label="dev nDCG@10",
+            )
+        if baseline:
+            ax2.axhline(
+                baseline["ndcg@10"],
+                color="tab:gray",
+                ls="--",
+                label=f"dev nDCG@10, {baseline.get('model', 'baseline')}",
+            )
         ax2.set_ylabel("dev nDCG@10", color="tab:red")
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     if handles:
         ax.legend(handles, labels, loc="center right")
-    ax.set_title("fine-tuning")
+    ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
