@@ -6,7 +6,8 @@ Model: a BERT cross-encoder of the ms-marco-MiniLM-L-6 shape (6 layers, 384 wide
 ``minilm-l6-fp32`` encoder with a seeded one-label classification head (speed does not depend
 on the weights' values), or ``--model DIR`` (any Hugging Face one-label sequence classifier,
 e.g. the output of benches/finetune_reranker_scifact.py). densparse runs its ONNX export made by
-``densparse.export.export_model(kind="reranker")`` (cached under ``--work-dir``).
+``densparse.export.export_model(kind="reranker", optimize=True)`` (onnxruntime's fused attention;
+``densparse export --kind reranker --optimize``), cached under ``--work-dir``.
 
 Workload: what a RAG reranker does: ``--queries`` SciFact test queries, each with its BM25 top
 ``--candidates`` documents (title + " " + text), scored as (query, passage) pairs at
@@ -109,12 +110,13 @@ def source_model(args) -> Path:
 
 
 def onnx_dir(args, src: Path, int8: bool) -> Path:
-    out = args.work_dir / f"{src.name}-onnx{'-int8' if int8 else ''}"
+    out = args.work_dir / f"{src.name}-onnx-opt{'-int8' if int8 else ''}"
     if (out / "model.onnx").is_file():
         return out
     from densparse.export import export_model
 
-    rep = export_model(src, out, kind="reranker", int8=int8, overwrite=True)
+    # optimize: onnxruntime's fused attention, what `densparse export --optimize` writes
+    rep = export_model(src, out, kind="reranker", int8=int8, optimize=True, overwrite=True)
     log(f"exported {out.name}: max |onnx - torch| {rep.max_abs_diff}")
     return out
 

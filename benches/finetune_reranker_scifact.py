@@ -108,6 +108,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--batch-size", type=int, default=8, help="queries (groups) per step")
     p.add_argument("--group-size", type=int, default=4, help="G = 1 positive + G-1 negatives")
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument(
+        "--head-lr", type=float, default=None, help="lr of the fresh classification head (--lr)"
+    )
     p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--max-length", type=int, default=192, help="tokens per pair (train + test)")
     p.add_argument("--range", nargs=2, type=int, default=[2, 200], metavar=("START", "END"))
@@ -201,6 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         epochs=a.epochs,
         max_steps=a.max_steps,
         lr=a.lr,
+        head_lr=a.head_lr,
         batch_size=a.batch_size,
         group_size=a.group_size,
         warmup_ratio=a.warmup_ratio,
@@ -321,7 +325,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         f'- Training: `TrainConfig(kind="reranker")`, {res.steps} steps ({a.epochs} epoch(s)'
         f"{f', capped at {a.max_steps}' if a.max_steps else ''}) of {a.batch_size} groups × "
         f"G = {a.group_size} (1 positive + {a.group_size - 1} BM25 negatives), cross-entropy "
-        f"over each group; lr {a.lr:g} (AdamW, warmup {a.warmup_ratio:g} then linear decay), "
+        f"over each group; lr {a.lr:g}"
+        f"{f' (fresh head: {a.head_lr:g})' if a.head_lr else ''} (AdamW, warmup "
+        f"{a.warmup_ratio:g} then linear decay), "
         f"max length {a.max_length} tokens per pair (also at test time), seed {a.seed}. Loss "
         f"{loss_first:.3f} → {loss_last:.3f} (mean of the first / last 10 steps); dev nDCG@10 "
         f"{dev0.get('ndcg@10', float('nan')):.4f} → {dev1.get('ndcg@10', float('nan')):.4f} "

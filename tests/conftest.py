@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -80,6 +81,15 @@ def xlmr_tokenizer(path: Path) -> int:
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>"])
     tok.save(str(path / "tokenizer.json"))
     return len(pieces)
+
+
+def fill_hub_cache(cache: Path, repo_id: str, src: Path, commit: str = "a" * 40) -> None:
+    """Lay ``src`` out as huggingface_hub's cache holds a downloaded repo (snapshot + ref)."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / commit
+    shutil.copytree(src, snap)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
 
 
 def subprocess_env() -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, SHARED, bert_wordpiece, need
+from conftest import DATA, SHARED, bert_wordpiece, fill_hub_cache, need
 
 onnx = pytest.importorskip("onnx", reason="building the tiny test graphs needs the onnx package")
 ort = pytest.importorskip("onnxruntime", reason="the Encoder needs onnxruntime")
@@ -945,14 +945,6 @@ def test_chunk_embed_needs_hidden_states(tmp_path):
 
 
 # ---------------------------------------------------------------------------- hub cache
-def fill_hub_cache(cache: Path, repo_id: str, src: Path, commit: str = "a" * 40) -> None:
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snap = repo / "snapshots" / commit
-    shutil.copytree(src, snap)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-
-
 def test_hub_cache_resolution(tmp_path, tiny, monkeypatch):
     cache = tmp_path / "hub"
     fill_hub_cache(cache, "someorg/tiny-model", tiny)

@@ -333,6 +333,8 @@ def _small_cfg(tmp: Path, **kw):
         ({"max_length": 64.0}, TypeError, "max_length"),
         ({"eval_candidates": 0}, ValueError, "eval_candidates"),
         ({"eval_max_queries": -1}, ValueError, "eval_max_queries"),
+        ({"head_lr": 0.0}, ValueError, "head_lr"),
+        ({"head_lr": "fast"}, TypeError, "head_lr"),
         ({"model": "MISSING"}, ValueError, "not found"),
     ],
 )
@@ -346,6 +348,27 @@ def test_bad_settings_fail_before_anything_is_written(tmp_path, overrides, exc, 
     with pytest.raises(exc, match=msg):
         Trainer(_small_cfg(tmp_path, out=str(out), **overrides))
     assert not out.exists()
+
+
+def test_head_lr_trains_the_fresh_head_faster(tmp_path):
+    from densparse.train.trainer import Trainer
+
+    _small_cfg(tmp_path)
+    st = make_tiny_st_model(tmp_path / "st")
+    trainer = Trainer(_small_cfg(tmp_path, model=str(st), head_lr=1e-2))
+    assert trainer.task.fresh_parameters == {"classifier.weight", "classifier.bias"}
+    opt, _ = trainer._optimizer()
+    fast = [g for g in opt.param_groups if g["lr"] == 1e-2]
+    named = {id(p): n for n, p in trainer.task.model.named_parameters()}
+    assert sorted(named[id(p)] for g in fast for p in g["params"]) == [
+        "classifier.bias",
+        "classifier.weight",
+    ]
+    assert sorted(g["lr"] for g in opt.param_groups) == [1e-3, 1e-3, 1e-2, 1e-2]
+    # a classifier directory has no fresh parameter: head_lr changes nothing
+    plain = Trainer(_small_cfg(tmp_path, head_lr=1e-2, out=str(tmp_path / "o2")))
+    assert plain.task.fresh_parameters == frozenset()
+    assert len(plain._optimizer()[0].param_groups) == 2
 
 
 def test_embedder_rejects_reranker_export_kind(tmp_path):

@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, WORDS, bert_tokenizer, need, read_jsonl, xlmr_tokenizer
+from conftest import (
+    SHARED,
+    WORDS,
+    bert_tokenizer,
+    fill_hub_cache,
+    need,
+    read_jsonl,
+    xlmr_tokenizer,
+)
 
 torch = pytest.importorskip("torch", reason="reranker export tests need torch (export extra)")
 transformers = pytest.importorskip("transformers", reason="reranker tests need transformers")
@@ -273,6 +281,19 @@ def test_int8_fp16_and_optimized_exports(tiny, work):
             np.testing.assert_allclose(got, ref, atol=2e-2 * max(1, np.abs(ref).max()))
         else:  # a 32-wide random model quantises coarsely; MiniLM is held tighter below
             assert np.corrcoef(got, ref)[0, 1] > 0.8
+
+
+def test_hub_repo_id_from_the_local_cache(tiny, tmp_path):
+    _, _, out = tiny
+    cache = tmp_path / "hub"
+    fill_hub_cache(cache, "someorg/tiny-reranker", out)
+    rr = Reranker.from_pretrained(
+        "someorg/tiny-reranker", cache_dir=cache, local_files_only=True, provider="cpu"
+    )
+    direct = Reranker.from_pretrained(out, provider="cpu")
+    np.testing.assert_array_equal(rr.score_pairs(PAIRS), direct.score_pairs(PAIRS))
+    with pytest.raises(ValueError, match="local Hugging Face cache"):
+        Reranker.from_pretrained("someorg/absent", cache_dir=cache, local_files_only=True)
 
 
 # ---------------------------------------------------------------------------- errors

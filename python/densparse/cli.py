@@ -363,6 +363,11 @@ _FT_FLAGS = [
     (("--epochs",), "epochs", {"type": int, "help": "passes over the data (default 1)"}),
     (("--max-steps",), "max_steps", {"type": int, "help": "stop after N steps (0: epochs)"}),
     (("--lr",), "lr", {"type": float, "help": "peak learning rate (default 2e-5)"}),
+    (
+        ("--head-lr",),
+        "head_lr",
+        {"type": float, "help": "lr of a fresh (reranker) head (default: --lr)"},
+    ),
     (("--weight-decay",), "weight_decay", {"type": float, "help": "AdamW weight decay (0.01)"}),
     (("--batch-size",), "batch_size", {"type": int, "help": "queries per batch (default 16)"}),
     (("--group-size",), "group_size", {"type": int, "help": "1 pos + G-1 negs (default 8)"}),

@@ -66,10 +66,14 @@ class TorchReranker:
     :meth:`score` is batched, length-sorted and gradient-free (evaluation).
     """
 
-    def __init__(self, model, tokenizer, max_length: int) -> None:
+    def __init__(
+        self, model, tokenizer, max_length: int, fresh_parameters: Sequence[str] = ()
+    ) -> None:
         from tokenizers import Tokenizer
 
         self.model = model
+        #: names of the parameters initialised here, not read from the model directory
+        self.fresh_parameters = frozenset(fresh_parameters)
         self.tokenizer = tokenizer
         self.max_length = max_length
         # the tokenizers.Tokenizer densparse.Reranker uses, without fixed truncation/padding
@@ -130,7 +134,9 @@ class TorchReranker:
             max_length = positions
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-            model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), num_labels=1, output_loading_info=True
+            )
         except Exception as e:
             raise ValueError(f"{model_dir}: transformers cannot load this model: {e}") from e
         if not getattr(tokenizer, "is_fast", False):
@@ -145,7 +151,7 @@ class TorchReranker:
             )
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device)
-        return cls(model, tokenizer, max_length)
+        return cls(model, tokenizer, max_length, sorted(info.get("missing_keys") or ()))
 
     @property
     def device(self):
@@ -295,6 +301,7 @@ class RerankerTask:
         )
         self.model = self.reranker.model
         self.device = self.reranker.device
+        self.fresh_parameters = self.reranker.fresh_parameters
         self.candidates = None
         if dev is not None:
             self.candidates = BM25Candidates(dev, k=cfg.eval_candidates)

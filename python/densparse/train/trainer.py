@@ -115,6 +115,9 @@ class TrainConfig:
         epochs: passes over the training file (ignored when ``max_steps`` > 0).
         max_steps: stop after this many optimizer steps (0 = ``epochs`` decide).
         lr: peak learning rate of AdamW. ``weight_decay``: its decoupled weight decay.
+        head_lr: peak learning rate of the parameters the model directory did not hold (a
+            reranker's fresh classification head); ``None`` = ``lr``. A fresh head trained
+            at an encoder's small rate needs many steps before the scores move.
         batch_size: queries per micro-batch (B); each brings ``group_size`` passages.
         group_size: G = 1 positive + G - 1 hard negatives per query (1 = in-batch only;
             a reranker needs G >= 2).
@@ -167,6 +170,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int = 0
     lr: float = 2e-5
+    head_lr: Optional[float] = None
     weight_decay: float = 0.01
     batch_size: int = 16
     group_size: int = 8
@@ -265,6 +269,12 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a number, got {v!r}")
             if v < low or (v == low and not inclusive):
                 raise ValueError(f"{name} must be > {low}, got {v}")
+        if self.head_lr is not None:
+            v = self.head_lr
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise TypeError(f"head_lr must be a number or None, got {v!r}")
+            if v <= 0:
+                raise ValueError(f"head_lr must be > 0, got {v}")
         for name in ("weight_decay", "max_grad_norm"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
@@ -781,19 +791,28 @@ class Trainer:
         torch = self.torch
         from transformers import get_linear_schedule_with_warmup
 
-        decay, no_decay = [], []
+        cfg = self.config
+        fresh = self.task.fresh_parameters if cfg.head_lr is not None else frozenset()
+        decay, no_decay, head_decay, head_no_decay = [], [], [], []
         for name, p in self.task.model.named_parameters():
             if not p.requires_grad:
                 continue
             lname = name.lower()
-            (no_decay if "bias" in lname or "norm" in lname else decay).append(p)
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.config.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.config.lr,
-        )
+            plain = "bias" in lname or "norm" in lname
+            if name in fresh:
+                (head_no_decay if plain else head_decay).append(p)
+            else:
+                (no_decay if plain else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        for params, wd in ((head_decay, cfg.weight_decay), (head_no_decay, 0.0)):
+            if params:
+                groups.append({"params": params, "weight_decay": wd, "lr": cfg.head_lr})
+        if head_decay or head_no_decay:
+            log.info("fresh parameters %s train at lr %g", sorted(fresh), cfg.head_lr)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
         warmup = round(self.config.warmup_ratio * self.total_steps)
         sched = get_linear_schedule_with_warmup(opt, warmup, self.total_steps)
         return opt, sched
@@ -1035,6 +1054,7 @@ class EmbedderTask:
     dev evaluation, a model directory with the source's sentence-transformers files."""
 
     dev_label: Optional[str] = None  # dev rows are the embedder's own: no "model" column
+    fresh_parameters: frozenset = frozenset()  # head_lr applies to none
     title = "fine-tuning"
     nan_hint = " or raise the temperature"
 
