@@ -138,21 +138,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not path.exists():
             print(f"needs {path} (the shared folder)", file=sys.stderr)
             return 1
-    info = machine_info()
-    t_all = time.perf_counter()
-    work = a.work / ("quick" if a.quick else "full")
-    work.mkdir(parents=True, exist_ok=True)
-
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("densparse.train").setLevel(logging.INFO)
-
     from densparse.eval import evaluate
     from densparse.train.data import write_jsonl
     from densparse.train.reranker import BM25Candidates
     from densparse.train.trainer import TrainConfig, Trainer, plot_training
-    from finetune_scifact import Split, load_data, mine_bm25
+    from finetune_scifact import Split, load_data, mine_bm25, work_dir
+
+    info = machine_info()
+    t_all = time.perf_counter()
+    work = work_dir(a.work, a.quick)
 
     train, test = load_data(a.data, a.quick, a.seed)
     dev_q = sorted(random.Random(a.seed).sample(sorted(train.qrels), a.dev_queries))

@@ -80,6 +80,17 @@ def load_data(data: Path, quick: bool, seed: int) -> tuple[Split, Split]:
     )
 
 
+def work_dir(root: Path, quick: bool) -> Path:
+    """``root/quick`` or ``root/full``, created; densparse.train logs at INFO from here on."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("densparse.train").setLevel(logging.INFO)
+    work = root / ("quick" if quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def mine_bm25(split: Split, rank_range: list[int], negatives: int) -> tuple[list[dict], dict]:
     """(records, stats) of BM25 hard negatives (English analysis) for a split's queries."""
     from densparse.train.mining import mine_hard_negatives
@@ -208,13 +219,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error("--runs takes hard and/or inbatch")
     info = machine_info()
     t_all = time.perf_counter()
-    work = a.work / ("quick" if a.quick else "full")
-    work.mkdir(parents=True, exist_ok=True)
-
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("densparse.train").setLevel(logging.INFO)
+    work = work_dir(a.work, a.quick)
 
     from densparse.train.data import write_jsonl
     from densparse.train.trainer import TrainConfig, Trainer, plot_training
