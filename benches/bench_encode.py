@@ -522,7 +522,7 @@ def render(args, info, vers, thr: dict, mem: Optional[dict], t_total: float) -> 
         )
         lines.append("")
     if goals:
-        lines.append("### Goals (TARGETS.md)")
+        lines.append("### Goals")
         lines.append("")
         lines += goals
         lines.append("")

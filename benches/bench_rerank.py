@@ -273,7 +273,7 @@ def render(args, info, vers, res: dict, work, t_total: float) -> str:
                 )
         lines.append("")
     lines += [
-        "### Goal (TARGETS.md)",
+        "### Goal",
         "",
         goal_line(
             "reranker pairs/s vs CrossEncoder, same model and precision (fp32, best vs best)",

@@ -50,7 +50,7 @@ def make_queries(n: int, n_segs: int, seed: int) -> list[list[str]]:
 
 
 def numpy_scores(docs: list[list[str]], q: list[str], method: str) -> np.ndarray:
-    """Reference BM25 (REFERENCE.md section 1, as bm25s) in float64 numpy."""
+    """Reference BM25 (docs/algorithms.md "BM25 variants", as bm25s) in float64 numpy."""
     n = len(docs)
     lens = np.array([len(d) for d in docs], dtype=np.float64)
     avgdl = lens.sum() / n

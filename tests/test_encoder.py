@@ -392,6 +392,22 @@ def test_family_max_length_sources(tmp_path):
     assert detect_family(d).max_length == 128  # never past the position embeddings
 
 
+def test_family_max_length_of_known_sentence_transformers_copies(tmp_path):
+    """A sentence-transformers copy that dropped sentence_bert_config.json (like the shared
+    int8 MiniLM) gets its checkpoint's max_seq_length, not the base tokenizer's 512."""
+    st = {**st_files("mean"), "tokenizer_config.json": {"model_max_length": 512}}
+    cfg = {"max_position_embeddings": 512, "_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}
+    assert detect_family(_cfg_dir(tmp_path, "minilm-l6-int8-onnx", cfg, st)).max_length == 256
+    assert detect_family(_cfg_dir(tmp_path, "all-mpnet-base-v2", cfg, st)).max_length == 384
+    para = _cfg_dir(tmp_path, "paraphrase-MiniLM-L6-v2-onnx", cfg, st)
+    assert detect_family(para).max_length == 128
+    # the file wins when present; without the sentence-transformers layout, no name rule
+    own = {**st, "sentence_bert_config.json": {"max_seq_length": 200}}
+    assert detect_family(_cfg_dir(tmp_path, "all-MiniLM-L6-v2", cfg, own)).max_length == 200
+    plain = {"tokenizer_config.json": {"model_max_length": 512}}
+    assert detect_family(_cfg_dir(tmp_path, "minilm-l6-plain", cfg, plain)).max_length == 512
+
+
 def test_family_bad_pooling_config(tmp_path):
     files = st_files("mean")
     files["1_Pooling/config.json"]["pooling_mode_cls_token"] = True
@@ -478,6 +494,37 @@ def test_cuda_request_without_cuda(tiny):
     else:
         with pytest.raises(RuntimeError, match="unavailable"):
             Encoder.from_pretrained(tiny, provider="cuda")
+
+
+def test_encoder_prints_nothing_on_stderr(tiny):
+    """Creating and using an Encoder with provider="auto" writes nothing to stderr (no
+    onnxruntime-gpu library-load errors on a machine without CUDA)."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    code = (
+        "import densparse; "
+        f"e = densparse.Encoder.from_pretrained({str(tiny)!r}); "
+        "print(e.provider, e.encode(['a b']).shape)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env()
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+    assert r.stdout.split()[0] in ("cpu", "cuda")
+
+
+def test_no_gpu_reason_is_quiet(monkeypatch):
+    from densparse.models import session
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert "CUDA_VISIBLE_DEVICES" in session._no_gpu_reason()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(session.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    assert "no NVIDIA driver" in session._no_gpu_reason()
 
 
 def test_auto_provider_logs_choice(tiny, caplog):
@@ -950,6 +997,11 @@ SENTENCES = [
 ]
 
 
+def test_minilm_int8_max_length_is_256():
+    need(MINILM)
+    assert Encoder.from_pretrained(MINILM, provider="cpu").max_length == 256
+
+
 def test_minilm_int8_matches_reference():
     need(MINILM)
     enc = Encoder.from_pretrained(MINILM, provider="cpu", max_length=256)
@@ -1071,7 +1123,8 @@ def test_scifact_ndcg_minilm_int8():
 
 
 def _chunk_run(enc, ds, doc_ids, chunked, qv, k=100):
-    """Retrieval run where a document scores the max over its chunks (REFERENCE.md 6.7)."""
+    """Retrieval run where a document scores the max over its chunks (docs/algorithms.md,
+    "Late chunking")."""
     counts = np.array([len(v) for v, _ in chunked])
     vecs = np.concatenate([v for v, _ in chunked if len(v)])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

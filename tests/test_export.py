@@ -2,8 +2,8 @@
 
 Tiny BERT and XLM-RoBERTa models with random (seeded) weights and tokenizers built here with
 the `tokenizers` library are exported by our exporter and compared with PyTorch references
-of REFERENCE.md section 3 (BGE: CLS + L2 norm), section 4 (BGE-M3: FlagEmbedding's dense,
-sparse and ColBERT formulas) and section 5 (SPLADE, on the shared splade-tiny). The shared
+of docs/algorithms.md "Model outputs": BGE (CLS + L2 norm), BGE-M3 (FlagEmbedding's dense,
+sparse and ColBERT formulas) and SPLADE (on the shared splade-tiny). The shared
 MiniLM is compared with sentence-transformers. Tests needing ../shared skip when it is absent.
 """
 
@@ -320,7 +320,7 @@ def test_verify_weights_catches_a_changed_parameter(bert):
 
 # ---------------------------------------------------------------------------- BGE-M3
 def m3_ref(src: Path, mods, text: str):
-    """FlagEmbedding's formulas on one unpadded text (REFERENCE.md section 4)."""
+    """FlagEmbedding's formulas on one unpadded text (docs/algorithms.md, BGE-M3)."""
     model, sparse, colbert = mods
     ids = token_ids(src, text)
     h = hidden(model, ids)

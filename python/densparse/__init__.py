@@ -7,8 +7,9 @@ Quick tour::
     bm25.index(["房东不退押金怎么办", "How to get a deposit back"])
     ids, scores = bm25.search("押金", k=2)
 
-See the README for the full API: analysis (jieba-identical Chinese, English),
-BM25 (five variants, sparse vectors, save/load) and evaluation (densparse.eval).
+The documentation site (``docs/``, built with ``mkdocs build``) covers the whole API:
+analysis, BM25, dense and sparse indexes, the Collection, encoders, export, fine-tuning and
+evaluation.
 """
 
 from __future__ import annotations

@@ -1,17 +1,39 @@
-"""Type stubs for the Rust extension densparse._core."""
+"""Type stubs for the Rust extension densparse._core.
+
+Checked against the built extension by ``python -m mypy.stubtest densparse._core`` in CI
+(no allowlist). PyO3 classes cannot be subclassed unless declared ``subclass`` (``@final``
+here); ``Analyzer`` can, and is a disjoint base (an instance layout of its own).
+"""
 
 from collections.abc import Mapping, Sequence
 from os import PathLike
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Union, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "Analyzer",
+    "BM25Index",
+    "CorruptIndexError",
+    "DenseIndexCore",
+    "SparseIndex",
+    "__version__",
+    "_dense_kernels",
+    "_dense_stream_sum",
+    "fuse",
+    "fuse_batch",
+    "maxsim",
+    "maxsim_rerank",
+]
 
 __version__: str
 
 class CorruptIndexError(ValueError):
     """An index file is corrupt, truncated or not of the expected kind."""
 
+@disjoint_base
 class Analyzer:
     def __new__(
         cls,
@@ -35,12 +57,13 @@ class Analyzer:
     @property
     def config(self) -> dict: ...
 
-SearchResult = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
-SparseVectors = list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
+_SearchResult = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+_SparseVectors = list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]
 
 # (n_docs, avgdl, df by token) of a whole collection.
-GlobalStatsTuple = tuple[int, float, Mapping[str, int]]
+_GlobalStatsTuple = tuple[int, float, Mapping[str, int]]
 
+@final
 class BM25Index:
     @staticmethod
     def from_texts(
@@ -62,7 +85,7 @@ class BM25Index:
         progress: Optional[Callable[[int], object]] = None,
     ) -> BM25Index: ...
     def get_scores(
-        self, tokens: Sequence[str], global_stats: Optional[GlobalStatsTuple] = None
+        self, tokens: Sequence[str], global_stats: Optional[_GlobalStatsTuple] = None
     ) -> npt.NDArray[np.float32]: ...
     def search_tokens(
         self,
@@ -70,8 +93,8 @@ class BM25Index:
         k: int = 10,
         threads: Optional[int] = None,
         mask: Optional[npt.NDArray[Union[np.bool_, np.uint8]]] = None,
-        global_stats: Optional[GlobalStatsTuple] = None,
-    ) -> SearchResult: ...
+        global_stats: Optional[_GlobalStatsTuple] = None,
+    ) -> _SearchResult: ...
     def search_texts(
         self,
         queries: Sequence[str],
@@ -79,10 +102,10 @@ class BM25Index:
         k: int = 10,
         threads: Optional[int] = None,
         mask: Optional[npt.NDArray[Union[np.bool_, np.uint8]]] = None,
-        global_stats: Optional[GlobalStatsTuple] = None,
-    ) -> SearchResult: ...
-    def document_vectors(self, docs: Sequence[Sequence[str]]) -> SparseVectors: ...
-    def query_vectors(self, queries: Sequence[Sequence[str]]) -> SparseVectors: ...
+        global_stats: Optional[_GlobalStatsTuple] = None,
+    ) -> _SearchResult: ...
+    def document_vectors(self, docs: Sequence[Sequence[str]]) -> _SparseVectors: ...
+    def query_vectors(self, queries: Sequence[Sequence[str]]) -> _SparseVectors: ...
     def save(self, path: Union[str, PathLike[str]], meta: str = "") -> None: ...
     @staticmethod
     def load(path: Union[str, PathLike[str]], mmap: bool = True) -> BM25Index: ...
@@ -114,7 +137,7 @@ class BM25Index:
 
 # ---------------------------------------------------------------- fusion
 
-FusedArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+_FusedArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float32]]
 
 def fuse(
     routes: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
@@ -123,7 +146,7 @@ def fuse(
     weights: Optional[Sequence[float]] = None,
     normalization: str = "minmax",
     top_k: Optional[int] = None,
-) -> FusedArrays: ...
+) -> _FusedArrays: ...
 def fuse_batch(
     routes: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
     method: str = "rrf",
@@ -131,11 +154,12 @@ def fuse_batch(
     weights: Optional[Sequence[float]] = None,
     normalization: str = "minmax",
     top_k: Optional[int] = None,
-) -> list[FusedArrays]: ...
+) -> list[_FusedArrays]: ...
 
 # ---------------------------------------------------------------- dense (exact vectors, MaxSim)
+@final
 class DenseIndexCore:
-    def __init__(self, dim: int, dtype: str = "float32", metric: str = "ip") -> None: ...
+    def __new__(cls, dim: int, dtype: str = "float32", metric: str = "ip") -> DenseIndexCore: ...
     def add(
         self, vectors: npt.NDArray[np.float32], ids: Optional[npt.NDArray[np.int64]] = None
     ) -> npt.NDArray[np.int64]: ...
@@ -184,6 +208,7 @@ def maxsim_rerank(
 def _dense_stream_sum(data: npt.NDArray[np.float32], threads: Optional[int] = None) -> float: ...
 def _dense_kernels() -> str: ...
 
+@final
 class SparseIndex:
     def __new__(cls, dtype: str = "float32", doc_top_n: Optional[int] = None) -> SparseIndex: ...
     def add_csr(
@@ -206,7 +231,7 @@ class SparseIndex:
         threads: Optional[int] = None,
         query_top_n: Optional[int] = None,
         query_cut: Optional[float] = None,
-    ) -> SearchResult: ...
+    ) -> _SearchResult: ...
     def search_dicts(
         self,
         queries: list[dict],
@@ -215,10 +240,10 @@ class SparseIndex:
         threads: Optional[int] = None,
         query_top_n: Optional[int] = None,
         query_cut: Optional[float] = None,
-    ) -> SearchResult: ...
+    ) -> _SearchResult: ...
     def remove(self, ids: npt.NDArray[np.int64]) -> None: ...
     def compact(self) -> None: ...
-    def get(self, ids: npt.NDArray[np.int64]) -> SparseVectors: ...
+    def get(self, ids: npt.NDArray[np.int64]) -> _SparseVectors: ...
     def ids(self) -> npt.NDArray[np.int64]: ...
     def _set_dense_rows(self, rows: int) -> None: ...
     def save(self, path: Union[str, PathLike[str]]) -> None: ...

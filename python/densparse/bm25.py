@@ -112,7 +112,7 @@ class BM25:
 
     Args:
         method: ``"lucene"`` (default), ``"robertson"``, ``"atire"``, ``"bm25l"`` or ``"bm25+"``
-            (formulas as bm25s computes them; REFERENCE.md section 1).
+            (formulas as bm25s computes them; docs/algorithms.md, "BM25 variants").
         k1, b, delta: BM25 parameters (delta is used by bm25l and bm25+ only).
         analyzer: how texts become tokens; ``None`` means ``Analyzer()`` (language ``"auto"``).
 

@@ -23,6 +23,20 @@ def _doc_text(doc: dict, use_title: bool) -> str:
     return f"{title} {text}".strip() if use_title else text
 
 
+def _progress(a: argparse.Namespace) -> Optional[bool]:
+    """``show_progress`` for a command: off with ``--quiet``, else ``None`` (a bar only on a
+    terminal, and not with ``DENSPARSE_PROGRESS=0``)."""
+    return False if a.quiet else None
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    """An existing non-empty output directory needs ``--overwrite`` (as export and finetune)."""
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+
+
 def build_index(
     corpus: dict,
     out: Path,
@@ -32,13 +46,13 @@ def build_index(
     b: float,
     use_title: bool,
     mode: str,
-    quiet: bool,
+    show_progress: Optional[bool] = None,
 ) -> BM25:
     """Index a {doc_id: {title, text}} corpus into directory ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     ids = list(corpus)
     bm25 = BM25(method=method, k1=k1, b=b, analyzer=Analyzer(language=language, mode=mode))
-    bm25.index([_doc_text(corpus[i], use_title) for i in ids], show_progress=not quiet)
+    bm25.index([_doc_text(corpus[i], use_title) for i in ids], show_progress=show_progress)
     bm25.save(out / INDEX_FILE)
     with open(out / DOCS_FILE, "w", encoding="utf-8") as f:
         for i in ids:
@@ -50,9 +64,8 @@ def build_index(
 
 def _load(dir_: Path) -> tuple[BM25, list[dict]]:
     if not (dir_ / INDEX_FILE).exists():
-        raise SystemExit(
-            f"densparse: {dir_} holds no index (expected {dir_ / INDEX_FILE}); "
-            "run `densparse index` first"
+        raise FileNotFoundError(
+            f"{dir_} holds no index (expected {dir_ / INDEX_FILE}); run `densparse index` first"
         )
     bm25 = BM25.load(dir_ / INDEX_FILE)
     with open(dir_ / DOCS_FILE, encoding="utf-8") as f:
@@ -60,22 +73,32 @@ def _load(dir_: Path) -> tuple[BM25, list[dict]]:
     return bm25, docs
 
 
-def _print_hits(docs: list[dict], ids, scores, out=None, positive_only: bool = True) -> None:
+def _print_hits(docs: list[dict], ids, scores, out=None, positive_only: bool = True) -> int:
+    """Print the hits (with a positive score, unless ``positive_only=False``); returns how many
+    were printed."""
     out = out or sys.stdout
+    shown = 0
     for rank, (i, s) in enumerate(zip(ids, scores), 1):
         if positive_only and s <= 0:  # BM25: documents that share no term with the query
             break
         d = docs[int(i)]
         print(f"  {rank:>2}. {s:8.4f}  {d['id']:<12} {d.get('title', '')}", file=out)
+        shown += 1
+    return shown
+
+
+def _warn(message: str) -> None:
+    print(f"densparse: warning: {message}", file=sys.stderr)
 
 
 def cmd_index(a: argparse.Namespace) -> int:
     from densparse.eval import load_corpus
 
     t0 = time.perf_counter()
+    _refuse_existing(Path(a.output), a.overwrite)
     corpus = load_corpus(a.corpus)
     bm25 = build_index(
-        corpus, Path(a.output), a.language, a.method, a.k1, a.b, a.title, a.mode, a.quiet
+        corpus, Path(a.output), a.language, a.method, a.k1, a.b, a.title, a.mode, _progress(a)
     )
     st = bm25.stats()
     print(
@@ -115,7 +138,15 @@ def cmd_search(a: argparse.Namespace) -> int:
     if reranker is not None:
         ids, scores = rerank_hits(reranker, a.query, docs, ids, scores, a.k)
     print(f"query: {a.query}")
-    _print_hits(docs, ids, scores, positive_only=reranker is None)
+    if not _print_hits(docs, ids, scores, positive_only=reranker is None):
+        if not bm25.analyzer.tokenize(a.query):
+            _warn(
+                "the query has no searchable tokens after analysis (only stopwords or "
+                f"punctuation for language={bm25.analyzer.config.get('language')!r}); "
+                "add content words"
+            )
+        else:
+            _warn("no indexed document shares a term with the query")
     return 0
 
 
@@ -127,7 +158,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
     queries = load_queries(a.queries)
     qids = [q for q in qrels if q in queries]
     if not qids:
-        raise SystemExit("densparse: no query in the qrels has a text in the queries file")
+        raise ValueError(f"no query in {a.qrels} has a text in {a.queries}")
+    indexed = {d["id"] for d in docs}
+    judged = {d for q in qids for d in qrels[q]}
+    if not judged & indexed:
+        _warn(
+            f"none of the {len(judged)} documents judged in {a.qrels} is in the index "
+            "(different corpus, or different ids?): every metric will be 0"
+        )
     reranker = _reranker(a.rerank)
     ids, scores = bm25.search([queries[q] for q in qids], k=a.k)
     if reranker is not None:  # every retrieved hit re-scored: the ranking of BM25's top k
@@ -205,7 +243,7 @@ def cmd_mine(a: argparse.Namespace) -> int:
         query_instruction=a.query_instruction,
         max_length=a.max_length,
         prompt=a.prompt,
-        show_progress=not a.quiet,
+        show_progress=_progress(a),
         return_stats=True,
     )
     if Path(a.dataset).is_file():  # a training JSONL: (re)mine its negatives
@@ -250,9 +288,11 @@ def cmd_mine(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_mine_parser(sub) -> None:
+def add_mine_parser(sub, common=()) -> None:
     s = sub.add_parser(
         "mine",
+        parents=list(common),
+        formatter_class=HelpFormatter,
         help="build fine-tuning JSONL with hard negatives from a BEIR dataset",
         description="Build {query, pos, neg} training JSONL from a BEIR dataset's qrels split, "
         "mining hard negatives with BM25 or a dense model.",
@@ -302,7 +342,6 @@ def add_mine_parser(sub) -> None:
         action="store_true",
         help="skip qrels naming unknown queries/documents (with a warning) instead of failing",
     )
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_mine)
 
 
@@ -377,7 +416,6 @@ _FT_SWITCHES = [
     ("--no-export", "export", False, "do not export the final model to ONNX"),
     ("--no-tensorboard", "tensorboard", False, "no TensorBoard logs"),
     ("--wandb", "wandb", True, "log to Weights & Biases (when installed)"),
-    ("--quiet", "quiet", True, "no progress bars"),
     ("--overwrite", "overwrite", True, "allow a non-empty output directory"),
 ]
 
@@ -393,6 +431,8 @@ def finetune_config(a: argparse.Namespace):
     for _, key, value, _ in _FT_SWITCHES:
         if getattr(a, key, None) is not None:
             values[key] = value
+    if getattr(a, "quiet", None):  # the common -q/--quiet
+        values["quiet"] = True
     return TrainConfig.from_dict(values)
 
 
@@ -430,9 +470,11 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_finetune_parser(sub) -> None:
+def add_finetune_parser(sub, common=()) -> None:
     s = sub.add_parser(
         "finetune",
+        parents=list(common),
+        formatter_class=HelpFormatter,
         help="fine-tune a dense embedding model or a reranker on {query, pos, neg} JSONL",
         description="Fine-tune an embedding model with InfoNCE (in-batch + hard negatives), or "
         "with --kind reranker a cross-encoder with cross-entropy over groups of 1 positive + G-1 "
@@ -461,16 +503,18 @@ def cmd_export(a: argparse.Namespace) -> int:
         optimize=a.optimize,
         opset=a.opset,
         check=not a.no_check,
-        show_progress=not a.quiet,
+        show_progress=_progress(a),
         overwrite=a.overwrite,
     )
     print(report.summary())
     return 0
 
 
-def _add_export_parser(sub) -> None:
+def _add_export_parser(sub, common=()) -> None:
     s = sub.add_parser(
         "export",
+        parents=list(common),
+        formatter_class=HelpFormatter,
         help="export a BGE / BGE-M3 / SPLADE / sentence-transformers / cross-encoder "
         "checkpoint to ONNX",
         description="Export a Hugging Face checkpoint directory to an ONNX model directory "
@@ -490,39 +534,84 @@ def _add_export_parser(sub) -> None:
     s.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     s.add_argument("--no-check", action="store_true", help="skip the comparison with torch")
     s.add_argument("--overwrite", action="store_true", help="replace an existing out_dir")
-    s.add_argument("-q", "--quiet", action="store_true", help="no step messages")
     s.set_defaults(func=cmd_export)
 
 
 # ---------------------------------------------------------------------------- main
-def main(argv: Optional[list[str]] = None) -> int:
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, unless the help text already says it or
+    there is none to show (``None`` / ``False``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_ = action.help or ""
+        if "default" in help_ or action.default in (None, False, argparse.SUPPRESS):
+            return help_
+        return super()._get_help_string(action) or help_
+
+
+def _common_options(top: bool = False) -> argparse.ArgumentParser:
+    """-v and -q, accepted before or after the subcommand: the top-level parser holds the
+    defaults (``top=True``); the subcommands' copies default to SUPPRESS, so they do not reset
+    a flag given before the subcommand."""
+    c = argparse.ArgumentParser(add_help=False)
+    for flags, default, help_ in (
+        (("-v", "--verbose"), False, "log what is being done"),
+        (("-q", "--quiet"), None, "no progress bars or step messages (also: DENSPARSE_PROGRESS=0)"),
+    ):
+        c.add_argument(
+            *flags, action="store_true", default=default if top else argparse.SUPPRESS, help=help_
+        )
+    return c
+
+
+DEMO_DESCRIPTION = (
+    "Index the small bilingual sample corpus that ships with densparse (Chinese, English and "
+    "mixed documents) with BM25, run its sample queries, print the top hits of each and "
+    "their nDCG and recall against the sample judgments. Needs no download and no model."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``densparse`` argument parser (every subcommand)."""
+    common = [_common_options()]
     p = argparse.ArgumentParser(
         prog="densparse",
         description="Retrieval for RAG: BM25, encoders, hard-negative mining, export.",
+        parents=[_common_options(top=True)],
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser(
-        "index", help="index a BEIR corpus.jsonl", description="Index a corpus with BM25."
+        "index",
+        help="index a BEIR corpus.jsonl",
+        description="Index a corpus with BM25 into a directory (index.bm25 + docs.jsonl).",
+        parents=common,
+        formatter_class=HelpFormatter,
     )
     s.add_argument("corpus", help="corpus.jsonl with {_id, title, text} per line")
     s.add_argument("-o", "--output", required=True, help="index directory to write")
-    s.add_argument("--language", default="auto", choices=["auto", "zh", "en"])
+    s.add_argument("--language", default="auto", choices=["auto", "zh", "en"], help="analyzer")
     s.add_argument(
         "--mode", default="default", choices=["default", "search", "all"], help="jieba mode"
     )
-    s.add_argument("--method", default="lucene", choices=METHODS)
-    s.add_argument("--k1", type=float, default=1.5)
-    s.add_argument("--b", type=float, default=0.75)
+    s.add_argument("--method", default="lucene", choices=METHODS, help="BM25 variant")
+    s.add_argument("--k1", type=float, default=1.5, help="BM25 term-frequency saturation")
+    s.add_argument("--b", type=float, default=0.75, help="BM25 length normalisation")
     s.add_argument(
         "--title", action=argparse.BooleanOptionalAction, default=True, help="index title + text"
     )
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--overwrite", action="store_true", help="write into an existing non-empty directory"
+    )
     s.set_defaults(func=cmd_index)
 
     s = sub.add_parser(
-        "search", help="search an index", description="Search an index with one query."
+        "search",
+        help="search an index",
+        description="Search an index with one query.",
+        parents=common,
+        formatter_class=HelpFormatter,
     )
     s.add_argument("index", help="index directory")
     s.add_argument("query")
@@ -542,13 +631,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser(
-        "eval", help="evaluate an index on queries and qrels", description="Evaluate retrieval."
+        "eval",
+        help="evaluate an index on queries and qrels",
+        description="Evaluate retrieval.",
+        parents=common,
+        formatter_class=HelpFormatter,
     )
     s.add_argument("index", help="index directory")
     s.add_argument("--queries", required=True, help="queries.jsonl")
     s.add_argument("--qrels", required=True, help="qrels .tsv (query-id corpus-id score)")
     s.add_argument("-k", type=int, default=100, help="hits retrieved per query")
-    s.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,map@100")
+    s.add_argument("--metrics", default="ndcg@10,recall@100,mrr@10,map@100", help="comma-separated")
     s.add_argument("--run", help="also write a TREC run file here")
     s.add_argument(
         "--rerank",
@@ -558,15 +651,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser(
-        "demo", help="index a built-in bilingual sample and search it", description="Demo."
+        "demo",
+        help="index a built-in bilingual sample and search it",
+        description=DEMO_DESCRIPTION,
+        parents=common,
+        formatter_class=HelpFormatter,
     )
     s.set_defaults(func=cmd_demo)
 
-    add_mine_parser(sub)
-    add_finetune_parser(sub)
-    _add_export_parser(sub)
+    add_mine_parser(sub, common)
+    add_finetune_parser(sub, common)
+    _add_export_parser(sub, common)
+    return p
 
-    a = p.parse_args(argv)
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the ``densparse`` command line; returns the exit status."""
+    a = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if a.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

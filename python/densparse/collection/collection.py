@@ -598,7 +598,9 @@ class Collection:
 
     def _build(self, recs: list[Record], name: str, show_progress: Optional[bool]) -> Segment:
         rows = sum(1 + len(r.views) for r in recs)
-        with Progress(rows, "Collection add", wants_progress(show_progress, rows)) as tick:
+        with Progress(
+            rows, "Collection add", wants_progress(show_progress, rows), unit="text"
+        ) as tick:
             return Segment.build(name, recs, self._cfg, progress=tick)
 
     def _deleted(self, parts: tuple[Part, ...], ids: Iterable[str]) -> tuple[Part, ...]:

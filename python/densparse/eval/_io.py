@@ -35,10 +35,15 @@ def numbered_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     Line numbers start at 1; the line terminator (``\\n`` or ``\\r\\n``) is removed.
     """
     with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield lineno, line
+        try:
+            for lineno, line in enumerate(f, start=1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield lineno, line
+        except UnicodeDecodeError as e:  # (text is decoded in blocks: no line number)
+            raise ValueError(f"{path}: not UTF-8 text ({e.reason}); a binary file?") from None
+        except (gzip.BadGzipFile, EOFError) as e:
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
 
 
 def malformed(path: PathLike, lineno: int, message: str) -> ValueError:

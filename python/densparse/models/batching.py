@@ -18,15 +18,13 @@ keep the GPU busy: :data:`DEFAULT_MAX_TOKENS`.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from densparse._progress import Progress
+from densparse._progress import Progress, wants_progress
 
 #: Token budget per batch (rows x padded length) on CUDA, and the ceiling of ``"auto"``.
 DEFAULT_MAX_TOKENS = 16384
@@ -133,18 +131,6 @@ def pad_values(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
     return out
 
 
-def wants_bar(show_progress: Optional[bool], n: int) -> bool:
-    """``show_progress=None``: a bar on a terminal for :data:`PROGRESS_THRESHOLD`+ inputs,
-    unless ``DENSPARSE_PROGRESS=0``."""
-    if show_progress is not None:
-        return bool(show_progress)
-    return (
-        n >= PROGRESS_THRESHOLD
-        and os.environ.get("DENSPARSE_PROGRESS", "1") != "0"
-        and sys.stderr.isatty()
-    )
-
-
 def run_batches(
     lengths: Sequence[int],
     batch_size: int,
@@ -152,13 +138,16 @@ def run_batches(
     show_progress: Optional[bool],
     fn: Callable[[np.ndarray], Sequence[Any]],
     desc: str,
+    unit: str = "text",
 ) -> list:
     """Call ``fn(rows)`` on the length-sorted batches of :func:`plan_batches` (``rows`` = the
     indices of a batch; ``fn`` returns one result per row) and return the results in the
-    original order, advancing a progress bar per batch."""
+    original order, advancing a progress bar (counting ``unit``) per batch: with
+    ``show_progress=None`` on a terminal for :data:`PROGRESS_THRESHOLD`+ inputs."""
     out: list = [None] * len(lengths)
     batches = plan_batches(lengths, batch_size, budget)
-    with Progress(len(lengths), desc, wants_bar(show_progress, len(lengths))) as tick:
+    enabled = wants_progress(show_progress, len(lengths), PROGRESS_THRESHOLD)
+    with Progress(len(lengths), desc, enabled, unit) as tick:
         for rows in batches:
             for i, r in zip(rows, fn(rows)):
                 out[i] = r

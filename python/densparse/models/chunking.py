@@ -1,4 +1,4 @@
-"""Late chunking (Günther et al. 2024; REFERENCE.md section 6).
+"""Late chunking (Günther et al. 2024; docs/algorithms.md, "Late chunking").
 
 1. Chunk boundaries are found on the text -- ``"fixed"`` (every ``chunk_size`` tokens),
    ``"sentences"`` (English ``. ! ?`` followed by a space, Chinese ``。！？；…`` and full-width

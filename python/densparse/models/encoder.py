@@ -580,7 +580,7 @@ class Encoder:
         show_progress: Optional[bool] = None,
     ) -> list[tuple[np.ndarray, list[tuple[int, int]]]]:
         """Chunk vectors per text, late (pooled from the whole document's token embeddings)
-        or naive (each chunk encoded alone), REFERENCE.md section 6.
+        or naive (each chunk encoded alone); see docs/algorithms.md, "Late chunking".
 
         Args:
             texts: documents.

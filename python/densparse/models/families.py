@@ -46,6 +46,20 @@ ZH_VOCAB_SIZE = 21128
 #: Token-id upper bound above which a tokenizer_config's model_max_length means "unset".
 _UNSET_MAX_LENGTH = 1_000_000
 
+#: ``max_seq_length`` of well-known sentence-transformers checkpoints (from their
+#: ``sentence_bert_config.json``), for copies that dropped that file (ONNX repackagings often
+#: do) and so would fall back to the base tokenizer's 512. Tried in order on the model's names;
+#: only for a sentence-transformers layout (``modules.json`` / ``1_Pooling``) without
+#: ``sentence_bert_config.json``. The bare ``minilm-l6`` pattern stands for all-MiniLM-L6-v2,
+#: the MiniLM-L6 sentence model nearly every such copy is of.
+ST_MAX_SEQ_LENGTH: tuple[tuple[str, int], ...] = (
+    (r"paraphrase-multilingual-minilm-l12", 128),
+    (r"paraphrase-minilm-l6", 128),
+    (r"multi-qa-minilm-l6", 512),
+    (r"all-mpnet-base-v2", 384),
+    (r"minilm-l6", 256),
+)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -134,9 +148,12 @@ def _st_normalizes(model_dir: Path) -> bool:
     )
 
 
-def _max_length(model_dir: Path, config: dict, tok_config: dict) -> tuple[int, Optional[int]]:
-    """sentence_bert_config max_seq_length, else tokenizer model_max_length, else position
-    embeddings; never more than the position embeddings allow."""
+def _max_length(
+    model_dir: Path, config: dict, tok_config: dict, names: str = "", st_layout: bool = False
+) -> tuple[int, Optional[int]]:
+    """sentence_bert_config max_seq_length (or, for a sentence-transformers layout without that
+    file, :data:`ST_MAX_SEQ_LENGTH` by name), else tokenizer model_max_length, else position
+    embeddings; never more than the position embeddings allow. Returns (max length, positions)."""
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
         # RoBERTa-style models (XLM-R, BGE-M3) offset positions by padding_idx + 1.
@@ -145,9 +162,15 @@ def _max_length(model_dir: Path, config: dict, tok_config: dict) -> tuple[int, O
     else:
         positions = None
     candidates = []
-    st = _read_json(model_dir / "sentence_bert_config.json").get("max_seq_length")
+    st_file = model_dir / "sentence_bert_config.json"
+    st = _read_json(st_file).get("max_seq_length")
     if isinstance(st, int) and st > 0:
         candidates.append(st)
+    elif st_layout and not st_file.exists():
+        known = next((n for pat, n in ST_MAX_SEQ_LENGTH if re.search(pat, names)), None)
+        if known:
+            log.debug("max_length %d: known sentence-transformers model (%s)", known, names)
+            candidates.append(known)
     tk = tok_config.get("model_max_length")
     if isinstance(tk, (int, float)) and 0 < tk < _UNSET_MAX_LENGTH:
         candidates.append(int(tk))
@@ -213,7 +236,9 @@ def detect_family(
             family = "sentence-transformers"
         else:
             family = "generic"
-    max_length, positions = _max_length(model_dir, config, tok_config)
+    max_length, positions = _max_length(
+        model_dir, config, tok_config, names, st_layout=st_pooling is not None
+    )
     max_length = int(meta.get("max_length") or max_length)
     language = meta.get("language") or _language(names, vocab_size)
 
@@ -223,7 +248,7 @@ def detect_family(
     elif family == "bge-m3":
         spec = ModelSpec("bge-m3", "m3", True, None, max_length, frozenset({0, 1, 2, 3}))
     elif family == "splade":
-        # REFERENCE.md section 5: max over every non-padding position, no ids dropped.
+        # SPLADE (docs/algorithms.md): max over every non-padding position, no ids dropped.
         spec = ModelSpec("splade", "splade", False, None, max_length)
     elif family == "sentence-transformers":
         spec = ModelSpec(

@@ -1,4 +1,4 @@
-"""Pooling of token outputs, in numpy (REFERENCE.md sections 3-5).
+"""Pooling of token outputs, in numpy (docs/algorithms.md, "Model outputs").
 
 Every function takes a padded batch and its attention mask and gives each row's result from
 that row's unmasked positions only, so batched results equal one-by-one results.

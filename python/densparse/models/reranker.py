@@ -325,7 +325,13 @@ class Reranker:
             return logits[:, 0]
 
         scores = run_batches(
-            [len(e[0]) for e in encoded], batch_size, budget, show_progress, run, "rerank"
+            [len(e[0]) for e in encoded],
+            batch_size,
+            budget,
+            show_progress,
+            run,
+            "rerank",
+            unit="pair",
         )
         out = np.asarray(scores, dtype=np.float32).reshape(len(encoded))
         return sigmoid(out) if normalize else out

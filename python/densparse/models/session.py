@@ -1,16 +1,22 @@
 """onnxruntime sessions: provider choice, threads, graph optimisation, IO binding.
 
-``provider="auto"`` uses CUDA only when onnxruntime's ``CUDAExecutionProvider`` is both
-listed *and* actually comes up on a session (onnxruntime-gpu lists it even on machines without
-a GPU or without the CUDA libraries, then silently falls back to CPU); otherwise the CPU
-provider. The choice is logged on the ``densparse.models`` logger at INFO level.
+``provider="auto"`` uses CUDA only when onnxruntime's ``CUDAExecutionProvider`` is listed,
+the NVIDIA driver library can be loaded (no driver means no GPU: CUDA is not even tried, so
+onnxruntime-gpu prints none of its library-load errors), *and* a session actually comes up on
+it (onnxruntime-gpu lists CUDA even on machines without a GPU or without the CUDA libraries,
+then falls back to CPU). Otherwise the CPU provider, chosen quietly: the provider is logged on
+the ``densparse.models`` logger at INFO level, the reason CUDA was not used at DEBUG level.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import logging
+import os
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -69,10 +75,53 @@ def _session_options(ort, threads: Optional[int]):
     return so
 
 
+def _no_gpu_reason() -> Optional[str]:
+    """Why no CUDA device can be used here (``None`` when one may be): the driver library
+    (``libcuda.so.1`` / ``nvcuda.dll``) does not load, or ``CUDA_VISIBLE_DEVICES`` hides every
+    device. Cheap, prints nothing."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "CUDA_VISIBLE_DEVICES hides every GPU"
+    names = ("nvcuda.dll",) if sys.platform == "win32" else ("libcuda.so.1", "libcuda.so")
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return None
+        except OSError:
+            continue
+    return "no NVIDIA driver (libcuda cannot be loaded): no GPU on this machine"
+
+
+@contextlib.contextmanager
+def _stderr_to_debug_log():
+    """Send what native code writes to file descriptor 2 to the DEBUG log instead (onnxruntime
+    prints CUDA library-load failures from C++, past Python's logging)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace").strip()
+            if text:
+                log.debug("onnxruntime while trying CUDA: %s", text)
+
+
 def _cuda_session(ort, path: str, so, device_id: int):
-    """A session on CUDA, or ``None`` when CUDA is listed but does not come up."""
+    """A session on CUDA, or ``None`` and the reason when CUDA cannot be used."""
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return None, "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+    reason = _no_gpu_reason()
+    if reason:
+        return None, reason
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None and importlib.util.find_spec("nvidia") is not None:
         with contextlib.suppress(Exception):  # CUDA/cuDNN from nvidia-* wheels, if any
@@ -81,11 +130,15 @@ def _cuda_session(ort, path: str, so, device_id: int):
     # that fallback is expected here, so quieten the default logger during the attempt.
     ort.set_default_logger_severity(4)
     try:
-        sess = ort.InferenceSession(
-            path,
-            so,
-            providers=[("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"],
-        )
+        with _stderr_to_debug_log():
+            sess = ort.InferenceSession(
+                path,
+                so,
+                providers=[
+                    ("CUDAExecutionProvider", {"device_id": device_id}),
+                    "CPUExecutionProvider",
+                ],
+            )
     except Exception as e:
         return None, f"CUDA session failed: {e}"
     finally:
@@ -139,8 +192,9 @@ class OnnxModel:
         if self.provider == "cuda":
             log.info("densparse encoder: CUDAExecutionProvider on device %d", device_id)
         else:
-            reason = f" ({why})" if why and provider == "auto" else ""
-            log.info("densparse encoder: CPUExecutionProvider%s", reason)
+            log.info("densparse encoder: CPUExecutionProvider")
+            if why:
+                log.debug("CUDA not used: %s", why)
         self.inputs = {i.name: _ORT_TYPES.get(i.type, np.int64) for i in sess.get_inputs()}
         unknown = [n for n in self.inputs if n not in KNOWN_INPUTS]
         if unknown or "input_ids" not in self.inputs:

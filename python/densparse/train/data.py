@@ -11,10 +11,10 @@ ignore. Other keys are kept as they are.
 Pairs are built from a BEIR-format dataset (``corpus.jsonl``, ``queries.jsonl``,
 ``qrels/<split>.tsv``):
 
-* question -> document (``mode="qd"``, the default; REFERENCE.md section 7 says it beats
-  question -> answer): the positives of a query are its documents judged relevance > 0, as
-  ``title + " " + text`` (the text alone when there is no title — what
-  :meth:`densparse.Encoder.encode_corpus` and ``densparse index`` embed/index);
+* question -> document (``mode="qd"``, the default; FlagEmbedding's guidance, see
+  docs/algorithms.md: it beats question -> answer): the positives of a query are its
+  documents judged relevance > 0, as ``title + " " + text`` (the text alone when there is no
+  title — what :meth:`densparse.Encoder.encode_corpus` and ``densparse index`` embed/index);
 * question -> question (``mode="qq"``, for FAQ libraries): queries that share a relevant
   document are positives of each other (the query itself, and queries with exactly its
   text, are not).

@@ -1,4 +1,4 @@
-"""Hard-negative mining (FlagEmbedding recipe, REFERENCE.md section 7), torch-free.
+"""Hard-negative mining (FlagEmbedding recipe; docs/algorithms.md), torch-free.
 
 For each training query: retrieve the top ``range_end`` candidates (densparse BM25, a dense
 :class:`densparse.Encoder` + :class:`densparse.DenseIndex`, or a :class:`densparse.Collection`),
@@ -87,7 +87,7 @@ def _bm25_rankings(
     bm25 = BM25(analyzer=analyzer).index(texts, show_progress=progress)
     mask = eligible.astype(np.uint8)
     out: list[np.ndarray] = []
-    with Progress(len(queries), "BM25 search", progress) as tick:
+    with Progress(len(queries), "BM25 search", progress, unit="query") as tick:
         for lo in range(0, len(queries), BM25_CHUNK):
             batch = queries[lo : lo + BM25_CHUNK]
             ids, scores = bm25.search(batch, k=k, threads=threads, mask=mask)
@@ -153,7 +153,7 @@ def _collection_rankings(
 ) -> list[np.ndarray]:
     out = []
     unknown: dict[str, None] = {}
-    with Progress(len(queries), "Collection search", progress) as tick:
+    with Progress(len(queries), "Collection search", progress, unit="query") as tick:
         for q in queries:
             hits = collection.search(text=q, k=k, mode=mode)
             row = []
@@ -498,9 +498,9 @@ def add_hard_negatives(
             (then ``neg_ids`` are written, and a record's ``pos_ids`` are excluded by id).
             ``None``: every distinct ``pos`` and ``neg`` text of ``records`` (as
             FlagEmbedding does without a candidate pool).
-        Other arguments and the exclusion / sampling / backfill rules: as
-        :func:`mine_hard_negatives` (positives and the query are excluded by text). A
-        :class:`densparse.Collection` retriever needs a ``{doc_id: ...}`` pool.
+        retriever: and the other keyword arguments: as :func:`mine_hard_negatives`, with its
+            exclusion, sampling and backfill rules (positives and the query are excluded by text). A
+            :class:`densparse.Collection` retriever needs a ``{doc_id: ...}`` pool.
 
     Returns:
         New records; with ``return_stats=True``: ``(records, stats)``.

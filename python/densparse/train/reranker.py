@@ -1,4 +1,4 @@
-"""Fine-tune a cross-encoder reranker (FlagEmbedding's reranker recipe, REFERENCE.md §11).
+"""Fine-tune a cross-encoder reranker (FlagEmbedding's reranker recipe; docs/algorithms.md).
 
 Used by :class:`densparse.train.trainer.Trainer` for ``TrainConfig(kind="reranker")``
 (``densparse finetune --kind reranker``); the optimiser, schedule, logs, plot, checkpoints and

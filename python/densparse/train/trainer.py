@@ -1,4 +1,4 @@
-"""Fine-tune a dense embedding model with InfoNCE (FlagEmbedding's recipe, REFERENCE.md §7),
+"""Fine-tune a dense embedding model with InfoNCE (FlagEmbedding's recipe; docs/algorithms.md),
 or a cross-encoder reranker with group cross-entropy (``kind="reranker"``,
 :mod:`densparse.train.reranker`).
 
@@ -64,6 +64,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from densparse._progress import on_terminal
 from densparse.export.files import ST_FILES
 from densparse.export.kinds import WEIGHT_FILES
 
@@ -819,7 +820,9 @@ class Trainer:
     def _evaluate(self, step: int, t0: float, writers) -> dict[str, float]:
         t = time.perf_counter()
         res = self.task.evaluate(
-            self.dev, show_progress=not self.config.quiet, autocast_dtype=self.autocast_dtype
+            self.dev,
+            show_progress=not self.config.quiet and on_terminal(),
+            autocast_dtype=self.autocast_dtype,
         )
         row = {"step": step, **res, "elapsed_s": round(time.perf_counter() - t0, 2)}
         log.info(
@@ -869,7 +872,7 @@ class Trainer:
             task.model.train()
             batches = task.batches()
             bar = None
-            if not cfg.quiet:
+            if not cfg.quiet and on_terminal():
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=self.total_steps, desc="fine-tuning", unit="step")
@@ -985,7 +988,9 @@ class Trainer:
         onnx_dir = self.out / "onnx"
         if onnx_dir.exists():
             shutil.rmtree(onnx_dir)
-        report = export_model(final_dir, onnx_dir, kind=kind, show_progress=not self.config.quiet)
+        report = export_model(
+            final_dir, onnx_dir, kind=kind, show_progress=False if self.config.quiet else None
+        )
         log.info(
             "exported %s -> %s (max |diff| vs torch %s)",
             final_dir,

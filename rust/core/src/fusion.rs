@@ -1,4 +1,4 @@
-//! Result-list fusion for hybrid search (REFERENCE.md sections 4 and 8).
+//! Result-list fusion for hybrid search (docs/algorithms.md: "Fusion of result lists", BGE-M3).
 //!
 //! Input: for one query, one ranked list of `(doc id, score)` per retriever
 //! ("route"). Within a list the rank is the order by score descending, ties

@@ -1,4 +1,4 @@
-//! The five BM25 variants (REFERENCE.md section 1), as bm25s computes them.
+//! The five BM25 variants (docs/algorithms.md, "BM25 variants"), as bm25s computes them.
 
 use crate::error::{Error, Result};
 
