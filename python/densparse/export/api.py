@@ -82,14 +82,11 @@ class ExportReport:
 
 
 def _pad_id(tokenizer_path: Path, config) -> int:
-    from densparse.models.batching import load_tokenizer
+    from densparse.models.batching import find_pad_id, load_tokenizer
 
-    tok = load_tokenizer(tokenizer_path)
-    for t in ("[PAD]", "<pad>"):
-        i = tok.token_to_id(t)
-        if i is not None:
-            return int(i)
-    return int(getattr(config, "pad_token_id", None) or 0)
+    return find_pad_id(
+        load_tokenizer(tokenizer_path), int(getattr(config, "pad_token_id", None) or 0)
+    )
 
 
 def _step(show: bool, msg: str) -> None:

@@ -62,6 +62,26 @@ def load_tokenizer(path: Path):
     return tok
 
 
+def find_pad_id(tokenizer, default: int = 0) -> int:
+    """The id of ``[PAD]`` (BERT) or ``<pad>`` (XLM-R) in a ``tokenizers.Tokenizer``, else
+    ``default``."""
+    for token in ("[PAD]", "<pad>"):
+        i = tokenizer.token_to_id(token)
+        if i is not None:
+            return int(i)
+    return default
+
+
+def check_max_length(max_length: Any, positions: Optional[int], minimum: int = 2) -> int:
+    """``max_length`` when it is an int >= ``minimum`` within the model's ``positions``
+    (``None``: unknown), else ValueError."""
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < minimum:
+        raise ValueError(f"max_length must be an int >= {minimum}, got {max_length!r}")
+    if positions is not None and max_length > positions:
+        raise ValueError(f"max_length={max_length} exceeds the model's {positions} positions")
+    return max_length
+
+
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
     if isinstance(texts, str):
         raise TypeError(f"{what} must be a list of strings, not a single str (wrap it in a list)")

@@ -13,7 +13,9 @@ import numpy as np
 
 from densparse.models import pooling as P
 from densparse.models.batching import (
+    check_max_length,
     check_texts,
+    find_pad_id,
     load_tokenizer,
     pad,
     resolve_budget,
@@ -166,7 +168,7 @@ class Encoder:
         self.tokenizer = tokenizer
         self.heads = heads or {}
         self._lock = threading.Lock()
-        self._pad_id = self._find_pad_id()
+        self._pad_id = find_pad_id(tokenizer)
         outs = model.outputs
         self._hidden = next((n for n in _HIDDEN_NAMES if n in outs), None)
         single_3d = len(outs) == 1 and len(model.output_shapes[outs[0]]) == 3
@@ -232,13 +234,7 @@ class Encoder:
             model_dir, model.outputs, family=family, vocab_size=tokenizer.get_vocab_size()
         )
         if max_length is not None:
-            if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
-                raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
-            if spec.position_limit is not None and max_length > spec.position_limit:
-                raise ValueError(
-                    f"max_length={max_length} exceeds the model's {spec.position_limit} positions"
-                )
-            spec = spec.with_(max_length=max_length)
+            spec = spec.with_(max_length=check_max_length(max_length, spec.position_limit))
         if query_instruction is not None:
             if not isinstance(query_instruction, str):
                 raise TypeError("query_instruction must be a str")
@@ -251,13 +247,6 @@ class Encoder:
                     if head is not None:
                         heads[key] = head
         return cls(model_dir, spec, model, tokenizer, heads)
-
-    def _find_pad_id(self) -> int:
-        for tok in ("[PAD]", "<pad>"):
-            i = self.tokenizer.token_to_id(tok)
-            if i is not None:
-                return int(i)
-        return 0
 
     def _check_outputs(self) -> None:
         f, outs = self.spec.family, self.model.outputs
@@ -420,13 +409,7 @@ class Encoder:
     def _limit(self, max_length: Optional[int]) -> int:
         if max_length is None:
             return self.spec.max_length
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
-            raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
-        if self.spec.position_limit is not None and max_length > self.spec.position_limit:
-            raise ValueError(
-                f"max_length={max_length} exceeds the model's {self.spec.position_limit} positions"
-            )
-        return max_length
+        return check_max_length(max_length, self.spec.position_limit)
 
     def _splade_batch(self, input_ids, mask):
         (logits,) = self.model.run(input_ids, mask, [self._logits])

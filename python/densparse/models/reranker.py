@@ -31,7 +31,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from densparse.models.batching import (
+    check_max_length,
     check_texts,
+    find_pad_id,
     load_tokenizer,
     pad,
     pad_values,
@@ -44,6 +46,9 @@ from densparse.models.session import OnnxModel
 
 #: The largest share of ``max_length`` a query keeps; the passage gets the rest.
 QUERY_SHARE = 0.75
+#: The shortest ``max_length`` a caller may ask for: room for the special tokens and a token of
+#: query and of passage.
+MIN_LENGTH = 4
 #: Architectures (config.json) that are not sequence classifiers: a clear error, not garbage.
 _NOT_CLASSIFIERS = ("ForMaskedLM", "ForTokenClassification", "ForQuestionAnswering", "ForCausalLM")
 
@@ -190,10 +195,7 @@ class Reranker:
         self.tokenizer = tokenizer
         self._max_length = max_length
         self._position_limit = position_limit
-        self._pad_id = next(
-            (int(i) for t in ("[PAD]", "<pad>") if (i := tokenizer.token_to_id(t)) is not None),
-            0,
-        )
+        self._pad_id = find_pad_id(tokenizer)
         outs = model.outputs
         self._logits = "logits" if "logits" in outs else (outs[0] if len(outs) == 1 else None)
         shape = model.output_shapes.get(self._logits) if self._logits else None
@@ -247,8 +249,7 @@ class Reranker:
         tokenizer = load_tokenizer(tok_path)
         default, positions = _lengths(model_dir)
         if max_length is not None:
-            _check_length(max_length, positions)
-            default = max_length
+            default = check_max_length(max_length, positions, MIN_LENGTH)
         model = OnnxModel(onnx_path, provider=provider, device_id=device_id, threads=threads)
         return cls(model_dir, model, tokenizer, default, positions)
 
@@ -282,7 +283,7 @@ class Reranker:
         limit = (
             self.max_length
             if max_length is None
-            else _check_length(max_length, self._position_limit)
+            else check_max_length(max_length, self._position_limit, MIN_LENGTH)
         )
         return encode_pairs(self.tokenizer, check_pairs(pairs), limit)
 
@@ -392,11 +393,3 @@ class Reranker:
         if top_k is not None:
             order = order[:top_k]
         return [(int(i), float(scores[i])) for i in order]
-
-
-def _check_length(max_length: Any, positions: Optional[int]) -> int:
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 4:
-        raise ValueError(f"max_length must be an int >= 4, got {max_length!r}")
-    if positions is not None and max_length > positions:
-        raise ValueError(f"max_length={max_length} exceeds the model's {positions} positions")
-    return max_length
