@@ -92,6 +92,45 @@ def fill_hub_cache(cache: Path, repo_id: str, src: Path, commit: str = "a" * 40)
     (repo / "refs" / "main").write_text(commit)
 
 
+#: Positions of the tiny random models (XLM-R adds its padding offset of 2).
+TINY_MAX_POS = 64
+
+
+def tiny_bert_config(vocab_size: int, **overrides):
+    """A ``transformers.BertConfig`` 32 wide, 2 layers of 4 heads, ``TINY_MAX_POS`` positions."""
+    import transformers
+
+    kw = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=TINY_MAX_POS,
+    )
+    return transformers.BertConfig(**{**kw, **overrides})
+
+
+def tiny_xlmr_config(vocab_size: int, **overrides):
+    """A ``transformers.XLMRobertaConfig`` of the same size, with XLM-R's special ids (see
+    :func:`xlmr_tokenizer`) and no token types."""
+    import transformers
+
+    kw = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=TINY_MAX_POS + 2,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+    )
+    return transformers.XLMRobertaConfig(**{**kw, **overrides})
+
+
 def subprocess_env() -> dict[str, str]:
     """Environment for a child Python that must import the densparse these tests import:
     the source tree (with its built extension) in development, the installed wheel in CI."""

@@ -21,10 +21,13 @@ import pytest
 from conftest import (
     DATA,
     SHARED,
+    TINY_MAX_POS,
     bert_tokenizer,
     need,
     read_jsonl,
     subprocess_env,
+    tiny_bert_config,
+    tiny_xlmr_config,
     xlmr_tokenizer,
 )
 
@@ -54,7 +57,7 @@ TEXTS = [
     "model",
 ]
 LONG = " ".join(["protein gene cells study results"] * 40)  # far over 64 tokens
-MAX_POS = 64
+MAX_POS = TINY_MAX_POS
 
 
 # ---------------------------------------------------------------------------- tiny models
@@ -62,14 +65,7 @@ def make_bert(path: Path, seed: int = 0):
     path.mkdir(parents=True)
     vocab = bert_tokenizer(path)
     torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=MAX_POS,
-    )
+    cfg = tiny_bert_config(len(vocab))
     model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
     with torch.no_grad():  # non-trivial LayerNorm parameters, so a failed load shows
         for name, p in model.named_parameters():
@@ -83,18 +79,7 @@ def make_xlmr_m3(path: Path, seed: int = 1):
     path.mkdir(parents=True)
     vocab_size = xlmr_tokenizer(path)
     torch.manual_seed(seed)
-    cfg = transformers.XLMRobertaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=MAX_POS + 2,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        type_vocab_size=1,
-    )
+    cfg = tiny_xlmr_config(vocab_size)
     model = transformers.XLMRobertaModel(cfg, add_pooling_layer=False).eval()
     model.save_pretrained(str(path))
     sparse = torch.nn.Linear(32, 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import bert_wordpiece
+from conftest import bert_wordpiece, tiny_bert_config
 
 pytest.importorskip("torch", reason="fine-tuning needs torch (pip install densparse[train])")
 pytest.importorskip("transformers", reason="fine-tuning needs transformers (densparse[train])")
@@ -39,15 +39,9 @@ def _save_tokenizer(path: Path):
 
 
 def _bert_config(vocab_size: int, **kw):
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
+    return tiny_bert_config(
+        vocab_size,
         num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
         # larger initial weights and no dropout: the tiny model learns the pairing in
         # tens of steps instead of hundreds
         initializer_range=0.1,

@@ -19,11 +19,14 @@ import pytest
 
 from conftest import (
     SHARED,
+    TINY_MAX_POS,
     WORDS,
     bert_tokenizer,
     fill_hub_cache,
     need,
     read_jsonl,
+    tiny_bert_config,
+    tiny_xlmr_config,
     xlmr_tokenizer,
 )
 
@@ -37,7 +40,7 @@ from densparse.cli import main  # noqa: E402
 from densparse.export import export_model  # noqa: E402
 from densparse.models.reranker import sigmoid  # noqa: E402
 
-MAX_POS = 64
+MAX_POS = TINY_MAX_POS
 QUERIES = ["the first sentence about protein", "query about cells", "", "a"]
 PASSAGES = [
     "we found high gene expression in mice cells, and the results show a long effect.",
@@ -63,16 +66,7 @@ def make_bert_reranker(path: Path, seed: int = 0):
     path.mkdir(parents=True)
     vocab = bert_tokenizer(path)
     torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=MAX_POS,
-        num_labels=1,
-        initializer_range=0.2,
-    )
+    cfg = tiny_bert_config(len(vocab), num_labels=1, initializer_range=0.2)
     model = transformers.BertForSequenceClassification(cfg).eval()
     _scale_head(model)
     model.save_pretrained(str(path))
@@ -93,20 +87,7 @@ def make_xlmr_reranker(path: Path, seed: int = 1):
     path.mkdir(parents=True)
     vocab_size = xlmr_tokenizer(path)
     torch.manual_seed(seed)
-    cfg = transformers.XLMRobertaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=MAX_POS + 2,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        type_vocab_size=1,
-        num_labels=1,
-        initializer_range=0.2,
-    )
+    cfg = tiny_xlmr_config(vocab_size, num_labels=1, initializer_range=0.2)
     model = transformers.XLMRobertaForSequenceClassification(cfg).eval()
     _scale_head(model)
     model.save_pretrained(str(path))
@@ -328,14 +309,7 @@ def test_wrong_model_kinds_are_refused(tiny, work, tmp_path):
     emb_src = tmp_path / "emb"
     emb_src.mkdir()
     vocab = bert_tokenizer(emb_src)
-    cfg = transformers.BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=MAX_POS,
-    )
+    cfg = tiny_bert_config(len(vocab), num_hidden_layers=1)
     transformers.BertModel(cfg).save_pretrained(str(emb_src))
     with pytest.raises(ValueError, match="not a sequence classifier"):
         Reranker.from_pretrained(emb_src)
