@@ -22,7 +22,7 @@ try:
     import densparse
 except ImportError:
     sys.path.insert(0, str(REPO / "python"))
-    import densparse  # noqa: F401
+    import densparse
 
 _T0 = time.perf_counter()
 _NAME = ["bench"]
@@ -120,6 +120,21 @@ def ratio_table(ours: list[Row], peers: list[Row]) -> str:
         [o.name + f" ({o.threads})"] + [fmt_ratio(o.rate / p.rate) for p in peers] for o in ours
     ]
     return md_table(headers, body)
+
+
+def package_versions(packages, missing: Optional[str] = None) -> dict:
+    """``{"densparse": version, package: version}`` for the results header; a package that is
+    not installed is shown as ``missing``, or left out when ``missing`` is None."""
+    import importlib.metadata
+
+    out = {"densparse": getattr(densparse, "__version__", "dev")}
+    for pkg in packages:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            if missing is not None:
+                out[pkg] = missing
+    return out
 
 
 def goal_line(text: str, value: Optional[float], target: float) -> str:

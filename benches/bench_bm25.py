@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import math
 import os
@@ -53,6 +52,7 @@ from _common import (
     machine_info,
     md_table,
     med,
+    package_versions,
     peak_rss_kb,
     portable,
     rate_table,
@@ -95,13 +95,10 @@ def utf8_mb(texts: list[str]) -> float:
 
 
 def versions() -> dict:
-    out = {"densparse": densparse.__version__}
-    for dist in ("jieba", "rjieba", "bm25s", "rank-bm25", "PyStemmer", "numpy", "scipy", "numba"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return package_versions(
+        ("jieba", "rjieba", "bm25s", "rank-bm25", "PyStemmer", "numpy", "scipy", "numba"),
+        missing="not installed",
+    )
 
 
 def stard_seg_texts(data_dir: Path) -> list[str]:

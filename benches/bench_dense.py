@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import os
 import sys
 import time
@@ -46,6 +45,7 @@ from _common import (
     machine_info,
     md_table,
     med,
+    package_versions,
     run_header,
     set_log_name,
     timed_runs,
@@ -71,12 +71,10 @@ except ImportError:  # pragma: no cover
 
 
 def versions() -> dict:
-    out = {"numpy": np.__version__, "densparse": densparse.__version__}
-    for pkg in ("faiss-cpu", "usearch"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "not installed (peer skipped)"
+    out = {
+        "numpy": np.__version__,
+        **package_versions(("faiss-cpu", "usearch"), missing="not installed (peer skipped)"),
+    }
     out["kernels"] = densparse._core._dense_kernels()
     return out
 

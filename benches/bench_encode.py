@@ -36,8 +36,6 @@ Results go to ``--out`` (benches/RESULTS.md) between ``<!-- bench_encode:start -
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -60,6 +58,7 @@ from _common import (
     machine_info,
     md_table,
     med,
+    package_versions,
     peak_rss_kb,
     rate_table,
     run_header,
@@ -82,11 +81,9 @@ def shared_dir() -> Path:
 
 
 def versions() -> dict:
-    out = {"densparse": getattr(densparse, "__version__", "dev")}
-    for pkg in ("onnxruntime-gpu", "onnxruntime", "tokenizers", "torch", "sentence-transformers"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[pkg] = importlib.metadata.version(pkg)
-    return out
+    return package_versions(
+        ("onnxruntime-gpu", "onnxruntime", "tokenizers", "torch", "sentence-transformers")
+    )
 
 
 def load_corpus(path: Path, n: Optional[int]) -> list[str]:

@@ -30,8 +30,6 @@ Results go to ``--out`` (benches/RESULTS.md) between ``<!-- bench_rerank:start -
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
 import os
 import sys
 import time
@@ -50,6 +48,7 @@ from _common import (
     log,
     machine_info,
     md_table,
+    package_versions,
     portable,
     run_header,
     set_log_name,
@@ -63,11 +62,9 @@ GOAL = 1.3
 
 
 def versions() -> dict:
-    out = {"densparse": getattr(densparse, "__version__", "dev")}
-    for pkg in ("onnxruntime-gpu", "onnxruntime", "tokenizers", "torch", "sentence-transformers"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[pkg] = importlib.metadata.version(pkg)
-    return out
+    return package_versions(
+        ("onnxruntime-gpu", "onnxruntime", "tokenizers", "torch", "sentence-transformers")
+    )
 
 
 # --------------------------------------------------------------------------- data
