@@ -38,8 +38,13 @@ class GlobalStats(NamedTuple):
             over the sum of their ``n_docs``) for bit-exact length normalisation.
         df: document frequency over the collection by token, at least for the
             query tokens (sum of the segments' dfs); a missing token counts as
-            df 0, i.e. absent from the collection. A df smaller than this
-            segment's own df of the token, or above ``n_docs``, is a ValueError.
+            df 0, i.e. absent from the collection. A df above ``n_docs`` is a
+            ValueError.
+
+    The collection may count fewer documents than this segment holds, or a
+    smaller df than the segment's own: statistics over live documents only,
+    with the deleted ones of this segment masked out of the search (a token of
+    df 0 then scores as one the collection lacks).
     """
 
     n_docs: int

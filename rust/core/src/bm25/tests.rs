@@ -406,11 +406,18 @@ fn bad_global_stats_are_errors() {
         })
         .is_err());
     }
+    // Live-document statistics may count fewer documents than this index holds (its
+    // deleted ones are masked out): a df of 0 scores the term as unknown, not an error.
     let mut low = good.clone();
     low.df.insert("t1".into(), 0);
-    assert!(run(&low).is_err());
+    let without_t1 = idx.search(&idx.query(&["t2"]), 5);
+    let got = run(&low).unwrap();
+    assert_eq!(got.len(), without_t1.len());
+    for (a, b) in got.iter().zip(&without_t1) {
+        assert!(a.0 == b.0 && (a.1 - b.1).abs() <= 1e-5 * b.1.abs().max(1.0));
+    }
     let mut high = good.clone();
     high.df.insert("t2".into(), good.n_docs + 1);
     assert!(run(&high).is_err());
-    assert!(idx.get_scores_opts(&q, Some(&low)).is_err());
+    assert!(idx.get_scores_opts(&q, Some(&high)).is_err());
 }
