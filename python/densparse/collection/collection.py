@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from densparse import _core
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 from densparse.bm25 import METHODS, _analyzer_from_config
-from densparse.collection import routes, store
+from densparse.collection import merge_policy, routes, store
 from densparse.collection.encoding import (
     EncoderLike,
     encode_query,
@@ -157,7 +157,9 @@ class Collection:
                 vectors from it; ``dense_dim`` defaults to the model's. Saved by path, so
                 :meth:`open` loads it again.
             autocommit: make every write durable before it returns (else call :meth:`commit`).
-            max_segments: above this many segments, the smallest are merged.
+            max_segments: a cap on the number of segments: above it the smallest are merged.
+                Below it, a tiered policy (segments of similar size merged three at a time,
+                see :mod:`densparse.collection.merge_policy`) keeps merging cheap.
             auto_merge: merge in a background thread after writes (else call :meth:`merge`).
         """
         path = Path(path)
@@ -777,8 +779,14 @@ class Collection:
             self._maybe_merge()
 
     def _maybe_merge(self) -> None:
-        if self.auto_merge and len(self._parts) > self.max_segments:
-            self.merge(max_segments=max(1, self.max_segments // 2), background=True)
+        """Start a background merge when the tiered policy asks for one."""
+        if self.auto_merge:
+            self._start_merge(self._policy_choice, background=True)
+
+    def _policy_choice(self, parts: tuple[Part, ...]) -> list[Part]:
+        live = [p.n_live for p in parts]
+        total = [p.seg.n_docs for p in parts]
+        return [parts[i] for i in merge_policy.plan(live, total, self.max_segments)]
 
     # ------------------------------------------------------------ durability
     def commit(self) -> None:
@@ -849,6 +857,21 @@ class Collection:
         deletions made meanwhile are carried over. ``background=True`` returns at once."""
         if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
             raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
+
+        def smallest(parts: tuple[Part, ...]) -> list[Part]:
+            n_merge = len(parts) - max_segments + 1
+            if n_merge >= 2:
+                return sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
+            # Nothing to combine; a lone segment with deletions is rewritten to drop them.
+            if max_segments == 1 and len(parts) == 1 and parts[0].n_live < parts[0].seg.n_docs:
+                return [parts[0]]
+            return []
+
+        self._start_merge(smallest, background)
+
+    def _start_merge(
+        self, choose: Callable[[tuple[Part, ...]], list[Part]], background: bool
+    ) -> None:
         with self._lock:
             self._check_writable()
         # One merge at a time. A foreground merge waits for a running one (which needs
@@ -860,18 +883,9 @@ class Collection:
         try:
             with self._lock:
                 self._check_writable()
-                parts = self._parts
-                n_merge = len(parts) - max_segments + 1
-                if n_merge < 2:
-                    # Nothing to combine; a lone segment with deletions is rewritten to drop
-                    # them.
-                    last = parts[-1] if parts else None
-                    if not (
-                        max_segments == 1 and len(parts) == 1 and last.n_live < last.seg.n_docs
-                    ):
-                        return
-                    n_merge = 1
-                chosen = sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
+                chosen = choose(self._parts)
+                if not chosen:
+                    return
                 name = self._new_segment_name()
                 if background:
                     t = threading.Thread(
