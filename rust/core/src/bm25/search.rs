@@ -210,20 +210,26 @@ impl BoundMap for Rescaled {
 impl Bm25Index {
     /// Resolve query tokens; tokens not in the vocabulary are kept apart in `unknown`.
     pub fn query<S: AsRef<str>>(&self, tokens: &[S]) -> Query {
+        // Counted through hash maps (linear in the query length, however many distinct
+        // tokens); terms keep the order of their first occurrence.
         let mut terms: Vec<(u32, u32)> = Vec::new();
         let mut unknown: Vec<(String, u32)> = Vec::new();
+        let mut term_at: rustc_hash::FxHashMap<u32, usize> = Default::default();
+        let mut unknown_at: rustc_hash::FxHashMap<&str, usize> = Default::default();
         for t in tokens {
             let t = t.as_ref();
             if let Some(id) = self.term_id(t) {
-                match terms.iter_mut().find(|(i, _)| *i == id) {
-                    Some(e) => e.1 += 1,
-                    None => terms.push((id, 1)),
-                }
+                let i = *term_at.entry(id).or_insert_with(|| {
+                    terms.push((id, 0));
+                    terms.len() - 1
+                });
+                terms[i].1 += 1;
             } else {
-                match unknown.iter_mut().find(|(u, _)| u == t) {
-                    Some(e) => e.1 += 1,
-                    None => unknown.push((t.to_string(), 1)),
-                }
+                let i = *unknown_at.entry(t).or_insert_with(|| {
+                    unknown.push((t.to_string(), 0));
+                    unknown.len() - 1
+                });
+                unknown[i].1 += 1;
             }
         }
         Query { terms, unknown }
