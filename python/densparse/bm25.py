@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import check_k, check_mask
+from densparse._checks import check_k, check_mask, check_opt_positive
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 
@@ -293,6 +293,7 @@ class BM25:
     ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         idx = self._idx
+        threads = check_opt_positive(threads, "threads")
         opts = dict(k=int(k), threads=threads, mask=mask, global_stats=stats)
         if isinstance(queries, str):
             ids, scores = idx.search_tokens([self._tokens(queries)], **opts)

@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import copy
 import logging
+import math
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from densparse import _core
+from densparse._checks import MAX_K
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 from densparse.bm25 import METHODS, _analyzer_from_config
@@ -167,6 +169,9 @@ class Collection:
             raise FileExistsError(f"{path} exists and is not an empty directory")
         if bm25_method not in METHODS:
             raise ValueError(f"unknown BM25 method {bm25_method!r}: expected one of {METHODS}")
+        for name, x, hi in (("k1", k1, math.inf), ("b", b, 1.0), ("delta", delta, math.inf)):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= hi:
+                raise ValueError(f"{name} must be a number in [0, {hi}], got {x!r}")
         if dense_dim is not None and (isinstance(dense_dim, bool) or int(dense_dim) < 1):
             raise ValueError(f"dense_dim must be a positive int or None, got {dense_dim!r}")
         if dense_dtype not in ("float32", "float16", "int8"):
@@ -475,6 +480,18 @@ class Collection:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
+        k = min(int(k), MAX_K)
+        if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)):
+            raise TypeError(f"candidates must be an int, not {type(candidates).__name__}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        candidates = min(int(candidates), MAX_K)
+        if (
+            isinstance(rrf_k, bool)
+            or not isinstance(rrf_k, (int, float, np.number))
+            or not (0 < rrf_k < math.inf)
+        ):
+            raise ValueError(f"rrf_k must be a positive number, got {rrf_k!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if fusion not in FUSIONS:

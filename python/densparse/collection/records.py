@@ -11,6 +11,7 @@ import numpy as np
 from densparse.collection.segment import Record
 
 _FIELDS = {"id", "text", "views", "metadata", "dense", "sparse", "colbert"}
+_FLOAT16_MAX = 65504.0
 
 
 def _vectors(value: Any, dim: Optional[int], what: str, rows: Optional[int] = None) -> np.ndarray:
@@ -155,6 +156,11 @@ def validate_records(
         colbert = None
         if r.get("colbert") is not None:
             colbert = _vectors(r["colbert"], colbert_dim, f"{what}: colbert")
+            if colbert.size and np.abs(colbert).max() > _FLOAT16_MAX:
+                raise ValueError(
+                    f"{what}: colbert values must be within ±{_FLOAT16_MAX} (they are stored as "
+                    "float16); normalise the vectors"
+                )
         out.append(
             Record(
                 id=rid,

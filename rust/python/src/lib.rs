@@ -334,7 +334,11 @@ impl PyAnalyzer {
 
     /// Top-k keywords with weights, as jieba.analyse (tfidf: extract_tags; textrank).
     #[pyo3(signature = (text, k=10, method="tfidf"))]
-    fn keywords(&self, py: Python<'_>, text: String, k: usize, method: &str) -> PyResult<Vec<(String, f64)>> {
+    fn keywords(&self, py: Python<'_>, text: String, k: i64, method: &str) -> PyResult<Vec<(String, f64)>> {
+        if k < 1 {
+            return Err(PyValueError::new_err(format!("k must be >= 1, got {k}")));
+        }
+        let k = usize::try_from(k).unwrap_or(usize::MAX);
         let m = KeywordMethod::parse(method).map_err(to_py)?;
         let inner = self.inner.clone();
         Ok(py.allow_threads(|| {
