@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import bisect
-import json
+import contextlib
+import copy
 import logging
 import os
+import re
 import shutil
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -34,11 +36,19 @@ from densparse.collection.records import (
     validate_records,
 )
 from densparse.collection.routes import Part
-from densparse.collection.segment import BuildConfig, Record, Segment, fsync_path
+from densparse.collection.segment import (
+    BM25_FILE,
+    BuildConfig,
+    Record,
+    Segment,
+    digests_of,
+    fsync_path,
+)
 
 log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "bm25", "dense", "sparse")
+_SEGMENT_NAME = re.compile(r"seg-[0-9]{6,}")
 FUSIONS = ("rrf", "weighted", "m3")
 PathLike = Union[str, os.PathLike]
 
@@ -82,6 +92,8 @@ class Collection:
         autocommit: bool,
         max_segments: int,
         auto_merge: bool,
+        writer: Optional[store.WriterLock] = None,
+        pin: Optional[store.ReaderPin] = None,
     ) -> None:
         self.path = path
         self._manifest = manifest
@@ -99,8 +111,11 @@ class Collection:
         self.auto_merge = auto_merge
         self.encoder: Any = None  # set by create/open: computes vectors from text
         self._lock = threading.RLock()  # writers only; readers use the published snapshot
-        self._writer = store.WriterLock(path)
+        self._writer = writer  # held from open to close by a writable collection
+        self._pin = pin  # the generation this snapshot reads, locked against deletion
+        self._closed = False
         self._merging: Optional[threading.Thread] = None
+        self._merge_lock = threading.Lock()
         self._merge_error: Optional[BaseException] = None
         self._dirty = False
         self._parts: tuple[Part, ...] = ()
@@ -199,12 +214,13 @@ class Collection:
         lock = store.WriterLock(path)
         lock.acquire()
         try:
-            store.write_manifest(path, manifest)
-        finally:
+            manifest = store.write_manifest(path, manifest)
+        except BaseException:
             lock.release()
+            raise
         log.info("created collection %s (dense_dim=%s)", path, dense_dim)
         c = cls._from_manifest(
-            path, manifest, analyzer, True, False, autocommit, max_segments, auto_merge
+            path, manifest, analyzer, True, False, autocommit, max_segments, auto_merge, lock, None
         )
         c.encoder = enc
         return c
@@ -226,14 +242,41 @@ class Collection:
         ``encoder="saved"`` loads the encoder the collection was created with (if any);
         pass another Encoder or path, or ``None`` for none."""
         path = Path(path)
-        manifest = store.read_manifest(path)
+        writer = pin = None
+        if readonly:
+            manifest, pin = store.open_pinned(path)
+        else:
+            # The lock comes first, so the state read next is the one this writer extends.
+            store.read_manifest(path)  # a clear error for a missing or foreign directory
+            writer = store.WriterLock(path)
+            writer.acquire()
         try:
-            analyzer = _analyzer_from_config(manifest["config"]["analyzer"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise _core.CorruptIndexError(f"{path}: unreadable analyzer settings ({e!r})") from None
-        c = cls._from_manifest(
-            path, manifest, analyzer, mmap, readonly, autocommit, max_segments, auto_merge
-        )
+            if writer is not None:
+                manifest = store.read_manifest(path)
+            try:
+                analyzer = _analyzer_from_config(manifest["config"]["analyzer"])
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise _core.CorruptIndexError(
+                    f"{path}: unreadable analyzer settings ({e!r})"
+                ) from None
+            c = cls._from_manifest(
+                path,
+                manifest,
+                analyzer,
+                mmap,
+                readonly,
+                autocommit,
+                max_segments,
+                auto_merge,
+                writer,
+                pin,
+            )
+        except BaseException:
+            if writer is not None:
+                writer.release()
+            if pin is not None:
+                pin.release()
+            raise
         if isinstance(encoder, str) and encoder == "saved":
             encoder = manifest["config"].get("encoder")
         c.encoder = None if encoder is None else load_encoder(encoder)
@@ -250,6 +293,8 @@ class Collection:
         autocommit: bool,
         max_segments: int,
         auto_merge: bool,
+        writer: Optional[store.WriterLock],
+        pin: Optional[store.ReaderPin],
     ) -> Collection:
         try:
             c = manifest["config"]
@@ -264,6 +309,8 @@ class Collection:
             )
             parts, digests = [], {}
             for s in manifest["segments"]:
+                if not isinstance(s.get("name"), str) or not _SEGMENT_NAME.fullmatch(s["name"]):
+                    raise _core.CorruptIndexError(f"{path}: damaged manifest (segment name)")
                 d = path / store.SEGMENTS / s["name"]
                 seg = Segment.load(s["name"], d, s["files"], mmap)
                 if seg.n_docs != s["n_docs"]:
@@ -279,6 +326,8 @@ class Collection:
                 digests[s["name"]] = s["files"]
         except KeyError as e:
             raise _core.CorruptIndexError(f"{path}: manifest lacks {e}") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise _core.CorruptIndexError(f"{path}: damaged manifest ({e!r})") from None
         return cls(
             path,
             manifest,
@@ -289,7 +338,29 @@ class Collection:
             autocommit,
             max_segments,
             auto_merge,
+            writer,
+            pin,
         )
+
+    #: The on-disk format this densparse writes (older ones open; see :meth:`upgrade`).
+    FORMAT_VERSION = store.VERSION
+
+    @classmethod
+    def upgrade(cls, path: PathLike) -> Optional[int]:
+        """Rewrite an older collection's manifest in the current format, naming every
+        file with its size and checksum; segments are kept as they are. Returns the old
+        format version, or None when there was nothing to do. Takes the writer lock."""
+        c = cls.open(path, encoder=None, auto_merge=False)
+        try:
+            old = c._manifest["version"]
+            if old >= store.VERSION:
+                return None
+            c._dirty = True
+            c.commit()
+            log.info("upgraded %s from format version %d to %d", path, old, store.VERSION)
+            return old
+        finally:
+            c.close()
 
     # ------------------------------------------------------------ facts
     @property
@@ -344,7 +415,7 @@ class Collection:
         out: dict[str, Any] = {"id": seg.ids[d], "text": seg.texts[d]}
         if seg.views[d]:
             out["views"] = list(seg.views[d])
-        out["metadata"] = json.loads(json.dumps(seg.metadata[d]))
+        out["metadata"] = copy.deepcopy(seg.metadata[d])
         dense = seg.dense_of(d)
         if dense is not None:
             out["dense"] = dense[0] if len(dense) == 1 else dense
@@ -468,7 +539,9 @@ class Collection:
         if wanted["bm25"]:
             tokens = self._cfg.analyzer.tokenize(text)
             lists["bm25"] = (
-                routes.bm25_route(parts, masks, tokens, n, self._cfg.bm25_params["method"])
+                routes.bm25_route(
+                    parts, masks, tokens, n, self._cfg.bm25_params["method"], self._cfg.analyzer
+                )
                 if tokens
                 else routes.EMPTY
             )
@@ -501,7 +574,7 @@ class Collection:
                     if rerank is not None
                     else {r: route_scores.get(r) for r in lists},
                     text=p.seg.texts[d],
-                    metadata=p.seg.metadata[d],
+                    metadata=copy.deepcopy(p.seg.metadata[d]),  # a hit never aliases the store
                 )
             )
         return out
@@ -576,7 +649,8 @@ class Collection:
     def _check_writable(self) -> None:
         if self._readonly:
             raise PermissionError(f"{self.path} was opened readonly")
-        self._writer.acquire()
+        if self._closed or self._writer is None or not self._writer.held:
+            raise RuntimeError(f"{self.path}: the collection is closed")
         if self._merge_error is not None:
             err, self._merge_error = self._merge_error, None
             raise RuntimeError(f"a background merge failed: {err!r}") from err
@@ -615,7 +689,7 @@ class Collection:
             live = parts[i].live.copy()
             live[docs] = False
             live.setflags(write=False)
-            out[i] = replace(parts[i], live=live, n_live=int(live.sum()), live_file=None)
+            out[i] = replace(parts[i], live=live, n_live=int(live.sum()), live_file=None, cache={})
         return tuple(out)
 
     def add(
@@ -633,6 +707,24 @@ class Collection:
         """Add records, replacing any existing document with the same id."""
         self._write(records, show_progress, replace_existing=True)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Undo every in-memory change when the body raises (a failed build, a full disk
+        during the commit): a write that fails changes nothing. Call with ``_lock`` held."""
+        saved = (
+            self._parts,
+            copy.deepcopy(self._manifest),
+            dict(self._digests),
+            dict(self._live_digests),
+            self._dirty,
+        )
+        try:
+            yield
+        except BaseException:
+            parts, self._manifest, self._digests, self._live_digests, self._dirty = saved
+            self._parts = parts
+            raise
+
     def _write(self, records: Any, show_progress: Optional[bool], replace_existing: bool) -> None:
         recs = validate_records(records, self._cfg.dense_dim, self._cfg.colbert_dim)
         if not recs:
@@ -649,13 +741,17 @@ class Collection:
                     f"{len(existing)} id(s) already in the collection ({shown}...): use upsert()"
                 )
             log.info("adding %d records (%d replace existing ones)", len(recs), len(existing))
-            seg = self._build(recs, self._new_segment_name(), show_progress)
-            if existing:
-                parts = self._deleted(parts, existing)
-            live = np.ones(seg.n_docs, dtype=bool)
-            live.setflags(write=False)
-            self._publish((*parts, Part(seg, live, seg.n_docs, None)))
-            self._after_write()
+            with self._transaction():
+                seg = self._build(recs, self._new_segment_name(), show_progress)
+                if existing:
+                    parts = self._deleted(parts, existing)
+                live = np.ones(seg.n_docs, dtype=bool)
+                live.setflags(write=False)
+                self._publish((*parts, Part(seg, live, seg.n_docs, None)))
+                self._dirty = True
+                if self.autocommit:
+                    self.commit()
+            self._maybe_merge()
 
     def delete(self, ids: Union[str, Sequence[str]]) -> None:
         """Delete documents by id; an unknown id raises KeyError and deletes nothing."""
@@ -672,14 +768,15 @@ class Collection:
             ]
             if unknown:
                 raise KeyError(f"unknown id(s): {', '.join(repr(u) for u in unknown[:5])}")
-            self._publish(self._deleted(parts, ids))
+            with self._transaction():
+                self._publish(self._deleted(parts, ids))
+                self._dirty = True
+                if self.autocommit:
+                    self.commit()
             log.info("deleted %d documents", len(ids))
-            self._after_write()
+            self._maybe_merge()
 
-    def _after_write(self) -> None:
-        self._dirty = True
-        if self.autocommit:
-            self.commit()
+    def _maybe_merge(self) -> None:
         if self.auto_merge and len(self._parts) > self.max_segments:
             self.merge(max_segments=max(1, self.max_segments // 2), background=True)
 
@@ -689,6 +786,15 @@ class Collection:
         the manifest, switched atomically. A crash at any point keeps the last commit."""
         with self._lock:
             self._check_writable()
+            on_disk = store.read_manifest(self.path)["generation"]
+            if on_disk != self._manifest["generation"]:
+                # Only possible where the writer lock is not honoured (some network file
+                # systems): never overwrite a newer state.
+                raise store.CollectionLockedError(
+                    f"{self.path}: generation {on_disk} on disk is not the generation "
+                    f"{self._manifest['generation']} this writer opened: another writer "
+                    "committed meanwhile; nothing was written"
+                )
             gen = self._manifest["generation"] + 1
             root = self.path / store.SEGMENTS
             segs, parts, wrote = [], [], False
@@ -704,6 +810,9 @@ class Collection:
                     self._digests[name] = p.seg.write(tmp)
                     os.replace(tmp, d)
                     wrote = True
+                elif BM25_FILE not in self._digests[name]:
+                    # A version-1 segment: its index files are named from now on.
+                    self._digests[name] = digests_of(d)
                 if p.live_file is None and p.n_live < p.seg.n_docs:
                     live_name, digest = store.write_live(d, gen, p.live)
                     self._live_digests[(name, live_name)] = digest
@@ -717,12 +826,16 @@ class Collection:
                 segs.append(entry)
             if wrote:
                 fsync_path(root)
-            manifest = dict(self._manifest, generation=gen, segments=segs)
-            store.write_manifest(self.path, manifest)
+            manifest = store.write_manifest(
+                self.path, dict(self._manifest, generation=gen, segments=segs)
+            )
             self._manifest = manifest
             self._publish(parts)
             self._dirty = False
-            store.collect_garbage(self.path, manifest)
+            try:
+                store.collect_garbage(self.path, manifest)
+            except OSError as e:  # committed all the same; the next commit retries
+                log.warning("could not remove old files of %s: %s", self.path, e)
             live_names = {s["name"] for s in segs}
             self._digests = {n: v for n, v in self._digests.items() if n in live_names}
             log.info(
@@ -734,32 +847,44 @@ class Collection:
         """Merge the smallest segments until at most ``max_segments`` remain (deleted
         documents are dropped for good). Searches and writes go on during a merge;
         deletions made meanwhile are carried over. ``background=True`` returns at once."""
-        if max_segments < 1:
-            raise ValueError("max_segments must be >= 1")
+        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
+            raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
         with self._lock:
             self._check_writable()
-            if self._merging is not None and self._merging.is_alive():
+        # One merge at a time. A foreground merge waits for a running one (which needs
+        # `_lock` to finish, so the wait happens without holding it); a background merge
+        # does not queue behind another.
+        if not self._merge_lock.acquire(blocking=not background):
+            return
+        handed_over = False
+        try:
+            with self._lock:
+                self._check_writable()
+                parts = self._parts
+                n_merge = len(parts) - max_segments + 1
+                if n_merge < 2:
+                    # Nothing to combine; a lone segment with deletions is rewritten to drop
+                    # them.
+                    last = parts[-1] if parts else None
+                    if not (
+                        max_segments == 1 and len(parts) == 1 and last.n_live < last.seg.n_docs
+                    ):
+                        return
+                    n_merge = 1
+                chosen = sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
+                name = self._new_segment_name()
                 if background:
+                    t = threading.Thread(
+                        target=self._merge_guarded, args=(chosen, name), daemon=True
+                    )
+                    self._merging = t
+                    t.start()
+                    handed_over = True  # the thread releases the merge lock
                     return
-                self._merging.join()
-            parts = self._parts
-            n_merge = len(parts) - max_segments + 1
-            if n_merge < 2:
-                # Nothing to combine; a lone segment with deletions is rewritten to drop them.
-                purge = (
-                    max_segments == 1 and len(parts) == 1 and parts[0].n_live < parts[0].seg.n_docs
-                )
-                if not purge:
-                    return
-                n_merge = 1
-            chosen = sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
-            name = self._new_segment_name()
-        if background:
-            t = threading.Thread(target=self._merge_guarded, args=(chosen, name), daemon=True)
-            self._merging = t
-            t.start()
-        else:
             self._merge(chosen, name)
+        finally:
+            if not handed_over:
+                self._merge_lock.release()
 
     def wait_for_merges(self) -> None:
         """Block until a background merge (if any) is done; re-raise its error."""
@@ -776,6 +901,8 @@ class Collection:
         except BaseException as e:  # reported on the next write or wait_for_merges()
             log.exception("background merge failed")
             self._merge_error = e
+        finally:
+            self._merge_lock.release()
 
     def _merge(self, chosen: list[Part], name: str) -> None:
         log.info("merging %d segments (%d documents)", len(chosen), sum(p.n_live for p in chosen))
@@ -831,21 +958,39 @@ class Collection:
 
     # ------------------------------------------------------------ lifecycle
     def reload(self) -> None:
-        """Re-read the last committed state from disk (a reader following a writer)."""
+        """Re-read the last committed state from disk (a reader following a writer). A
+        reader's old snapshot, and the files it pinned, are let go."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the collection is closed")
         other = Collection.open(self.path, readonly=True, encoder=None)
         with self._lock:
+            old_pin = self._pin
             self._manifest = other._manifest
             self._digests = other._digests
             self._live_digests = other._live_digests
             self._publish(other._parts)
             self._dirty = False
+            # A writer needs no pin (it is the one that deletes files).
+            self._pin = other._pin if self._readonly else None
+            if not self._readonly and other._pin is not None:
+                other._pin.release()
+            other._pin = None
+        if old_pin is not None:
+            old_pin.release()
 
     def close(self) -> None:
-        """Wait for merges, commit pending changes (if writable) and release the lock."""
+        """Wait for merges, commit pending changes (if writable) and release the locks.
+        Searching a closed collection still works on its last snapshot; writing raises."""
+        if self._closed:
+            return
         self.wait_for_merges()
         if not self._readonly and self._dirty:
             self.commit()
-        self._writer.release()
+        self._closed = True
+        if self._writer is not None:
+            self._writer.release()
+        if self._pin is not None:
+            self._pin.release()  # open files and maps stay valid: searching still works
 
     def __enter__(self) -> Collection:
         return self

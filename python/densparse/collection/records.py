@@ -62,6 +62,33 @@ def sparse_vector(value: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     return idx, vals
 
 
+def _utf8(text: str, what: str) -> str:
+    """Refuse what cannot be stored as UTF-8 (a lone surrogate), before anything changes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} is not valid UTF-8 text (a lone surrogate at position {e.start})"
+        ) from None
+    return text
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_ints(value: Any, what: str) -> None:
+    """Integers beyond 64 bits cannot be stored faithfully (nor filtered on)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"{what}: integer {value} does not fit in 64 bits")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_ints(v, f"{what}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_ints(v, what)
+
+
 def _metadata(value: Any, what: str) -> dict:
     if value is None:
         return {}
@@ -73,6 +100,8 @@ def _metadata(value: Any, what: str) -> dict:
         raise TypeError(
             f"{what} must be JSON-like (str, numbers, bools, None, lists, dicts): {e}"
         ) from None
+    _utf8(text, what)
+    _check_ints(value, what)
     return json.loads(text)
 
 
@@ -98,6 +127,7 @@ def validate_records(
         rid = r.get("id")
         if not isinstance(rid, str) or not rid:
             raise TypeError(f"{what}['id'] must be a non-empty str, got {rid!r}")
+        _utf8(rid, f"{what}['id']")
         if rid in seen:
             raise ValueError(f"duplicate id {rid!r} in this batch")
         seen.add(rid)
@@ -105,10 +135,15 @@ def validate_records(
         text = r.get("text", "")
         if not isinstance(text, str):
             raise TypeError(f"{what}: text must be a str, not {type(text).__name__}")
-        views = list(r.get("views") or [])
+        _utf8(text, f"{what}: text")
+        views = r.get("views") or []
+        if not isinstance(views, (list, tuple)):
+            raise TypeError(f"{what}: views must be a list of str, not {type(views).__name__}")
+        views = list(views)
         for j, v in enumerate(views):
             if not isinstance(v, str):
                 raise TypeError(f"{what}: views[{j}] must be a str, not {type(v).__name__}")
+            _utf8(v, f"{what}: views[{j}]")
         dense = None
         if r.get("dense") is not None:
             if dense_dim is None:

@@ -8,12 +8,14 @@ best documents and merges them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
+from densparse.analysis import Analyzer
 from densparse.collection.segment import Segment
 
 Hits = tuple[np.ndarray, np.ndarray]  # (docnos int64, scores float32), best first
@@ -25,6 +27,15 @@ _ZERO_FOR_NO_MATCH = ("lucene", "robertson", "atire")
 
 
 @dataclass(frozen=True)
+class DeletedRows:
+    """What the deleted documents of a segment contribute to its BM25 statistics."""
+
+    rows: int
+    tokens: int
+    df: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Part:
     """A segment as one snapshot sees it."""
 
@@ -33,6 +44,27 @@ class Part:
     n_live: int
     live_file: Optional[str]  # file holding `live` on disk; None when not yet written
     base: int = 0  # docno of the segment's first document in this snapshot
+    # DeletedRows for this `live`, computed on first BM25 use (a new `live` gets a new dict)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def deleted_rows(self, analyzer: Analyzer) -> DeletedRows:
+        """Rows, tokens and document frequencies of the deleted documents, found by
+        analysing their texts again: exact, and costs time in the number deleted."""
+        got = self.cache.get("deleted")
+        if got is None:
+            seg = self.seg
+            texts = [
+                t
+                for d in np.flatnonzero(~self.live).tolist()
+                for t in (seg.texts[d], *seg.views[d])
+            ]
+            df: Counter[str] = Counter()
+            tokens = 0
+            for toks in analyzer.tokenize_batch(texts) if texts else []:
+                tokens += len(toks)
+                df.update(set(toks))
+            got = self.cache["deleted"] = DeletedRows(len(texts), tokens, dict(df))
+        return got
 
     def doc_mask(self, filter_mask: Optional[np.ndarray]) -> Optional[np.ndarray]:
         """Eligible documents, or None when all are."""
@@ -81,16 +113,26 @@ def merge_hits(per_segment: Sequence[tuple[Part, Hits]], k: int) -> Hits:
     return docnos[order], scores[order]
 
 
-def bm25_stats(parts: Sequence[Part], tokens: list[str]) -> Optional[tuple[int, float, dict]]:
-    """Collection-wide BM25 statistics (documents, average length, df per query token) so
-    that every segment scores as one index over all rows would. Like Lucene, rows of deleted
-    documents count until their segment is merged away. None for a single segment (its own
-    statistics are already the collection's)."""
-    if len(parts) <= 1:
+def bm25_stats(
+    parts: Sequence[Part], tokens: list[str], analyzer: Analyzer
+) -> Optional[tuple[int, float, dict]]:
+    """Collection-wide BM25 statistics over the rows of live documents (documents, average
+    length, df per query token), so that every segment scores exactly as one index built
+    over the live documents would (Lucene and tantivy count deleted documents until a
+    merge). None for a single segment without deletions (its own statistics are exact)."""
+    if len(parts) == 1 and parts[0].n_live == parts[0].seg.n_docs:
         return None
-    n = sum(p.seg.bm25.n_docs for p in parts)
-    total = sum(p.seg.total_tokens for p in parts)
-    df = {t: sum(p.seg.bm25.df(t) for p in parts) for t in set(tokens)}
+    n, total = 0, 0
+    df = dict.fromkeys(set(tokens), 0)
+    for p in parts:
+        n += p.seg.bm25.n_docs
+        total += p.seg.total_tokens
+        gone = p.deleted_rows(analyzer) if p.n_live < p.seg.n_docs else None
+        if gone is not None:
+            n -= gone.rows
+            total -= gone.tokens
+        for t in df:
+            df[t] += p.seg.bm25.df(t) - (gone.df.get(t, 0) if gone else 0)
     return n, total / n, df
 
 
@@ -100,8 +142,9 @@ def bm25_route(
     tokens: list[str],
     k: int,
     method: str,
+    analyzer: Analyzer,
 ) -> Hits:
-    stats = bm25_stats(parts, tokens)
+    stats = bm25_stats(parts, tokens, analyzer)
     positive_only = method in _ZERO_FOR_NO_MATCH
     out = []
     for p, m in zip(parts, masks):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from densparse import _core
 from densparse.analysis import Analyzer
 from densparse.collection.filters import FilterEvaluator
+from densparse.collection.store import check_file, file_digest, fsync_path
 
 RECORDS = "records.jsonl"
 BM25_FILE = "bm25.idx"
@@ -32,6 +32,7 @@ DENSE_FILE = "dense.idx"
 SPARSE_FILE = "sparse.idx"
 COLBERT_FILE = "colbert.npy"
 COLBERT_OFFSETS = "colbert_offsets.npy"
+_FILES = (RECORDS, BM25_FILE, DENSE_FILE, SPARSE_FILE, COLBERT_FILE, COLBERT_OFFSETS)
 
 
 @dataclass
@@ -78,32 +79,9 @@ class BuildConfig:
     colbert_dim: Optional[int]
 
 
-def file_digest(path: Path) -> dict:
-    """Size and CRC-32 of a file, to detect corruption of the JSON/npy parts on open."""
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            crc = zlib.crc32(chunk, crc)
-    return {"size": path.stat().st_size, "crc32": crc}
-
-
-def check_file(path: Path, expected: dict) -> None:
-    if not path.exists():
-        raise _core.CorruptIndexError(f"{path}: file named by the manifest is missing")
-    got = file_digest(path)
-    if got != expected:
-        raise _core.CorruptIndexError(
-            f"{path}: size/checksum {got} do not match the manifest {expected}: the file is "
-            "corrupt or was changed outside densparse"
-        )
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def digests_of(directory: Path) -> dict[str, dict]:
+    """{file: digest} of the segment files present in ``directory``, for the manifest."""
+    return {f: file_digest(directory / f) for f in _FILES if (directory / f).exists()}
 
 
 class Segment:
@@ -190,8 +168,8 @@ class Segment:
 
     # ------------------------------------------------------------ persistence
     def write(self, directory: Path) -> dict[str, dict]:
-        """Write every file into ``directory`` (fsynced); return {file: digest} for the
-        files whose integrity the manifest checks (the index files check themselves)."""
+        """Write every file into ``directory`` (fsynced); return {file: digest} of each,
+        for the manifest."""
         directory.mkdir(parents=True, exist_ok=False)
         with open(directory / RECORDS, "w", encoding="utf-8") as f:
             for i in range(self.n_docs):
@@ -210,21 +188,35 @@ class Segment:
             self.dense.save(directory / DENSE_FILE)
         if self.sparse is not None:
             self.sparse.save(directory / SPARSE_FILE)
-        digests = {RECORDS: file_digest(directory / RECORDS)}
         if self.colbert is not None:
             for fname, arr in ((COLBERT_FILE, self.colbert[0]), (COLBERT_OFFSETS, self.colbert[1])):
                 with open(directory / fname, "wb") as f:
                     np.save(f, arr, allow_pickle=False)
                     f.flush()
                     os.fsync(f.fileno())
-                digests[fname] = file_digest(directory / fname)
         fsync_path(directory)
-        return digests
+        return digests_of(directory)
 
     @classmethod
     def load(cls, name: str, directory: Path, digests: dict[str, dict], mmap: bool) -> Segment:
+        """Open a segment whose files the manifest names in ``digests``. A version-1
+        manifest named only the records and ColBERT files: its index files are found by
+        name (they check themselves)."""
+        if not isinstance(digests, dict) or RECORDS not in digests:
+            raise _core.CorruptIndexError(f"{directory}: damaged manifest entry (files)")
         for fname, expected in digests.items():
+            if fname not in _FILES:
+                raise _core.CorruptIndexError(f"{directory}: manifest names unknown file {fname!r}")
             check_file(directory / fname, expected)
+        named = (
+            set(digests)
+            if BM25_FILE in digests
+            else set(_FILES) & {f.name for f in directory.iterdir()}
+        )
+        if BM25_FILE not in named:
+            raise _core.CorruptIndexError(f"{directory / BM25_FILE}: missing")
+        if (COLBERT_FILE in named) != (COLBERT_OFFSETS in named):
+            raise _core.CorruptIndexError(f"{directory}: ColBERT vectors without offsets")
         try:
             with open(directory / RECORDS, encoding="utf-8") as f:
                 records = [json.loads(line) for line in f]
@@ -232,16 +224,16 @@ class Segment:
             raise _core.CorruptIndexError(f"{directory / RECORDS}: unreadable ({e})") from None
         bm25 = _core.BM25Index.load(str(directory / BM25_FILE), mmap=mmap)
         dense = sparse = None
-        if (directory / DENSE_FILE).exists():
+        if DENSE_FILE in named:
             from densparse.dense import DenseIndex
 
             dense = DenseIndex.load(directory / DENSE_FILE, mmap=mmap)
-        if (directory / SPARSE_FILE).exists():
+        if SPARSE_FILE in named:
             from densparse.sparse import SparseIndex
 
             sparse = SparseIndex.load(directory / SPARSE_FILE, mmap=mmap)
         colbert = None
-        if COLBERT_FILE in digests:
+        if COLBERT_FILE in named:
             mode = "r" if mmap else None
             colbert = (
                 np.load(directory / COLBERT_FILE, mmap_mode=mode, allow_pickle=False),

@@ -260,12 +260,11 @@ impl Bm25Index {
         let mut base = 0.0;
         for &(t, c) in &q.terms {
             let tok = &self.vocab[t as usize];
+            // The collection may count fewer documents than this index holds: its
+            // statistics cover live documents only, and deleted ones are masked out here.
             let gdf = st.df.get(tok).copied().unwrap_or(0);
-            let ldf = self.terms[t as usize].df as u64;
-            if gdf < ldf {
-                return Err(Error::invalid(format!(
-                    "global statistics: df of {tok:?} is {gdf} but this index alone has it in {ldf} documents"
-                )));
+            if gdf == 0 {
+                continue; // only deleted documents have it: as if the term were unknown
             }
             if gdf > st.n_docs {
                 return Err(Error::invalid(format!(
@@ -343,19 +342,12 @@ impl Bm25Index {
         Some((kn, inv_c))
     }
 
-    /// Collection statistics must be valid and describe a collection that
-    /// contains this index (per-token df checks happen per query).
+    /// Collection statistics must be valid (per-token df checks happen per query). They
+    /// may describe fewer documents than this index holds: the live ones of a collection
+    /// whose deleted documents the caller masks out.
     fn check_stats(&self, stats: Option<&GlobalStats>) -> Result<()> {
         let Some(st) = stats else { return Ok(()) };
-        st.validate()?;
-        if st.n_docs < self.n_docs() as u64 {
-            return Err(Error::invalid(format!(
-                "global statistics: n_docs = {} is smaller than this index's {} documents",
-                st.n_docs,
-                self.n_docs()
-            )));
-        }
-        Ok(())
+        st.validate()
     }
 
     fn rescaled(&self, inv_c: f64) -> Rescaled {
