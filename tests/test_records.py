@@ -331,3 +331,114 @@ def test_filter_on_large_store_matches_numpy() -> None:
     want = np.isin(bucket, [1, 2, 3]) & (year >= 2010)
     assert np.array_equal(got, want)
     assert math.isclose(got.mean(), want.mean())
+
+
+# ---------------------------------------------------------------- in a Collection
+def _v1_collection(path: Path) -> tuple[list, dict]:
+    """A collection in today's format, its answers, then rewritten as format version 1
+    (records.jsonl segments, a version-1 manifest)."""
+    from densparse import Analyzer, Collection
+    from densparse.collection import store
+
+    rng = np.random.default_rng(0)
+    c = Collection.create(path, dense_dim=4, analyzer=Analyzer(language="en"))
+    for b in range(2):
+        recs = []
+        for i in range(20 * b, 20 * b + 20):
+            r = {
+                "id": f"d{i}",
+                "text": f"apple {'golf ' * (i % 3)}kilo {i}",
+                "dense": rng.standard_normal(4).astype(np.float32),
+                "metadata": {"n": i, "x": i / 4, "tags": ["a", str(i % 3)], "m": {"k": i % 2}},
+            }
+            if i % 4 == 0:
+                r["views"] = [f"view {i} golf"]
+            if i % 3 == 0:
+                r["sparse"] = ([1, 2 + i % 5], [0.5, 1.0])
+            recs.append(r)
+        c.add(recs)
+    c.delete(["d3", "d25"])
+    q = {"text": "golf kilo", "dense": np.ones(4, np.float32), "k": 30}
+    flt = {"$or": [{"tags": "1"}, {"x": {"$gte": 7}}], "m.k": 0}
+    want = [
+        [(h.id, round(h.score, 5), h.text, h.metadata) for h in c.search(**q)],
+        [(h.id, round(h.score, 5)) for h in c.search(**q, filter=flt)],
+        [(h.id, round(h.score, 5)) for h in c.search(sparse=([2, 3], [1.0, 1.0]), k=30)],
+    ]
+    got = {i: c.get(i) for i in c.ids()}
+    c.close()
+    m = json.loads((path / "manifest.json").read_text())
+    m["version"] = 1
+    del m["checksum"]
+    for s in m["segments"]:
+        seg = path / "segments" / s["name"]
+        rs = _core.RecordStore.open(seg / "records.dsr")
+        with open(seg / "records.jsonl", "w", encoding="utf-8") as f:
+            for d in range(len(rs)):
+                line: dict = {"id": rs.id(d), "text": rs.text(d)}
+                if rs.views(d):
+                    line["views"] = rs.views(d)
+                if rs.metadata(d):
+                    line["metadata"] = rs.metadata(d)
+                sp = rs.sparse(d)
+                if sp is not None:
+                    line["sparse"] = [sp[0].tolist(), sp[1].tolist()]
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        del rs
+        (seg / "records.dsr").unlink()
+        s["files"] = {"records.jsonl": store.file_digest(seg / "records.jsonl")}
+    (path / "manifest.json").write_text(json.dumps(m))
+    import shutil
+
+    shutil.rmtree(path / "generations")
+    return want, got
+
+
+def test_version_1_segments_still_open(tmp_path: Path) -> None:
+    from densparse import Collection
+
+    want, got = _v1_collection(tmp_path / "c")
+    c = Collection.open(tmp_path / "c", readonly=True)
+    q = {"text": "golf kilo", "dense": np.ones(4, np.float32), "k": 30}
+    flt = {"$or": [{"tags": "1"}, {"x": {"$gte": 7}}], "m.k": 0}
+    assert [
+        [(h.id, round(h.score, 5), h.text, h.metadata) for h in c.search(**q)],
+        [(h.id, round(h.score, 5)) for h in c.search(**q, filter=flt)],
+        [(h.id, round(h.score, 5)) for h in c.search(sparse=([2, 3], [1.0, 1.0]), k=30)],
+    ] == want
+    assert sorted(c.ids()) == sorted(got)
+    for i, g in got.items():
+        r = c.get(i)
+        assert json.dumps(r["metadata"]) == json.dumps(g["metadata"])
+        assert r["text"] == g["text"] and r.get("views") == g.get("views")
+        assert ("sparse" in r) == ("sparse" in g)
+        if "sparse" in r:
+            assert r["sparse"][0].tolist() == g["sparse"][0].tolist()
+    c.close()
+    # a writer on the old collection adds format-2 segments beside the old ones
+    c = Collection.open(tmp_path / "c", auto_merge=False)
+    c.add([{"id": "new", "text": "golf golf", "metadata": {"n": -1}}])
+    c.merge(max_segments=1)
+    assert c.search(text="golf", k=1, filter={"n": -1})[0].id == "new"
+    assert c.get("d0")["metadata"] == got["d0"]["metadata"]
+    c.close()
+    m = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert m["version"] == 2 and len(m["segments"]) == 1
+    assert "records.dsr" in m["segments"][0]["files"]
+
+
+def test_collection_get_and_hits_read_the_store(tmp_path: Path) -> None:
+    from densparse import Analyzer, Collection
+
+    c = Collection.create(tmp_path / "c", analyzer=Analyzer(language="en"))
+    with pytest.raises(ValueError, match=r"metadata.*big"):
+        c.add([{"id": "a", "metadata": {"big": 2**64}}])
+    with pytest.raises((ValueError, TypeError)):
+        c.add([{"id": "a", "metadata": {"x": float("nan")}}])
+    meta = {"z": 1, "a": 2.0, "m": {"b": [1, "x", None]}, "t": True}
+    c.add([{"id": "a", "text": "apple pie", "metadata": meta}])
+    got = c.get("a")["metadata"]
+    assert json.dumps(got) == json.dumps(meta) and type(got["a"]) is float
+    assert c.search(text="apple", k=1, filter={"m.b": "x"})[0].metadata == meta
+    assert c.search(text="apple", k=1, filter={"m.b": 2}) == []
+    c.close()

@@ -337,11 +337,14 @@ impl PyRecordStore {
 
 #[pymethods]
 impl PyRecordStore {
-    /// Open a store file: reads its header only (the manifest checks the file's digest).
+    /// Open a store file: reads its header only, in O(1); ``verify=True`` also checks the
+    /// whole body against the header's CRC-32 (one sequential read of the file).
     #[staticmethod]
-    #[pyo3(signature = (path, mmap = true))]
-    fn open(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let s = py.allow_threads(|| RecordStore::open(&path, mmap)).map_err(to_py)?;
+    #[pyo3(signature = (path, mmap = true, verify = false))]
+    fn open(py: Python<'_>, path: PathBuf, mmap: bool, verify: bool) -> PyResult<Self> {
+        let s = py
+            .allow_threads(|| RecordStore::open_with(&path, mmap, verify))
+            .map_err(to_py)?;
         Ok(PyRecordStore { inner: Arc::new(s) })
     }
 

@@ -423,6 +423,32 @@ impl RecordStoreWriter {
     }
 }
 
+/// Check a container file's body against the CRC-32 in its header, by streaming it.
+fn verify_file(path: &Path) -> Result<()> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = [0u8; 40];
+    if f.read_exact(&mut head).is_err() {
+        return Err(Error::corrupt(
+            path,
+            "not a densparse index file (shorter than its header)",
+        ));
+    }
+    let want = u32::from_le_bytes(head[32..36].try_into().unwrap());
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    if h.finalize() != want {
+        return Err(Error::corrupt(path, "checksum mismatch: the file is corrupt"));
+    }
+    Ok(())
+}
+
 fn id_at<'a>(idoff: &[u8], ids: &'a [u8], doc: u32) -> &'a str {
     let at = |i: usize| u64::from_le_bytes(idoff[i * 8..i * 8 + 8].try_into().unwrap()) as usize;
     let d = doc as usize;
@@ -587,7 +613,18 @@ impl<'a> Field<'a> {
 impl RecordStore {
     /// Open a store file (mmap'd when `mmap`): reads the header and checks section sizes.
     pub fn open(path: &Path, mmap: bool) -> Result<Self> {
-        Self::from_reader(FileReader::open_with(path, KIND, VERSION, mmap, false)?)
+        Self::open_with(path, mmap, false)
+    }
+
+    /// As [`RecordStore::open`]; `verify` first checks the body against the header's
+    /// CRC-32 by reading the file (one sequential pass; the pages read are not mapped, so
+    /// they do not stay resident in this process).
+    pub fn open_with(path: &Path, mmap: bool, verify: bool) -> Result<Self> {
+        if verify && mmap {
+            verify_file(path)?;
+        }
+        // Without mmap the bytes are in memory anyway: check them there.
+        Self::from_reader(FileReader::open_with(path, KIND, VERSION, mmap, verify && !mmap)?)
     }
 
     /// A store from the bytes of a file (as [`RecordStoreWriter::into_bytes`] gives).
