@@ -176,7 +176,7 @@ def rand_meta(rng: random.Random, depth: int = 0) -> dict:
 
 
 def rand_path(rng: random.Random) -> str:
-    return ".".join(rng.choice(KEYS) for _ in range(rng.choice([1, 1, 1, 2, 3])))
+    return ".".join(rng.choice(KEYS) for _ in range(rng.choice([1, 1, 1, 1, 1, 2, 3])))
 
 
 def rand_filter(rng: random.Random, depth: int = 0) -> dict:

@@ -218,6 +218,13 @@ impl Filter {
         Ok(and(parts))
     }
 
+    /// Parse a spec given as JSON text (for callers without Python).
+    pub fn from_json(text: &str) -> Result<Filter, SpecError> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| SpecError::Value(format!("filter is not valid JSON: {e}")))?;
+        Filter::parse(&SpecValue::from(&v))
+    }
+
     fn field_op(path: &str, op: &str, arg: &SpecValue) -> Result<Filter, SpecError> {
         let path_s = path.to_string();
         let range = |kind: RangeOp| -> Result<Filter, SpecError> {
@@ -515,6 +522,9 @@ mod tests {
             [2, 3]
         );
         assert_eq!(run(&s, json!({"missing": {"$in": []}})), Vec::<usize>::new());
+        let f = Filter::from_json(r#"{"lang": {"$in": ["en", "zh"]}, "year": {"$lt": 2021}}"#).unwrap();
+        assert_eq!(f.eval(&s).unwrap().ones_iter().collect::<Vec<_>>(), [0]);
+        assert!(matches!(Filter::from_json("{"), Err(SpecError::Value(_))));
     }
 
     #[test]
