@@ -442,3 +442,36 @@ def test_collection_get_and_hits_read_the_store(tmp_path: Path) -> None:
     assert c.search(text="apple", k=1, filter={"m.b": "x"})[0].metadata == meta
     assert c.search(text="apple", k=1, filter={"m.b": 2}) == []
     c.close()
+
+
+def test_filters_from_threads_and_mappings() -> None:
+    """The store is shared by threads (filters run without the GIL) and any Mapping is a
+    filter spec."""
+    import threading
+    from types import MappingProxyType
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    tag = rng.integers(0, 50, n)
+    w = _core.RecordStoreWriter()
+    for i in range(n):
+        w.add(str(i), metadata={"t": f"k{tag[i]}", "i": i})
+    s = w.finish()
+    specs = [{"t": {"$in": [f"k{j}", f"k{j + 1}"]}, "i": {"$lt": 15_000}} for j in range(40)]
+    want = [np.isin(tag, [j, j + 1]) & (np.arange(n) < 15_000) for j in range(40)]
+    errors: list = []
+
+    def work(offset: int) -> None:
+        for j in range(40):
+            jj = (j + offset) % 40
+            if not np.array_equal(s.filter(specs[jj]), want[jj]):
+                errors.append(jj)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    spec = MappingProxyType({"t": MappingProxyType({"$eq": "k3"})})
+    assert np.array_equal(s.filter(spec), tag == 3)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyMapping, PySet, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
 use densparse_core::collection::records::{Record, RecordStore, RecordStoreWriter};
@@ -147,7 +147,21 @@ fn to_spec(obj: &Bound<'_, PyAny>) -> PyResult<SpecValue> {
         }
         return Ok(SpecValue::List(out));
     }
-    if let Ok(d) = obj.downcast::<PyDict>() {
+    let dict;
+    let d = match obj.downcast::<PyDict>() {
+        Ok(d) => Some(d),
+        // any other Mapping reads as the dict of its items
+        Err(_) if obj.downcast::<PyMapping>().is_ok() => {
+            dict = PyDict::new(obj.py());
+            for item in obj.downcast::<PyMapping>()?.items()?.iter() {
+                let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+                dict.set_item(k, v)?;
+            }
+            Some(&dict)
+        }
+        Err(_) => None,
+    };
+    if let Some(d) = d {
         let mut out = Vec::with_capacity(d.len());
         for (k, v) in d.iter() {
             let Ok(key) = k.downcast::<PyString>() else {
@@ -174,7 +188,7 @@ fn to_spec(obj: &Bound<'_, PyAny>) -> PyResult<SpecValue> {
 }
 
 fn parse_filter(spec: &Bound<'_, PyAny>) -> PyResult<Filter> {
-    if !spec.is_instance_of::<PyDict>() {
+    if spec.downcast::<PyMapping>().is_err() {
         return Err(PyTypeError::new_err(format!(
             "filter must be a dict, not {}",
             type_name(spec)
