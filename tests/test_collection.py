@@ -291,7 +291,7 @@ def test_corrupt_or_foreign_directory(coll: Collection, tmp_path: Path) -> None:
     coll.close()
     path = tmp_path / "c"
     seg = sorted((path / "segments").iterdir())[0]
-    rec = seg / "records.jsonl"
+    rec = seg / "records.dsr"
     data = rec.read_bytes()
     rec.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptIndexError, match="checksum"):

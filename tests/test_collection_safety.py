@@ -464,7 +464,7 @@ def _collection_with_everything(path: Path) -> Collection:
 
 def test_missing_index_files_are_corrupt(tmp_path: Path) -> None:
     _collection_with_everything(tmp_path / "c").close()
-    for name in ("dense.idx", "sparse.idx", "bm25.idx", "colbert.npy", "records.jsonl"):
+    for name in ("dense.idx", "sparse.idx", "bm25.idx", "colbert.npy", "records.dsr"):
         work = tmp_path / name
         shutil.copytree(tmp_path / "c", work)
         seg = sorted((work / "segments").iterdir())[1]

@@ -31,7 +31,7 @@ from densparse.collection.encoding import (
     load_encoder,
     produces,
 )
-from densparse.collection.filters import FilterSpec, validate
+from densparse.collection.filters import FilterSpec
 from densparse.collection.records import (
     check_query_vector,
     sparse_vector,
@@ -386,7 +386,7 @@ class Collection:
 
     def ids(self) -> list[str]:
         """Ids of the live documents, in storage order."""
-        return [p.seg.ids[d] for p in self._parts for d in np.flatnonzero(p.live).tolist()]
+        return [i for p in self._parts for i in p.seg.ids(np.flatnonzero(p.live))]
 
     def stats(self) -> dict:
         parts = self._parts
@@ -406,7 +406,7 @@ class Collection:
     @staticmethod
     def _locate_id(parts: Sequence[Part], doc_id: str) -> Optional[tuple[Part, int]]:
         for p in reversed(parts):
-            d = p.seg.doc_of_id.get(doc_id)
+            d = p.seg.doc_of(doc_id)
             if d is not None and p.live[d]:
                 return p, d
         return None
@@ -419,16 +419,17 @@ class Collection:
             raise KeyError(f"no document with id {doc_id!r}")
         p, d = found
         seg = p.seg
-        out: dict[str, Any] = {"id": seg.ids[d], "text": seg.texts[d]}
-        if seg.views[d]:
-            out["views"] = list(seg.views[d])
-        out["metadata"] = copy.deepcopy(seg.metadata[d])
+        out: dict[str, Any] = {"id": seg.id(d), "text": seg.text(d)}
+        views = seg.views(d)
+        if views:
+            out["views"] = views
+        out["metadata"] = seg.metadata(d)  # a new dict: never aliases the store
         dense = seg.dense_of(d)
         if dense is not None:
             out["dense"] = dense[0] if len(dense) == 1 else dense
-        if seg.sparse_vectors[d] is not None:
-            idx, val = seg.sparse_vectors[d]
-            out["sparse"] = (np.asarray(idx, np.int64), np.asarray(val, np.float32))
+        sv = seg.sparse_vector(d)
+        if sv is not None:
+            out["sparse"] = sv
         colbert = seg.colbert_of(d)
         if colbert is not None:
             out["colbert"] = colbert
@@ -496,7 +497,8 @@ class Collection:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
-        validate(filter)
+        if filter is not None:
+            _core.validate_filter(filter)  # TypeError / ValueError before any work
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         top = k
@@ -551,7 +553,7 @@ class Collection:
             raise ValueError("the collection is empty")
         fmasks = None
         if filter:
-            fmasks = [p.seg.filters.mask(filter) for p in parts]
+            fmasks = [p.seg.filter_mask(filter) for p in parts]
         masks = [p.doc_mask(None if fmasks is None else fmasks[i]) for i, p in enumerate(parts)]
         n = top if mode != "hybrid" else max(top, int(candidates))
         lists: dict[str, routes.Hits] = {}
@@ -587,13 +589,13 @@ class Collection:
             p, d = locate(docno)
             out.append(
                 Hit(
-                    id=p.seg.ids[d],
+                    id=p.seg.id(d),
                     score=float(score),
                     scores={r: route_scores.get(r) for r in (*lists, "fused", "rerank")}
                     if rerank is not None
                     else {r: route_scores.get(r) for r in lists},
-                    text=p.seg.texts[d],
-                    metadata=copy.deepcopy(p.seg.metadata[d]),  # a hit never aliases the store
+                    text=p.seg.text(d),
+                    metadata=p.seg.metadata(d),  # a new dict: a hit never aliases the store
                 )
             )
         return out
@@ -637,7 +639,7 @@ class Collection:
         pairs, owner = [], []
         for i, (_, docno, _) in enumerate(ranked):
             p, d = locate(docno)
-            for t in (p.seg.texts[d], *p.seg.views[d]):
+            for t in (p.seg.text(d), *p.seg.views(d)):
                 pairs.append((query, t))
                 owner.append(i)
         best = np.full(len(ranked), -np.inf)
@@ -948,17 +950,14 @@ class Collection:
             for d in np.flatnonzero(p.live).tolist():
                 r0, r1 = int(seg.first_row[d]), int(seg.first_row[d + 1])
                 dv = [dense_rows[r] for r in range(r0, r1) if r in dense_rows]
-                sv = seg.sparse_vectors[d]
                 recs.append(
                     Record(
-                        id=seg.ids[d],
-                        text=seg.texts[d],
-                        views=list(seg.views[d]),
-                        metadata=seg.metadata[d],
+                        id=seg.id(d),
+                        text=seg.text(d),
+                        views=seg.views(d),
+                        metadata=seg.metadata(d),
                         dense=np.stack(dv) if dv else None,
-                        sparse=None
-                        if sv is None
-                        else (np.asarray(sv[0], np.int64), np.asarray(sv[1], np.float32)),
+                        sparse=seg.sparse_vector(d),
                         colbert=seg.colbert_of(d),
                     )
                 )

@@ -15,9 +15,10 @@ Several keys in one dict are ANDed. Equality is by value, so 1 == 1.0 and True i
 (booleans only equal booleans). Range operators compare numbers only (bools excluded);
 a document whose field is missing or not a number never satisfies a range.
 
-Each segment keeps, per field, a column built on first use (numpy codes for equality, a
-float64 array for ranges), so a filter over a million documents costs a few numpy passes,
-not a Python loop per document.
+Collections evaluate filters in Rust (``densparse._core.RecordStore.filter``, over the
+typed metadata columns of each segment's record store). This module is the reference
+implementation of the semantics: the Rust filter is tested to give the same masks as
+:class:`FilterEvaluator` on random metadata and random filters.
 """
 
 from __future__ import annotations

@@ -54,9 +54,7 @@ class Part:
         if got is None:
             seg = self.seg
             texts = [
-                t
-                for d in np.flatnonzero(~self.live).tolist()
-                for t in (seg.texts[d], *seg.views[d])
+                t for d in np.flatnonzero(~self.live).tolist() for t in (seg.text(d), *seg.views(d))
             ]
             df: Counter[str] = Counter()
             tokens = 0

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -23,16 +24,16 @@ import numpy as np
 
 from densparse import _core
 from densparse.analysis import Analyzer
-from densparse.collection.filters import FilterEvaluator
 from densparse.collection.store import check_file, file_digest, fsync_path
 
-RECORDS = "records.jsonl"
+RECORDS = "records.jsonl"  # format-1 segments: one JSON line per record
+RECORD_STORE = "records.dsr"  # format 2: the columnar record store (densparse._core)
 BM25_FILE = "bm25.idx"
 DENSE_FILE = "dense.idx"
 SPARSE_FILE = "sparse.idx"
 COLBERT_FILE = "colbert.npy"
 COLBERT_OFFSETS = "colbert_offsets.npy"
-_FILES = (RECORDS, BM25_FILE, DENSE_FILE, SPARSE_FILE, COLBERT_FILE, COLBERT_OFFSETS)
+_FILES = (RECORDS, RECORD_STORE, BM25_FILE, DENSE_FILE, SPARSE_FILE, COLBERT_FILE, COLBERT_OFFSETS)
 
 
 @dataclass
@@ -46,24 +47,6 @@ class Record:
     dense: Optional[np.ndarray]  # [1 + len(views), dim] or [1, dim] (text only) or None
     sparse: Optional[tuple[np.ndarray, np.ndarray]]  # (term ids int64, weights float32)
     colbert: Optional[np.ndarray]  # [n_tokens, dim] float32
-
-    def to_json(self) -> dict:
-        sparse = None if self.sparse is None else [self.sparse[0].tolist(), self.sparse[1].tolist()]
-        return record_json(self.id, self.text, self.views, self.metadata, sparse)
-
-
-def record_json(
-    doc_id: str, text: str, views: list[str], metadata: dict, sparse: Optional[list]
-) -> dict:
-    """One line of a segment's records file: empty fields are left out."""
-    out: dict[str, Any] = {"id": doc_id, "text": text}
-    if views:
-        out["views"] = views
-    if metadata:
-        out["metadata"] = metadata
-    if sparse is not None:
-        out["sparse"] = sparse
-    return out
 
 
 @dataclass(frozen=True)
@@ -85,41 +68,85 @@ def digests_of(directory: Path) -> dict[str, dict]:
 
 
 class Segment:
-    """Immutable records + indexes. Build with :meth:`build`, or :meth:`load` from disk."""
+    """Immutable records + indexes. Build with :meth:`build`, or :meth:`load` from disk.
+
+    Records live in a :class:`densparse._core.RecordStore` (memory-mapped from
+    ``records.dsr``, or in memory until the segment is written): ids, texts, views,
+    metadata and sparse vectors are read on demand, and filters are evaluated there."""
 
     def __init__(
         self,
         name: str,
-        records: list[dict],
+        records: _core.RecordStore,
         bm25: _core.BM25Index,
         dense: Any,
         sparse: Any,
         colbert: Optional[tuple[np.ndarray, np.ndarray]],
     ) -> None:
         self.name = name
-        self.ids: list[str] = [r["id"] for r in records]
-        self.texts: list[str] = [r["text"] for r in records]
-        self.views: list[list[str]] = [r.get("views", []) for r in records]
-        self.metadata: list[dict] = [r.get("metadata", {}) for r in records]
-        self.sparse_vectors: list[Optional[list]] = [r.get("sparse") for r in records]
-        self.doc_of_id: dict[str, int] = {d: i for i, d in enumerate(self.ids)}
-        counts = np.fromiter((1 + len(v) for v in self.views), dtype=np.int64, count=len(records))
-        self.row_doc = np.repeat(np.arange(len(records), dtype=np.int64), counts)
-        self.first_row = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.records = records
+        self.n_docs: int = records.n_docs
+        self.n_rows: int = records.n_docs + records.n_views_total
         self.bm25 = bm25
         self.total_tokens = int(bm25.total_tokens)
         self.dense = dense
         self.sparse = sparse
         self.colbert = colbert  # (vectors [T, d] float16, offsets [n_docs + 1] int64)
-        self.filters = FilterEvaluator(self.metadata)
 
-    @property
-    def n_docs(self) -> int:
-        return len(self.ids)
+    # Rows are documents followed by their views; the maps are built on first use (a
+    # search), not at open.
+    @cached_property
+    def first_row(self) -> np.ndarray:
+        """Row of each document's text; ``first_row[n_docs] == n_rows``."""
+        if self.n_rows == self.n_docs:
+            out = np.arange(self.n_docs + 1, dtype=np.int64)
+        else:
+            counts = 1 + self.records.view_counts()
+            out = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        out.setflags(write=False)
+        return out
 
-    @property
-    def n_rows(self) -> int:
-        return len(self.row_doc)
+    @cached_property
+    def row_doc(self) -> np.ndarray:
+        """Document of each row."""
+        if self.n_rows == self.n_docs:
+            out = np.arange(self.n_docs, dtype=np.int64)
+        else:
+            out = np.repeat(np.arange(self.n_docs, dtype=np.int64), np.diff(self.first_row))
+        out.setflags(write=False)
+        return out
+
+    # ------------------------------------------------------------ records
+    def doc_of(self, doc_id: str) -> Optional[int]:
+        """The document holding ``doc_id`` (live or not), or None."""
+        return self.records.doc_of(doc_id)
+
+    def id(self, doc: int) -> str:
+        return self.records.id(doc)
+
+    def ids(self, docs: Optional[np.ndarray] = None) -> list[str]:
+        return self.records.ids(docs)
+
+    def text(self, doc: int) -> str:
+        return self.records.text(doc)
+
+    def texts(self, docs: Optional[np.ndarray] = None) -> list[str]:
+        return self.records.texts(docs)
+
+    def views(self, doc: int) -> list[str]:
+        return self.records.views(doc)
+
+    def metadata(self, doc: int) -> dict:
+        """The metadata as added (a new dict each call: callers may change it)."""
+        return self.records.metadata(doc)
+
+    def sparse_vector(self, doc: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """(term ids int64, weights float32) as added, or None."""
+        return self.records.sparse(doc)
+
+    def filter_mask(self, spec: Mapping[str, Any]) -> np.ndarray:
+        """bool [n_docs]: documents matching a filter (see collection.filters)."""
+        return self.records.filter(spec)
 
     # ------------------------------------------------------------ build
     @classmethod
@@ -164,25 +191,17 @@ class Segment:
             )
             assert dim is None or flat.shape[1] == dim
             colbert = (flat, offsets)
-        return cls(name, [r.to_json() for r in records], bm25, dense, sparse, colbert)
+        writer = _core.RecordStoreWriter()
+        for r in records:
+            writer.add(r.id, r.text, r.views, r.metadata, r.sparse)
+        return cls(name, writer.finish(), bm25, dense, sparse, colbert)
 
     # ------------------------------------------------------------ persistence
     def write(self, directory: Path) -> dict[str, dict]:
         """Write every file into ``directory`` (fsynced); return {file: digest} of each,
         for the manifest."""
         directory.mkdir(parents=True, exist_ok=False)
-        with open(directory / RECORDS, "w", encoding="utf-8") as f:
-            for i in range(self.n_docs):
-                rec = record_json(
-                    self.ids[i],
-                    self.texts[i],
-                    self.views[i],
-                    self.metadata[i],
-                    self.sparse_vectors[i],
-                )
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.records.save(directory / RECORD_STORE)
         self.bm25.save(str(directory / BM25_FILE), "")
         if self.dense is not None:
             self.dense.save(directory / DENSE_FILE)
@@ -202,7 +221,7 @@ class Segment:
         """Open a segment whose files the manifest names in ``digests``. A version-1
         manifest named only the records and ColBERT files: its index files are found by
         name (they check themselves)."""
-        if not isinstance(digests, dict) or RECORDS not in digests:
+        if not isinstance(digests, dict) or (RECORDS in digests) == (RECORD_STORE in digests):
             raise _core.CorruptIndexError(f"{directory}: damaged manifest entry (files)")
         for fname, expected in digests.items():
             if fname not in _FILES:
@@ -217,11 +236,12 @@ class Segment:
             raise _core.CorruptIndexError(f"{directory / BM25_FILE}: missing")
         if (COLBERT_FILE in named) != (COLBERT_OFFSETS in named):
             raise _core.CorruptIndexError(f"{directory}: ColBERT vectors without offsets")
-        try:
-            with open(directory / RECORDS, encoding="utf-8") as f:
-                records = [json.loads(line) for line in f]
-        except (ValueError, UnicodeDecodeError) as e:
-            raise _core.CorruptIndexError(f"{directory / RECORDS}: unreadable ({e})") from None
+        if RECORD_STORE in digests:
+            # The manifest checked the header's CRC; the body is checked against it here,
+            # by reading the file (not through the mapping: no memory stays resident).
+            records = _core.RecordStore.open(directory / RECORD_STORE, mmap=mmap, verify=True)
+        else:
+            records = _legacy_records(directory / RECORDS)
         bm25 = _core.BM25Index.load(str(directory / BM25_FILE), mmap=mmap)
         dense = sparse = None
         if DENSE_FILE in named:
@@ -240,7 +260,7 @@ class Segment:
                 np.load(directory / COLBERT_OFFSETS, allow_pickle=False),
             )
         seg = cls(name, records, bm25, dense, sparse, colbert)
-        if bm25.n_docs != seg.n_rows:
+        if bm25.n_docs != seg.n_rows:  # also catches a records file swapped for another
             raise _core.CorruptIndexError(
                 f"{directory}: BM25 index has {bm25.n_docs} rows, records say {seg.n_rows}"
             )
@@ -264,3 +284,23 @@ class Segment:
         if a == b:
             return None
         return np.asarray(self.colbert[0][a:b], dtype=np.float32)
+
+
+def _legacy_records(path: Path) -> _core.RecordStore:
+    """A format-1 segment's records.jsonl, read into an in-memory record store."""
+    writer = _core.RecordStoreWriter()
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                sparse = r.get("sparse")
+                writer.add(
+                    r["id"],
+                    r["text"],
+                    r.get("views", []),
+                    r.get("metadata", {}),
+                    None if sparse is None else (sparse[0], sparse[1]),
+                )
+        return writer.finish()
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError) as e:
+        raise _core.CorruptIndexError(f"{path}: unreadable ({e!r})") from None

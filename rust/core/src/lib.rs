@@ -5,9 +5,11 @@
 //!   persistent index files.
 //! - [`fusion`]: result-list fusion for hybrid search (RRF, weighted, BGE-M3 mean).
 //! - [`dense`]: exact dense top-k (float32 / float16 / int8), ColBERT MaxSim.
+//! - [`collection`]: the Collection engine: columnar record store, metadata filters.
 
 pub mod analysis;
 pub mod bm25;
+pub mod collection;
 pub mod dense;
 pub mod error;
 pub mod fusion;

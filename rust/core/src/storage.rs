@@ -65,8 +65,8 @@ impl FileWriter {
         self.sections.push((name8(name), data));
     }
 
-    /// Write to `path` atomically (temporary file + fsync + rename).
-    pub fn write(self, path: &Path) -> Result<()> {
+    /// Header, section table, the padding after the table and after each section.
+    fn layout(&self) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
         let table_len = self.sections.len() * ENTRY_LEN;
         let mut offset = align8(HEADER_LEN + table_len);
         let mut table = Vec::with_capacity(table_len);
@@ -102,7 +102,35 @@ impl FileWriter {
         header.extend_from_slice(&((total - HEADER_LEN) as u64).to_le_bytes());
         header.extend_from_slice(&hasher.finalize().to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
+        (header, table, first_pad, pads)
+    }
 
+    /// The whole file as bytes (for indexes built in memory and saved later).
+    pub fn into_bytes(self) -> Vec<u8> {
+        let (header, table, first_pad, pads) = self.layout();
+        let total = header.len()
+            + table.len()
+            + first_pad.len()
+            + self
+                .sections
+                .iter()
+                .zip(&pads)
+                .map(|((_, d), p)| d.len() + p.len())
+                .sum::<usize>();
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&table);
+        out.extend_from_slice(&first_pad);
+        for ((_, data), pad) in self.sections.iter().zip(&pads) {
+            out.extend_from_slice(data);
+            out.extend_from_slice(pad);
+        }
+        out
+    }
+
+    /// Write to `path` atomically (temporary file + fsync + rename).
+    pub fn write(self, path: &Path) -> Result<()> {
+        let (header, table, first_pad, pads) = self.layout();
         atomic_write(path, |f| {
             f.write_all(&header)?;
             f.write_all(&table)?;
@@ -179,6 +207,12 @@ pub struct FileReader {
 impl FileReader {
     /// Open `path`, expecting a file of `kind` with a version in `versions`.
     pub fn open(path: &Path, kind: &str, max_version: u32, mmap: bool) -> Result<Self> {
+        Self::open_with(path, kind, max_version, mmap, true)
+    }
+
+    /// As [`FileReader::open`]; `verify = false` skips the CRC over the body (O(1) open
+    /// for files whose integrity is checked elsewhere, e.g. by a manifest digest).
+    pub fn open_with(path: &Path, kind: &str, max_version: u32, mmap: bool, verify: bool) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let blob = if mmap {
             // SAFETY: the mapping is read-only; files are only ever replaced by
@@ -187,6 +221,11 @@ impl FileReader {
         } else {
             Blob::Owned(std::fs::read(path).map_err(|e| Error::io(path, e))?)
         };
+        Self::from_blob(path, blob, kind, max_version, verify)
+    }
+
+    /// Check the header and section table of `blob` (and its CRC when `verify`).
+    pub fn from_blob(path: &Path, blob: Blob, kind: &str, max_version: u32, verify: bool) -> Result<Self> {
         let b: &[u8] = &blob;
         let corrupt = |m: String| Error::corrupt(path, m);
         if b.len() < HEADER_LEN || &b[..8] != MAGIC {
@@ -213,11 +252,11 @@ impl FileReader {
                 b.len()
             )));
         }
-        if crc32fast::hash(&b[HEADER_LEN..]) != crc {
+        if verify && crc32fast::hash(&b[HEADER_LEN..]) != crc {
             return Err(corrupt("checksum mismatch: the file is corrupt".into()));
         }
-        let table_end = HEADER_LEN + count * ENTRY_LEN;
-        if table_end > b.len() {
+        let table_end = count.checked_mul(ENTRY_LEN).and_then(|t| t.checked_add(HEADER_LEN));
+        if table_end.is_none_or(|t| t > b.len()) {
             return Err(corrupt("section table runs past the end of the file".into()));
         }
         let mut sections = Vec::with_capacity(count);
@@ -237,6 +276,16 @@ impl FileReader {
             version,
             sections,
         })
+    }
+
+    /// Whether the body matches the CRC-32 in the header (reads the whole file).
+    pub fn verify(&self) -> Result<()> {
+        let b: &[u8] = &self.blob;
+        let crc = u32::from_le_bytes(b[32..36].try_into().unwrap());
+        if crc32fast::hash(&b[HEADER_LEN..]) != crc {
+            return Err(Error::corrupt(&self.path, "checksum mismatch: the file is corrupt"));
+        }
+        Ok(())
     }
 
     /// Byte range of section `name`.

@@ -21,6 +21,7 @@ use densparse_core::Error;
 
 mod dense;
 mod fusion;
+mod records;
 mod sparse;
 
 /// Texts up to this many bytes are tokenized without releasing the GIL.
@@ -809,6 +810,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBm25Index>()?;
     fusion::register(m)?;
     sparse::register(m)?;
+    records::register(m)?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     dense::register(m)?;

@@ -1,0 +1,15 @@
+//! The Collection engine, free of Python.
+//!
+//! - [`records`]: one segment's records (ids, texts, views, metadata, sparse vectors) in a
+//!   columnar file opened by mmap in O(1), with an id -> document lookup and typed
+//!   metadata columns.
+//! - [`filters`]: the metadata filter language, parsed once per query and evaluated per
+//!   segment into a [`Bitset`] from those columns.
+
+pub mod bitset;
+pub mod filters;
+pub mod records;
+
+pub use bitset::Bitset;
+pub use filters::{Filter, SpecError, SpecValue};
+pub use records::{file_digest, Record, RecordStore, RecordStoreWriter};
