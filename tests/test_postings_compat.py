@@ -30,6 +30,11 @@ def _queries(kind: str) -> list[list[str]]:
     return [ln.split()[2:] for ln in lines if ln.split()[0] == kind]
 
 
+def _pair(p: str) -> tuple[int, float]:
+    t, w = p.split(":")
+    return int(t), float(np.uint32(int(w, 16)).view(np.float32))
+
+
 def _bits(ids: np.ndarray, scores: np.ndarray) -> list[tuple[int, int]]:
     s = np.asarray(scores, dtype=np.float32).view(np.uint32)
     return [(int(i), int(b)) for i, b in zip(ids, s)]
@@ -55,10 +60,7 @@ def test_sparse_v1_files(dtype: str, mmap: bool, tmp_path: Path) -> None:
     name = f"sparse_{dtype}"
     idx = densparse.SparseIndex.load(FIX / f"{name}.idx", mmap=mmap)
     assert idx.dtype == dtype
-    qs = [
-        {int(t): float(np.uint32(int(w, 16)).view(np.float32)) for t, w in (p.split(":") for p in q)}
-        for q in _queries("sparse")
-    ]
+    qs = [dict(_pair(p) for p in q) for q in _queries("sparse")]
     assert len(qs) == 12
     mask = (np.arange(1000) % 4 != 1).astype(np.uint8)
     for masked in (False, True):

@@ -229,19 +229,20 @@ impl<'a> Header<'a> {
     pub fn value_bits(&self) -> u8 {
         self.0[13]
     }
+    /// Postings in the block (1..=BLOCK).
     #[inline]
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.0[14] as usize + 1
     }
     /// Bytes of the packed doc gaps (the values follow them).
     #[inline]
     pub fn doc_bytes(&self) -> usize {
-        (self.len() * self.doc_bits() as usize).div_ceil(8)
+        (self.count() * self.doc_bits() as usize).div_ceil(8)
     }
     /// Bytes of the stored values.
     #[inline]
     pub fn value_bytes(&self) -> usize {
-        (self.len() * self.value_bits() as usize).div_ceil(8)
+        (self.count() * self.value_bits() as usize).div_ceil(8)
     }
 }
 
@@ -332,7 +333,7 @@ pub fn validate_term<P: Payload>(
             return Err("block last doc ids not increasing".into());
         }
         last = h.last();
-        count += h.len();
+        count += h.count();
     }
     if count != df {
         return Err("posting count does not match document frequency".into());
@@ -352,7 +353,7 @@ pub fn decode_block<P: Payload>(
     docs: &mut [u32; BLOCK],
     values: &mut [P::Value; BLOCK],
 ) -> usize {
-    let n = h.len();
+    let n = h.count();
     let data = region + h.data();
     unpack(&store[data..], h.doc_bits(), n, docs);
     payload.decode(&store[data + h.doc_bytes()..], h.value_bits(), n, values);

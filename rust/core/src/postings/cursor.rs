@@ -50,7 +50,7 @@ impl<'a, P: Payload> Cursor<'a, P> {
     /// Decode block `bi`'s doc ids (its values wait until asked for).
     fn load_block(&mut self, bi: usize) {
         let h = self.header(bi);
-        let n = h.len();
+        let n = h.count();
         let base = if bi == 0 { 0 } else { self.header(bi - 1).last() };
         unpack(&self.store[self.region + h.data()..], h.doc_bits(), n, &mut self.docs);
         let mut acc = base;
