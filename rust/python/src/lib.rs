@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
 use densparse_core::hash::StrMap;
+use densparse_core::mask::DocMask;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
@@ -654,7 +655,7 @@ impl PyBm25Index {
                 return Ok(inner.search_batch(&queries, k, pool));
             }
             let opts = SearchOpts {
-                mask: mask.as_deref(),
+                mask: mask.as_deref().map(DocMask::new),
                 stats: stats.as_ref(),
             };
             inner.search_batch_opts(&queries, k, &opts, pool)
@@ -703,7 +704,7 @@ impl PyBm25Index {
                 None => run(),
             };
             let opts = SearchOpts {
-                mask: mask.as_deref(),
+                mask: mask.as_deref().map(DocMask::new),
                 stats: stats.as_ref(),
             };
             inner.search_batch_opts(&queries, k, &opts, pool)

@@ -1,4 +1,5 @@
 use super::*;
+use crate::mask::DocMask;
 use crate::topk::top_k_dense;
 
 /// Small deterministic generator (no external crates in the core's tests).
@@ -319,7 +320,7 @@ fn check_masks(n: usize, n_queries: usize) {
                 for (mi, mask) in masks(n, qi as u64).iter().enumerate() {
                     for k in [1, 10, 1000] {
                         let opts = SearchOpts {
-                            mask: Some(mask),
+                            mask: Some(DocMask::new(mask)),
                             stats: st,
                         };
                         let got = idx.search_opts(&query, k, &opts).unwrap();
