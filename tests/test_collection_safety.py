@@ -690,3 +690,34 @@ def test_version_1_collection_opens_and_upgrades(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     assert r.returncode == 0 and "already" in r.stdout + r.stderr
+
+
+def test_merge_reads_postings_instead_of_analysing_again(tmp_path: Path, monkeypatch) -> None:
+    from densparse import _core
+    from densparse.collection import segment
+
+    c = Collection.create(tmp_path / "c", dense_dim=8, analyzer=en(), auto_merge=False)
+    for b in range(3):
+        c.add(records(30, start=30 * b, seed=b))
+    c.delete(["d1", "d31", "d62", "d63"])
+    q = {"text": "golf apple kilo", "mode": "bm25"}
+    before = scores(c, **q)
+
+    class NoAnalysis:
+        """The segment module's view of _core, with text analysis for BM25 forbidden."""
+
+        class BM25Index:
+            @staticmethod
+            def from_texts(*a, **k):
+                raise AssertionError("the merge analysed the texts again")
+
+        def __getattr__(self, name: str):
+            return getattr(_core, name)
+
+    monkeypatch.setattr(segment, "_core", NoAnalysis())
+    c.merge(max_segments=1)
+    assert c.stats()["segments"] == 1 and len(c) == 86
+    assert_same_scores(scores(c, **q), before)
+    c.close()
+    monkeypatch.undo()
+    assert_same_scores(scores(Collection.open(tmp_path / "c", readonly=True), **q), before)

@@ -88,6 +88,13 @@ class BM25Index:
         delta: float = 0.5,
         progress: Optional[Callable[[int], object]] = None,
     ) -> BM25Index: ...
+    @staticmethod
+    def merge(
+        parts: Sequence[tuple[BM25Index, Optional[npt.NDArray[Union[np.bool_, np.uint8]]]]],
+    ) -> BM25Index:
+        """One index over the live documents of ``parts`` ((index, mask or None), in
+        order), read from their postings: no text is analysed again."""
+        ...
     def get_scores(
         self, tokens: Sequence[str], global_stats: Optional[_GlobalStatsTuple] = None
     ) -> npt.NDArray[np.float32]: ...

@@ -962,7 +962,12 @@ class Collection:
                     )
                 )
                 origin.append((seg.name, d))
-        merged = Segment.build(name, recs, self._cfg) if recs else None
+        merged = None
+        if recs:
+            # BM25 from the postings of the live rows (no text analysed again), in the
+            # order the records were gathered.
+            bm25 = _core.BM25Index.merge([(p.seg.bm25, p.live[p.seg.row_doc]) for p in chosen])
+            merged = Segment.build(name, recs, self._cfg, bm25=bm25)
         with self._lock:
             current = {p.seg.name: p for p in self._parts}
             if any(p.seg.name not in current for p in chosen):

@@ -156,9 +156,16 @@ class Segment:
         records: Sequence[Record],
         cfg: BuildConfig,
         progress: Optional[Callable[[int], None]] = None,
+        bm25: Optional[_core.BM25Index] = None,
     ) -> Segment:
-        rows = [t for r in records for t in (r.text, *r.views)]
-        bm25 = _core.BM25Index.from_texts(rows, cfg.analyzer, progress=progress, **cfg.bm25_params)
+        """A segment of ``records``; ``bm25`` is their BM25 index when the caller already
+        has it (a merge reads it from the merged segments' postings), else it is built
+        from the texts."""
+        if bm25 is None:
+            rows = [t for r in records for t in (r.text, *r.views)]
+            bm25 = _core.BM25Index.from_texts(
+                rows, cfg.analyzer, progress=progress, **cfg.bm25_params
+            )
         dense = None
         if cfg.dense_dim is not None:
             from densparse.dense import DenseIndex

@@ -746,6 +746,36 @@ impl PyBm25Index {
         Ok(PyBm25Index { inner: Arc::new(idx) })
     }
 
+    /// One index over the live documents of `parts` (index, mask or None), in order,
+    /// read from their postings: no text is analysed again.
+    #[staticmethod]
+    fn merge(py: Python<'_>, parts: Vec<(PyRef<'_, PyBm25Index>, Option<Bound<'_, PyAny>>)>) -> PyResult<Self> {
+        let mut owned = Vec::with_capacity(parts.len());
+        for (idx, mask) in &parts {
+            let m = mask_arg(mask.as_ref())?;
+            if let Some(m) = &m {
+                if m.len() != idx.inner.n_docs() {
+                    return Err(PyValueError::new_err(format!(
+                        "mask has {} entries for an index of {} documents",
+                        m.len(),
+                        idx.inner.n_docs()
+                    )));
+                }
+            }
+            owned.push((idx.inner.clone(), m));
+        }
+        let merged = py
+            .allow_threads(|| {
+                let args: Vec<_> = owned
+                    .iter()
+                    .map(|(i, m)| (&**i, m.as_deref().map(densparse_core::mask::DocMask::new)))
+                    .collect();
+                Bm25Index::merge(&args)
+            })
+            .map_err(to_py)?;
+        Ok(PyBm25Index { inner: Arc::new(merged) })
+    }
+
     #[getter]
     fn meta(&self) -> String {
         self.inner.meta.clone()

@@ -3,6 +3,7 @@
 
 mod build;
 mod io;
+mod merge;
 mod scoring;
 mod search;
 

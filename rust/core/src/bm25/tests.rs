@@ -422,3 +422,49 @@ fn bad_global_stats_are_errors() {
     assert!(run(&high).is_err());
     assert!(idx.get_scores_opts(&q, Some(&high)).is_err());
 }
+
+#[test]
+fn merged_indexes_equal_one_build_over_the_live_documents() {
+    for method in [Method::Lucene, Method::Bm25L, Method::Bm25Plus] {
+        let docs = corpus(3000, 400, 11);
+        let chunks: Vec<&[Vec<String>]> = vec![&docs[..900], &docs[900..1000], &docs[1000..]];
+        let parts: Vec<Bm25Index> = chunks.iter().map(|c| build(c, method)).collect();
+        let mut r = Lcg(5);
+        let masks: Vec<Vec<u8>> = chunks
+            .iter()
+            .map(|c| (0..c.len()).map(|_| u8::from(r.next() % 4 != 0)).collect())
+            .collect();
+        // the middle part without a mask: all live
+        let args: Vec<(&Bm25Index, Option<DocMask>)> = parts
+            .iter()
+            .zip(&masks)
+            .enumerate()
+            .map(|(i, (p, m))| (p, (i != 1).then(|| DocMask::new(m))))
+            .collect();
+        let mut live_docs = Vec::new();
+        for (i, (c, m)) in chunks.iter().zip(&masks).enumerate() {
+            live_docs.extend(
+                c.iter()
+                    .zip(m)
+                    .filter(|(_, &k)| i == 1 || k != 0)
+                    .map(|(d, _)| d.clone()),
+            );
+        }
+        let merged = Bm25Index::merge(&args).unwrap();
+        let fresh = build(&live_docs, method);
+        assert_eq!(merged.n_docs(), fresh.n_docs());
+        assert_eq!(merged.total_tokens(), fresh.total_tokens());
+        assert_eq!(merged.vocab_size(), fresh.vocab_size());
+        for q in [
+            vec!["t1", "t2"],
+            vec!["t7", "t30", "t399"],
+            vec!["t3"],
+            vec!["nope", "t5"],
+        ] {
+            let (a, b) = (merged.query(&q), fresh.query(&q));
+            assert_eq!(merged.get_scores(&a), fresh.get_scores(&b));
+            assert_eq!(merged.search(&a, 20), fresh.search(&b, 20));
+        }
+    }
+    assert!(Bm25Index::merge(&[]).is_err());
+}
