@@ -773,7 +773,9 @@ impl PyBm25Index {
                 Bm25Index::merge(&args)
             })
             .map_err(to_py)?;
-        Ok(PyBm25Index { inner: Arc::new(merged) })
+        Ok(PyBm25Index {
+            inner: Arc::new(merged),
+        })
     }
 
     #[getter]
