@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,6 +210,32 @@ def test_threads_give_same_results():
     for ids, scores in results.values():
         np.testing.assert_array_equal(ids, want[0])
         np.testing.assert_array_equal(scores, want[1])
+
+
+def test_threads_are_capped_at_the_cores() -> None:
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("needs /proc to count the process's OS threads")
+
+    def os_threads() -> int:
+        line = next(x for x in status.read_text().splitlines() if x.startswith("Threads:"))
+        return int(line.split()[1])
+
+    bm = BM25(analyzer=Analyzer(language="en")).index(["a b", "b c", "c d"] * 10)
+    want = bm.search([["b"]] * 4, k=3, threads=1)
+    before = os_threads()
+    for t in (10_000, 5_000, 999):  # one shared pool, at most one thread per core
+        got = bm.search([["b"]] * 4, k=3, threads=t)
+        np.testing.assert_array_equal(got[0], want[0])
+    assert os_threads() - before <= (os.cpu_count() or 1)
+
+
+def test_query_of_many_distinct_tokens_counts_each_once() -> None:
+    bm = BM25(analyzer=Analyzer(language="en")).index(["t1 t2", "t2 t3", "t9"])
+    q = [f"t{i}" for i in range(100_000)] + ["t2", "t2"]
+    s = bm.get_scores(q)
+    r = bm.get_scores(["t1", "t2", "t2", "t2", "t3", "t9"])
+    np.testing.assert_allclose(s, r, rtol=1e-6)
 
 
 def test_index_is_compact():

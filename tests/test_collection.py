@@ -568,3 +568,34 @@ def test_real_data_scifact_segments_and_sparse_bm25_vectors(
         sids, sscores = sp.search(ref.encode_queries([q])[0], k=10)
         np.testing.assert_allclose(sscores, scores, rtol=1e-5)
         assert sids.tolist() == ids.tolist()
+
+
+def test_tiered_merge_policy_rewrites_each_document_a_logarithmic_number_of_times() -> None:
+    from densparse.collection import merge_policy
+
+    live: list[int] = []
+    rewritten = 0
+    most = 0
+    for _ in range(2000):  # 2000 adds of 100 documents, each followed by the policy's merges
+        live.append(100)
+        while chosen := merge_policy.plan(live, live, max_segments=8):
+            merged = sum(live[i] for i in chosen)
+            rewritten += merged
+            live = [x for i, x in enumerate(live) if i not in chosen] + [merged]
+        most = max(most, len(live))
+    n = sum(live)
+    assert n == 200_000 and most <= 8
+    levels = merge_policy.level(n) - merge_policy.level(100) + 1
+    assert rewritten <= n * levels, (rewritten, n, levels)
+    # "merge the smallest down to max_segments // 2" alone rewrites far more
+    live, naive = [], 0
+    for _ in range(2000):
+        live.append(100)
+        if len(live) > 8:
+            live.sort()
+            merged = sum(live[:5])
+            naive += merged
+            live = [*live[5:], merged]
+    assert naive > 3 * rewritten
+    # a mostly deleted segment is merged away at the next chance
+    assert merge_policy.plan([10, 5000], [100, 5000], max_segments=8) == [0]

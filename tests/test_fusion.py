@@ -317,3 +317,21 @@ def test_exported():
     assert densparse.fuse is fuse
     assert "fuse" in densparse.__all__ and "FusedResult" in densparse.__all__
     assert fuse.__doc__ and "rrf" in fuse.__doc__
+
+
+def test_many_lists_need_top_k_not_gigabytes():
+    rng = np.random.default_rng(0)
+    lists = [
+        (rng.choice(5000, size=10, replace=False), np.arange(10, 0, -1.0)) for _ in range(65_536)
+    ]
+    got = fuse(lists, method="rrf", top_k=10)
+    want: dict[int, float] = {}
+    for ids, _ in lists:
+        for rank, i in enumerate(ids.tolist(), start=1):
+            want[i] = want.get(i, 0.0) + 1.0 / (60 + rank)
+    best = sorted(want.items(), key=lambda x: (-x[1], x[0]))[:10]
+    assert got.ids.tolist() == [i for i, _ in best]
+    np.testing.assert_allclose(got.scores, [s for _, s in best], rtol=1e-6)
+    assert got.route_scores.shape == (10, 65_536)
+    with pytest.raises(ValueError, match="top_k"):
+        fuse(lists, method="rrf")

@@ -6,14 +6,18 @@ from typing import Any, Optional
 
 import numpy as np
 
+#: Larger ``k`` are the same request (every index clips k to its size): clipping keeps any
+#: Python int, 2**64 included, from overflowing the native size type.
+MAX_K = 2**40
+
 
 def check_k(k: Any, what: str = "k") -> int:
-    """``k`` as an int >= 1."""
+    """``k`` as an int >= 1 (at most :data:`MAX_K`)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"{what} must be an int, not {type(k).__name__}")
     if k < 1:
         raise ValueError(f"{what} must be >= 1, got {k}")
-    return int(k)
+    return min(int(k), MAX_K)
 
 
 def check_opt_positive(x: Any, what: str) -> Optional[int]:

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import check_k, check_mask
+from densparse._checks import check_k, check_mask, check_opt_positive
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 
@@ -38,8 +38,13 @@ class GlobalStats(NamedTuple):
             over the sum of their ``n_docs``) for bit-exact length normalisation.
         df: document frequency over the collection by token, at least for the
             query tokens (sum of the segments' dfs); a missing token counts as
-            df 0, i.e. absent from the collection. A df smaller than this
-            segment's own df of the token, or above ``n_docs``, is a ValueError.
+            df 0, i.e. absent from the collection. A df above ``n_docs`` is a
+            ValueError.
+
+    The collection may count fewer documents than this segment holds, or a
+    smaller df than the segment's own: statistics over live documents only,
+    with the deleted ones of this segment masked out of the search (a token of
+    df 0 then scores as one the collection lacks).
     """
 
     n_docs: int
@@ -288,6 +293,7 @@ class BM25:
     ) -> tuple[np.ndarray, np.ndarray]:
         k = check_k(k)
         idx = self._idx
+        threads = check_opt_positive(threads, "threads")
         opts = dict(k=int(k), threads=threads, mask=mask, global_stats=stats)
         if isinstance(queries, str):
             ids, scores = idx.search_tokens([self._tokens(queries)], **opts)

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Optional, Union
 import numpy as np
 
 from densparse import _core
+from densparse._checks import MAX_K
 
 __all__ = ["METHODS", "NORMALIZATIONS", "FusedResult", "fuse"]
 
@@ -144,7 +145,7 @@ def fuse(
             raise TypeError(f"top_k must be an int or None, not {type(top_k).__name__}")
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
-        top_k = int(top_k)
+        top_k = min(int(top_k), MAX_K)  # more than every candidate keeps them all
     w = None
     if weights is not None:
         wa = np.asarray(weights)

@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import copy
 import logging
+import math
 import os
 import re
 import shutil
@@ -13,15 +14,16 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from densparse import _core
+from densparse._checks import MAX_K
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 from densparse.bm25 import METHODS, _analyzer_from_config
-from densparse.collection import routes, store
+from densparse.collection import merge_policy, routes, store
 from densparse.collection.encoding import (
     EncoderLike,
     encode_query,
@@ -157,7 +159,9 @@ class Collection:
                 vectors from it; ``dense_dim`` defaults to the model's. Saved by path, so
                 :meth:`open` loads it again.
             autocommit: make every write durable before it returns (else call :meth:`commit`).
-            max_segments: above this many segments, the smallest are merged.
+            max_segments: a cap on the number of segments: above it the smallest are merged.
+                Below it, a tiered policy (segments of similar size merged three at a time,
+                see :mod:`densparse.collection.merge_policy`) keeps merging cheap.
             auto_merge: merge in a background thread after writes (else call :meth:`merge`).
         """
         path = Path(path)
@@ -165,6 +169,9 @@ class Collection:
             raise FileExistsError(f"{path} exists and is not an empty directory")
         if bm25_method not in METHODS:
             raise ValueError(f"unknown BM25 method {bm25_method!r}: expected one of {METHODS}")
+        for name, x, hi in (("k1", k1, math.inf), ("b", b, 1.0), ("delta", delta, math.inf)):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= hi:
+                raise ValueError(f"{name} must be a number in [0, {hi}], got {x!r}")
         if dense_dim is not None and (isinstance(dense_dim, bool) or int(dense_dim) < 1):
             raise ValueError(f"dense_dim must be a positive int or None, got {dense_dim!r}")
         if dense_dtype not in ("float32", "float16", "int8"):
@@ -474,6 +481,18 @@ class Collection:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
+        k = min(int(k), MAX_K)
+        if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)):
+            raise TypeError(f"candidates must be an int, not {type(candidates).__name__}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        candidates = min(int(candidates), MAX_K)
+        if (
+            isinstance(rrf_k, bool)
+            or not isinstance(rrf_k, (int, float, np.number))
+            or not (0 < rrf_k < math.inf)
+        ):
+            raise ValueError(f"rrf_k must be a positive number, got {rrf_k!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if fusion not in FUSIONS:
@@ -779,8 +798,14 @@ class Collection:
             self._maybe_merge()
 
     def _maybe_merge(self) -> None:
-        if self.auto_merge and len(self._parts) > self.max_segments:
-            self.merge(max_segments=max(1, self.max_segments // 2), background=True)
+        """Start a background merge when the tiered policy asks for one."""
+        if self.auto_merge:
+            self._start_merge(self._policy_choice, background=True)
+
+    def _policy_choice(self, parts: tuple[Part, ...]) -> list[Part]:
+        live = [p.n_live for p in parts]
+        total = [p.seg.n_docs for p in parts]
+        return [parts[i] for i in merge_policy.plan(live, total, self.max_segments)]
 
     # ------------------------------------------------------------ durability
     def commit(self) -> None:
@@ -851,6 +876,21 @@ class Collection:
         deletions made meanwhile are carried over. ``background=True`` returns at once."""
         if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
             raise ValueError(f"max_segments must be an int >= 1, got {max_segments!r}")
+
+        def smallest(parts: tuple[Part, ...]) -> list[Part]:
+            n_merge = len(parts) - max_segments + 1
+            if n_merge >= 2:
+                return sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
+            # Nothing to combine; a lone segment with deletions is rewritten to drop them.
+            if max_segments == 1 and len(parts) == 1 and parts[0].n_live < parts[0].seg.n_docs:
+                return [parts[0]]
+            return []
+
+        self._start_merge(smallest, background)
+
+    def _start_merge(
+        self, choose: Callable[[tuple[Part, ...]], list[Part]], background: bool
+    ) -> None:
         with self._lock:
             self._check_writable()
         # One merge at a time. A foreground merge waits for a running one (which needs
@@ -862,18 +902,9 @@ class Collection:
         try:
             with self._lock:
                 self._check_writable()
-                parts = self._parts
-                n_merge = len(parts) - max_segments + 1
-                if n_merge < 2:
-                    # Nothing to combine; a lone segment with deletions is rewritten to drop
-                    # them.
-                    last = parts[-1] if parts else None
-                    if not (
-                        max_segments == 1 and len(parts) == 1 and last.n_live < last.seg.n_docs
-                    ):
-                        return
-                    n_merge = 1
-                chosen = sorted(parts, key=lambda p: p.seg.n_docs)[:n_merge]
+                chosen = choose(self._parts)
+                if not chosen:
+                    return
                 name = self._new_segment_name()
                 if background:
                     t = threading.Thread(

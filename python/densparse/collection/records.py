@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -11,6 +12,7 @@ import numpy as np
 from densparse.collection.segment import Record
 
 _FIELDS = {"id", "text", "views", "metadata", "dense", "sparse", "colbert"}
+_FLOAT16_MAX = 65504.0
 
 
 def _vectors(value: Any, dim: Optional[int], what: str, rows: Optional[int] = None) -> np.ndarray:
@@ -89,11 +91,47 @@ def _check_ints(value: Any, what: str) -> None:
             _check_ints(v, what)
 
 
+class _Unusual(Exception):
+    """A value the fast path leaves to the JSON round trip (non-str keys, tuples, ...)."""
+
+
+def _plain_copy(v: Any, what: str) -> Any:
+    """A copy of plain JSON data (exact types dict / list / str / int / float / bool /
+    None, str keys), checked as the JSON round trip would check it, without the round trip."""
+    t = type(v)
+    if t is str:
+        return v if v.isascii() else _utf8(v, what)
+    if t is int:
+        if not _INT64[0] <= v <= _INT64[1]:
+            raise ValueError(f"{what}: integer {v} does not fit in 64 bits")
+        return v
+    if t is float:
+        if v != v or v in (math.inf, -math.inf):
+            raise TypeError(f"{what} must be JSON-like: {v} is not a finite number")
+        return v
+    if t is bool or v is None:
+        return v
+    if t is dict:
+        out = {}
+        for k, x in v.items():
+            if type(k) is not str:
+                raise _Unusual
+            out[k if k.isascii() else _utf8(k, what)] = _plain_copy(x, f"{what}.{k}")
+        return out
+    if t is list:
+        return [_plain_copy(x, what) for x in v]
+    raise _Unusual
+
+
 def _metadata(value: Any, what: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise TypeError(f"{what} must be a dict, not {type(value).__name__}")
+    try:
+        return _plain_copy(value, what)
+    except _Unusual:
+        pass
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -103,6 +141,29 @@ def _metadata(value: Any, what: str) -> dict:
     _utf8(text, what)
     _check_ints(value, what)
     return json.loads(text)
+
+
+def _stack_dense(records: Sequence[Any], dim: Optional[int]) -> Optional[np.ndarray]:
+    """The batch's dense vectors as one float32 matrix, checked in one pass, when every
+    record carries a 1-D numpy vector of the collection's dimension (the usual bulk load);
+    None otherwise, and then each record is checked on its own (with its own message)."""
+    if dim is None or not isinstance(records, (list, tuple)) or not records:
+        return None
+    vecs = []
+    for r in records:
+        v = r.get("dense") if isinstance(r, Mapping) else None
+        if (
+            not isinstance(v, np.ndarray)
+            or v.shape != (dim,)
+            or v.dtype.kind not in "fiu"
+            or v.dtype == np.float16
+        ):
+            return None
+        vecs.append(v)
+    m = np.stack(vecs).astype(np.float32, copy=False)
+    if not np.isfinite(m).all():
+        return None  # the per-record path names the record
+    return m
 
 
 def validate_records(
@@ -115,6 +176,7 @@ def validate_records(
         raise TypeError("records must be a list of dicts")
     out: list[Record] = []
     seen: set[str] = set()
+    stacked = _stack_dense(records, dense_dim)
     for i, r in enumerate(records):
         what = f"records[{i}]"
         if not isinstance(r, Mapping):
@@ -135,7 +197,8 @@ def validate_records(
         text = r.get("text", "")
         if not isinstance(text, str):
             raise TypeError(f"{what}: text must be a str, not {type(text).__name__}")
-        _utf8(text, f"{what}: text")
+        if not text.isascii():
+            _utf8(text, f"{what}: text")
         views = r.get("views") or []
         if not isinstance(views, (list, tuple)):
             raise TypeError(f"{what}: views must be a list of str, not {type(views).__name__}")
@@ -148,13 +211,21 @@ def validate_records(
         if r.get("dense") is not None:
             if dense_dim is None:
                 raise ValueError(f"{what} has a dense vector but the collection has no dense_dim")
-            dense = _vectors(r["dense"], dense_dim, f"{what}: dense", rows=1 + len(views))
+            if stacked is not None and not views:
+                dense = stacked[i : i + 1]
+            else:
+                dense = _vectors(r["dense"], dense_dim, f"{what}: dense", rows=1 + len(views))
         sparse = None
         if r.get("sparse") is not None:
             sparse = sparse_vector(r["sparse"], f"{what}: sparse")
         colbert = None
         if r.get("colbert") is not None:
             colbert = _vectors(r["colbert"], colbert_dim, f"{what}: colbert")
+            if colbert.size and np.abs(colbert).max() > _FLOAT16_MAX:
+                raise ValueError(
+                    f"{what}: colbert values must be within ±{_FLOAT16_MAX} (they are stored as "
+                    "float16); normalise the vectors"
+                )
         out.append(
             Record(
                 id=rid,

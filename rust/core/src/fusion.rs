@@ -169,13 +169,21 @@ pub fn fuse(routes: &[Route<'_>], params: &FusionParams) -> Result<Fused> {
     fuse_with(routes, params, &weights)
 }
 
+/// The most cells (`kept documents x lists`) a fused result's `route_scores` may hold: its
+/// size is the caller's choice (top_k, the number of lists), so it is bounded, not grown.
+pub const MAX_ROUTE_SCORE_CELLS: usize = 1 << 28;
+
 fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Result<Fused> {
     let n_routes = routes.len();
     let cap: usize = routes.iter().map(|r| r.ids.len()).sum();
+    // Memory is linear in the total number of hits: each candidate keeps its fused score,
+    // and each hit one (candidate, list, score) entry; the per-list score table is built
+    // only for the documents kept.
     let mut slot_of: FxHashMap<i64, u32> = FxHashMap::with_capacity_and_hasher(cap, Default::default());
     let mut ids: Vec<i64> = Vec::with_capacity(cap);
     let mut fused: Vec<f64> = Vec::with_capacity(cap);
-    let mut raw: Vec<f32> = Vec::with_capacity(cap * n_routes);
+    let mut last_list: Vec<u32> = Vec::with_capacity(cap);
+    let mut entries: Vec<(u32, u32, f32)> = Vec::with_capacity(cap);
     let mut list: Vec<(i64, f32)> = Vec::new();
 
     for (l, r) in routes.iter().enumerate() {
@@ -208,16 +216,16 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
             let slot = *slot_of.entry(id).or_insert_with(|| {
                 ids.push(id);
                 fused.push(0.0);
-                raw.extend(std::iter::repeat_n(f32::NAN, n_routes));
+                last_list.push(u32::MAX);
                 (ids.len() - 1) as u32
             }) as usize;
-            let cell = &mut raw[slot * n_routes + l];
-            if !cell.is_nan() {
+            if last_list[slot] == l as u32 {
                 return Err(Error::invalid(format!(
                     "result list {l}: id {id} occurs more than once"
                 )));
             }
-            *cell = s;
+            last_list[slot] = l as u32;
+            entries.push((slot as u32, l as u32, s));
             fused[slot] += contrib(rank0, s);
         }
     }
@@ -233,6 +241,12 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
         fused[b].total_cmp(&fused[a]).then(ids[a].cmp(&ids[b]))
     };
     let keep = params.top_k.map_or(order.len(), |k| k.min(order.len()));
+    if keep.saturating_mul(n_routes) > MAX_ROUTE_SCORE_CELLS {
+        return Err(Error::invalid(format!(
+            "the fused result would keep {keep} documents x {n_routes} result lists of per-list \
+             scores, more than {MAX_ROUTE_SCORE_CELLS}: set top_k or fuse fewer lists"
+        )));
+    }
     if keep < order.len() {
         if keep > 0 {
             order.select_nth_unstable_by(keep - 1, cmp);
@@ -241,18 +255,26 @@ fn fuse_with(routes: &[Route<'_>], params: &FusionParams, weights: &[f64]) -> Re
     }
     order.sort_unstable_by(cmp);
 
+    // Row of each kept candidate in the output; u32::MAX for the others.
+    let mut row_of = vec![u32::MAX; ids.len()];
+    for (row, &o) in order.iter().enumerate() {
+        row_of[o as usize] = row as u32;
+    }
     let mut out = Fused {
         ids: Vec::with_capacity(keep),
         scores: Vec::with_capacity(keep),
-        route_scores: Vec::with_capacity(keep * n_routes),
+        route_scores: vec![f32::NAN; keep * n_routes],
         n_routes,
     };
+    for &(slot, l, s) in &entries {
+        let row = row_of[slot as usize];
+        if row != u32::MAX {
+            out.route_scores[row as usize * n_routes + l as usize] = s;
+        }
+    }
     for &o in &order {
-        let o = o as usize;
-        out.ids.push(ids[o]);
-        out.scores.push(fused[o] as f32);
-        out.route_scores
-            .extend_from_slice(&raw[o * n_routes..(o + 1) * n_routes]);
+        out.ids.push(ids[o as usize]);
+        out.scores.push(fused[o as usize] as f32);
     }
     Ok(out)
 }
@@ -580,5 +602,40 @@ mod tests {
         };
         let msg = fuse_batch(&[e], &params(Method::M3)).unwrap_err().to_string();
         assert!(msg.starts_with("query 1: "), "{msg}");
+    }
+
+    #[test]
+    fn many_lists_fuse_in_memory_linear_in_hits() {
+        // 65,536 lists of 10 hits each (ids overlapping): RRF by brute force agrees.
+        let n_lists = 65_536usize;
+        let lists: Vec<(Vec<i64>, Vec<f32>)> = (0..n_lists)
+            .map(|l| {
+                let ids: Vec<i64> = (0..10).map(|j| ((l * 7 + j * 13) % 5000) as i64).collect();
+                let scores: Vec<f32> = (0..10).map(|j| 10.0 - j as f32).collect();
+                (ids, scores)
+            })
+            .collect();
+        let routes: Vec<Route> = lists.iter().map(|(i, s)| Route { ids: i, scores: s }).collect();
+        let mut params = FusionParams::new(Method::Rrf { k: 60.0 });
+        params.top_k = Some(10);
+        let got = fuse(&routes, &params).unwrap();
+        let mut want: std::collections::HashMap<i64, f64> = Default::default();
+        for (ids, _) in &lists {
+            for (rank0, id) in ids.iter().enumerate() {
+                *want.entry(*id).or_default() += 1.0 / (60.0 + (rank0 + 1) as f64);
+            }
+        }
+        let mut want: Vec<(i64, f64)> = want.into_iter().collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(got.ids, want[..10].iter().map(|x| x.0).collect::<Vec<_>>());
+        assert_eq!(got.route_scores.len(), 10 * n_lists);
+        // each kept document's per-list scores are where its hits were
+        let row0: Vec<f32> = got.route_scores[..n_lists].to_vec();
+        let hits0 = lists.iter().filter(|(i, _)| i.contains(&got.ids[0])).count();
+        assert_eq!(row0.iter().filter(|x| !x.is_nan()).count(), hits0);
+        // keeping everything would need a table of 5000 x 65,536 scores: refused, not grown
+        params.top_k = None;
+        let err = fuse(&routes, &params).unwrap_err().to_string();
+        assert!(err.contains("top_k"), "{err}");
     }
 }

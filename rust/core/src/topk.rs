@@ -1,8 +1,32 @@
 //! Exact top-k selection with a deterministic order: score descending, then
-//! id ascending. Used by every index so ties always resolve the same way.
+//! id ascending. Used by every index so ties always resolve the same way;
+//! [`Hit`] is the one result type of BM25, dense and sparse search.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+
+/// One search hit: (id, score). BM25 ids are doc numbers (u32); dense and
+/// sparse ids are the caller's (i64), where [`PAD`] fills a list that has
+/// fewer eligible documents than asked for.
+pub type Hit<I = u32> = (I, f32);
+
+/// Hits of one query, best first: score descending, then id ascending.
+pub type Hits<I = u32> = Vec<Hit<I>>;
+
+/// The entry that pads a short list of caller-id hits.
+pub const PAD: Hit<i64> = (-1, f32::NEG_INFINITY);
+
+/// Caller-id hits from a top-k, best first.
+pub fn caller_hits(top: TopK<u64>) -> Hits<i64> {
+    top.into_sorted().into_iter().map(|(id, s)| (id as i64, s)).collect()
+}
+
+/// Caller-id hits from a top-k, best first, padded with [`PAD`] to `len`.
+pub fn into_padded(top: TopK<u64>, len: usize) -> Hits<i64> {
+    let mut v = caller_hits(top);
+    v.resize(len, PAD);
+    v
+}
 
 /// A (score, id) pair ordered so that the *worst* hit is the heap's maximum.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,7 +122,7 @@ impl<I: Copy + Ord> TopK<I> {
     }
 
     /// Best first.
-    pub fn into_sorted(self) -> Vec<(I, f32)> {
+    pub fn into_sorted(self) -> Hits<I> {
         self.heap
             .into_sorted_vec()
             .into_iter()
@@ -108,7 +132,7 @@ impl<I: Copy + Ord> TopK<I> {
 }
 
 /// Top `k` of a dense score array (ties by lower index), best first.
-pub fn top_k_dense(scores: &[f32], k: usize) -> Vec<(u32, f32)> {
+pub fn top_k_dense(scores: &[f32], k: usize) -> Hits<u32> {
     let mut t = TopK::<u32>::new(k.min(scores.len()));
     for (i, &s) in scores.iter().enumerate() {
         if !t.is_full() || s > t.threshold() {

@@ -10,7 +10,8 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use densparse_core::dense::{self, DType, DenseIndex, Metric, Rows, F16};
+use densparse_core::dense::{self, DenseIndex, Dtype, Metric, Rows, DTYPES, F16};
+use densparse_core::mask::DocMask;
 use densparse_core::Error;
 
 use crate::to_py;
@@ -62,7 +63,7 @@ impl PyDenseIndex {
     fn new(dim: usize, dtype: &str, metric: &str) -> PyResult<Self> {
         let idx = DenseIndex::new(
             dim,
-            DType::parse(dtype).map_err(to_py)?,
+            Dtype::parse(dtype, &DTYPES).map_err(to_py)?,
             Metric::parse(metric).map_err(to_py)?,
         )
         .map_err(to_py)?;
@@ -136,7 +137,7 @@ impl PyDenseIndex {
         }
         let q = slice2(&queries, "queries")?;
         let m = match &mask {
-            Some(a) => Some(slice1(a, "mask")?),
+            Some(a) => Some(DocMask::new(slice1(a, "mask")?)),
             None => None,
         };
         let inner = self.inner.clone();

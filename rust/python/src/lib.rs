@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, TryLockError};
 use std::time::Duration;
 
 use densparse_core::hash::StrMap;
+use densparse_core::mask::DocMask;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
@@ -335,7 +336,11 @@ impl PyAnalyzer {
 
     /// Top-k keywords with weights, as jieba.analyse (tfidf: extract_tags; textrank).
     #[pyo3(signature = (text, k=10, method="tfidf"))]
-    fn keywords(&self, py: Python<'_>, text: String, k: usize, method: &str) -> PyResult<Vec<(String, f64)>> {
+    fn keywords(&self, py: Python<'_>, text: String, k: i64, method: &str) -> PyResult<Vec<(String, f64)>> {
+        if k < 1 {
+            return Err(PyValueError::new_err(format!("k must be >= 1, got {k}")));
+        }
+        let k = usize::try_from(k).unwrap_or(usize::MAX);
         let m = KeywordMethod::parse(method).map_err(to_py)?;
         let inner = self.inner.clone();
         Ok(py.allow_threads(|| {
@@ -650,7 +655,7 @@ impl PyBm25Index {
                 return Ok(inner.search_batch(&queries, k, pool));
             }
             let opts = SearchOpts {
-                mask: mask.as_deref(),
+                mask: mask.as_deref().map(DocMask::new),
                 stats: stats.as_ref(),
             };
             inner.search_batch_opts(&queries, k, &opts, pool)
@@ -699,7 +704,7 @@ impl PyBm25Index {
                 None => run(),
             };
             let opts = SearchOpts {
-                mask: mask.as_deref(),
+                mask: mask.as_deref().map(DocMask::new),
                 stats: stats.as_ref(),
             };
             inner.search_batch_opts(&queries, k, &opts, pool)

@@ -11,7 +11,8 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use densparse_core::sparse::{search::thread_pool, Csr, Dtype, Hits, SearchOptions, SparseIndex, SparseVec};
+use densparse_core::mask::DocMask;
+use densparse_core::sparse::{search::thread_pool, Csr, Dtype, Hits, SearchOptions, SparseIndex, SparseVec, DTYPES};
 use densparse_core::Error;
 
 use crate::to_py;
@@ -222,7 +223,7 @@ impl PySparseIndex {
                 _ => None,
             };
         let mask_slice = match &mask_arr {
-            Some(a) => Some(slice(a, "mask")?),
+            Some(a) => Some(DocMask::new(slice(a, "mask")?)),
             None => None,
         };
         let opts = SearchOptions {
@@ -248,7 +249,7 @@ impl PySparseIndex {
     #[new]
     #[pyo3(signature = (dtype="float32", doc_top_n=None))]
     fn new(dtype: &str, doc_top_n: Option<i64>) -> PyResult<Self> {
-        let dt = Dtype::parse(dtype).map_err(to_py)?;
+        let dt = Dtype::parse(dtype, &DTYPES).map_err(to_py)?;
         let top = match doc_top_n {
             None => None,
             Some(n) if n >= 1 => Some(n as usize),

@@ -5,9 +5,9 @@ use rustc_hash::FxHashMap;
 
 use crate::hash::StrMap;
 
-use super::postings::{encode_term, PostingsStore, TAIL_PAD};
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
+use crate::postings::{encode_term, PostingsStore, Tf, TAIL_PAD};
 
 /// Documents per parallel work unit: large enough that local vocabularies
 /// repeat little, small enough that every core gets several units.
@@ -161,6 +161,7 @@ impl Bm25Index {
                 let (nb, mx) = encode_term(
                     &post_docs[s..e],
                     &post_tfs[s..e],
+                    Tf,
                     |d, tf| params.tf_weight(tf as f32, kn[d as usize]),
                     &mut buf,
                 );

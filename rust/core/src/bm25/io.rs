@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use crate::hash::StrMap;
 
-use super::postings::{validate_term, PostingsStore, TAIL_PAD};
 use super::{Bm25Index, Method, Params, TermInfo};
 use crate::error::{Error, Result};
+use crate::postings::{validate_term, PostingsStore, Tf, TAIL_PAD};
 use crate::storage::{Cursor, FileReader, FileWriter, PutLe};
 
 pub const KIND: &str = "BM25";
@@ -137,14 +137,20 @@ impl Bm25Index {
             if df as usize > n_docs {
                 return Err(bad("document frequency above the document count"));
             }
-            validate_term(store, off as usize, nb as usize, df as usize).map_err(|e| bad(&e))?;
-            terms.push(TermInfo {
+            let info = TermInfo {
                 term: terms.len() as u32,
                 df,
                 n_blocks: nb,
                 offset: off,
                 max_tf_weight: f32::from_bits(mx),
-            });
+            };
+            let last =
+                validate_term(store, info.postings(), df as usize, info.max_tf_weight, Tf).map_err(|e| bad(&e))?;
+            // Postings must not name a document past the end (ids ascend, so the last one bounds them).
+            if df > 0 && last as usize >= n_docs {
+                return Err(bad("posting names a document past the end"));
+            }
+            terms.push(info);
         }
         let db = r.bytes("doclens")?;
         if db.len() != n_docs * 4 || n_docs == 0 {
@@ -159,17 +165,6 @@ impl Bm25Index {
         }
         let avgdl = total_tokens as f64 / n_docs as f64;
         let kn = doc_lens.iter().map(|&l| params.kn(l, avgdl)).collect();
-        // Postings must not name a document past the end; the last doc of each
-        // term's last block bounds them all (ids ascend).
-        for t in &terms {
-            if t.n_blocks > 0 {
-                let h = t.offset as usize + (t.n_blocks as usize - 1) * super::postings::HEADER;
-                let last = u32::from_le_bytes(store[h..h + 4].try_into().unwrap());
-                if last as usize >= n_docs {
-                    return Err(bad("posting names a document past the end"));
-                }
-            }
-        }
         let postings = match r.blob {
             crate::storage::Blob::Owned(mut v) => {
                 v.truncate(prange.end);

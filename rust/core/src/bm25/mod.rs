@@ -3,7 +3,6 @@
 
 mod build;
 mod io;
-pub(crate) mod postings;
 mod scoring;
 mod search;
 
@@ -12,7 +11,7 @@ pub use search::{thread_pool, GlobalStats, Hits, Query, SearchOpts};
 
 use crate::hash::StrMap;
 
-use postings::PostingsStore;
+use crate::postings::{PostingsStore, TermRef};
 
 /// A term's decoded (doc, tf weight) pairs, built on first use.
 type Impacts = std::sync::OnceLock<Box<[(u32, f32)]>>;
@@ -28,6 +27,17 @@ pub(crate) struct TermInfo {
     pub offset: u64,
     /// Largest (tfpart - tfpart0) over the term's postings, rounded up.
     pub max_tf_weight: f32,
+}
+
+impl TermInfo {
+    /// Where the term's postings are in the store.
+    #[inline]
+    pub fn postings(&self) -> TermRef {
+        TermRef {
+            offset: self.offset as usize,
+            n_blocks: self.n_blocks as usize,
+        }
+    }
 }
 
 /// A BM25 index over documents `0..n_docs`.

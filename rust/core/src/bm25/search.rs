@@ -1,12 +1,13 @@
 //! Query evaluation: exhaustive scores, exact top-k with MaxScore pruning,
 //! batches in parallel, and BM25 as sparse vectors.
 
-use super::postings::{for_each_block, Cursor, END};
 use std::sync::Arc;
 
 use super::{Bm25Index, Method, TermInfo};
 use crate::error::{Error, Result};
 use crate::hash::StrMap;
+use crate::mask::DocMask;
+use crate::postings::{for_each_block, Cursor, Tf, BLOCK, END};
 use crate::topk::TopK;
 
 /// Corpora up to this size are always searched term at a time.
@@ -29,7 +30,7 @@ pub struct Query {
 }
 
 /// Ranked hits of one query: (doc id, score), best first.
-pub type Hits = Vec<(u32, f32)>;
+pub type Hits = crate::topk::Hits<u32>;
 
 /// Corpus statistics of a whole collection, to score one segment of it
 /// exactly as a single index over the collection would.
@@ -70,8 +71,8 @@ impl GlobalStats {
 /// Options of [`Bm25Index::search_opts`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SearchOpts<'a> {
-    /// Eligible documents: doc d may be returned iff `d < mask.len() && mask[d] != 0`.
-    pub mask: Option<&'a [u8]>,
+    /// Eligible documents (by doc id).
+    pub mask: Option<DocMask<'a>>,
     /// Score with these collection statistics instead of the index's own.
     pub stats: Option<&'a GlobalStats>,
 }
@@ -112,20 +113,14 @@ impl Filter for All {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Mask<'a>(&'a [u8]);
-
-impl Filter for Mask<'_> {
+impl Filter for DocMask<'_> {
     #[inline(always)]
     fn ok(&self, d: u32) -> bool {
-        self.0.get(d as usize).is_some_and(|&m| m != 0)
+        self.contains(d as u64)
     }
     #[inline]
     fn next_ok(&self, d: u32) -> u32 {
-        match self.0.get(d as usize..) {
-            Some(rest) => rest.iter().position(|&m| m != 0).map_or(END, |i| d + i as u32),
-            None => END,
-        }
+        self.next_from(d)
     }
 }
 
@@ -210,20 +205,26 @@ impl BoundMap for Rescaled {
 impl Bm25Index {
     /// Resolve query tokens; tokens not in the vocabulary are kept apart in `unknown`.
     pub fn query<S: AsRef<str>>(&self, tokens: &[S]) -> Query {
+        // Counted through hash maps (linear in the query length, however many distinct
+        // tokens); terms keep the order of their first occurrence.
         let mut terms: Vec<(u32, u32)> = Vec::new();
         let mut unknown: Vec<(String, u32)> = Vec::new();
+        let mut term_at: rustc_hash::FxHashMap<u32, usize> = Default::default();
+        let mut unknown_at: rustc_hash::FxHashMap<&str, usize> = Default::default();
         for t in tokens {
             let t = t.as_ref();
             if let Some(id) = self.term_id(t) {
-                match terms.iter_mut().find(|(i, _)| *i == id) {
-                    Some(e) => e.1 += 1,
-                    None => terms.push((id, 1)),
-                }
+                let i = *term_at.entry(id).or_insert_with(|| {
+                    terms.push((id, 0));
+                    terms.len() - 1
+                });
+                terms[i].1 += 1;
             } else {
-                match unknown.iter_mut().find(|(u, _)| u == t) {
-                    Some(e) => e.1 += 1,
-                    None => unknown.push((t.to_string(), 1)),
-                }
+                let i = *unknown_at.entry(t).or_insert_with(|| {
+                    unknown.push((t.to_string(), 0));
+                    unknown.len() - 1
+                });
+                unknown[i].1 += 1;
             }
         }
         Query { terms, unknown }
@@ -430,11 +431,11 @@ impl Bm25Index {
         if impacts {
             let impacts = self.impacts[info.term as usize].get_or_init(|| {
                 let mut v = Vec::with_capacity(info.df as usize);
-                for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
+                for_each_block(store, info.postings(), Tf, |docs, tfs| {
                     v.extend(
                         docs.iter()
                             .zip(tfs)
-                            .map(|(&d, &tf1)| (d, weight((tf1 + 1) as f32, kn[d as usize]))),
+                            .map(|(&d, &tf)| (d, weight(tf as f32, kn[d as usize]))),
                     );
                 });
                 v.into_boxed_slice()
@@ -444,11 +445,11 @@ impl Bm25Index {
             }
             return;
         }
-        let mut wts = [0f32; super::postings::BLOCK];
-        for_each_block(store, info.offset as usize, info.n_blocks as usize, |docs, tfs| {
+        let mut wts = [0f32; BLOCK];
+        for_each_block(store, info.postings(), Tf, |docs, tfs| {
             // Weights first (independent divisions pipeline well), then the scatter.
-            for ((x, &d), &tf1) in wts.iter_mut().zip(docs).zip(tfs) {
-                *x = weight((tf1 + 1) as f32, kn[d as usize]);
+            for ((x, &d), &tf) in wts.iter_mut().zip(docs).zip(tfs) {
+                *x = weight(tf as f32, kn[d as usize]);
             }
             for (&d, &x) in docs.iter().zip(&wts) {
                 acc[d as usize] += w * x as f64;
@@ -512,13 +513,13 @@ impl Bm25Index {
         let dense = n <= DENSE_DOCS;
         Ok(match (kn, opts.mask) {
             (None, None) if dense => self.dense_with(&plan, &self.kn, true, k, All),
-            (None, Some(m)) if dense => self.dense_with(&plan, &self.kn, true, k, Mask(m)),
+            (None, Some(m)) if dense => self.dense_with(&plan, &self.kn, true, k, m),
             (Some((kn, _)), None) if dense => self.dense_with(&plan, kn, false, k, All),
-            (Some((kn, _)), Some(m)) if dense => self.dense_with(&plan, kn, false, k, Mask(m)),
+            (Some((kn, _)), Some(m)) if dense => self.dense_with(&plan, kn, false, k, m),
             (None, None) => self.maxscore_with(&plan, &self.kn, k, All, Stored),
-            (None, Some(m)) => self.maxscore_with(&plan, &self.kn, k, Mask(m), Stored),
+            (None, Some(m)) => self.maxscore_with(&plan, &self.kn, k, m, Stored),
             (Some((kn, c)), None) => self.maxscore_with(&plan, kn, k, All, self.rescaled(*c)),
-            (Some((kn, c)), Some(m)) => self.maxscore_with(&plan, kn, k, Mask(m), self.rescaled(*c)),
+            (Some((kn, c)), Some(m)) => self.maxscore_with(&plan, kn, k, m, self.rescaled(*c)),
         })
     }
 
@@ -591,13 +592,13 @@ impl Bm25Index {
     fn maxscore_with<F: Filter, M: BoundMap>(&self, plan: &Plan, kn: &[f32], k: usize, f: F, bm: M) -> Hits {
         let store = self.postings.bytes();
         // Terms by upper bound, ascending: MaxScore's non-essential prefix.
-        let mut terms: Vec<(f64, f64, Cursor)> = plan
+        let mut terms: Vec<(f64, f64, Cursor<Tf>)> = plan
             .terms
             .iter()
             .map(|&(t, w)| {
                 let info = self.terms[t as usize];
                 let ub = w * bm.map(info.max_tf_weight);
-                (ub, w, Cursor::new(store, info.offset as usize, info.n_blocks as usize))
+                (ub, w, Cursor::new(store, info.postings(), Tf))
             })
             .collect();
         terms.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -668,7 +669,7 @@ impl Bm25Index {
             let mut score = base;
             for t in terms[first_essential..].iter_mut() {
                 if t.2.doc == d {
-                    score += t.1 * params.tf_weight(t.2.tf() as f32, kn) as f64;
+                    score += t.1 * params.tf_weight(t.2.value() as f32, kn) as f64;
                     t.2.next();
                 }
             }
@@ -689,7 +690,7 @@ impl Bm25Index {
                 }
                 t.2.advance(d);
                 if t.2.doc == d {
-                    score += t.1 * params.tf_weight(t.2.tf() as f32, kn) as f64;
+                    score += t.1 * params.tf_weight(t.2.value() as f32, kn) as f64;
                 }
             }
             if alive && (score as f32) > top.threshold() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use half::f16;
 use rustc_hash::FxHashMap;
 
-use super::{Buf, DType, DenseIndex, Metric, Vectors};
+use super::{Buf, DenseIndex, Dtype, Metric, Vectors, DTYPES};
 use crate::error::{Error, Result};
 use crate::storage::{Blob, Cursor, FileReader, FileWriter, PutLe};
 
@@ -74,7 +74,7 @@ impl DenseIndex {
         let mut w = FileWriter::new(KIND, VERSION);
         let mut p = Vec::new();
         p.put_u32(dim as u32);
-        p.put_u32(self.dtype.code());
+        p.put_u32(self.dtype.code_in(&DTYPES));
         p.put_u32(match self.metric {
             Metric::Ip => 0,
             Metric::Cosine => 1,
@@ -109,7 +109,7 @@ impl DenseIndex {
         if dim == 0 || dim > (1 << 20) {
             return Err(bad("dimension out of range"));
         }
-        let dtype = DType::from_code(dt).ok_or_else(|| bad("unknown dtype"))?;
+        let dtype = Dtype::from_code_in(dt, &DTYPES).ok_or_else(|| bad("unknown dtype"))?;
         let metric = match mt {
             0 => Metric::Ip,
             1 => Metric::Cosine,
@@ -124,10 +124,10 @@ impl DenseIndex {
         if ids_range.len() != rows * 8 {
             return Err(bad("id section size"));
         }
-        if vec_range.len() != rows * dim * dtype.size() {
+        if vec_range.len() != rows * dim * dtype.bytes() {
             return Err(bad("vector section size"));
         }
-        let scale_range = if dtype == DType::I8 {
+        let scale_range = if dtype == Dtype::I8 {
             let s = r.range("scales")?;
             if s.len() != rows * 4 {
                 return Err(bad("scale section size"));
@@ -157,9 +157,9 @@ impl DenseIndex {
         }
         let blob = Arc::new(r.blob);
         let vectors = match dtype {
-            DType::F32 => Vectors::F32(typed::<f32>(&blob, vec_range)),
-            DType::F16 => Vectors::F16(typed::<f16>(&blob, vec_range)),
-            DType::I8 => {
+            Dtype::F32 => Vectors::F32(typed::<f32>(&blob, vec_range)),
+            Dtype::F16 => Vectors::F16(typed::<f16>(&blob, vec_range)),
+            Dtype::I8 => {
                 let scale = typed::<f32>(&blob, scale_range.unwrap());
                 if scale.as_slice().iter().any(|s| !s.is_finite() || *s < 0.0) {
                     return Err(bad("int8 scale out of range"));
@@ -169,6 +169,8 @@ impl DenseIndex {
                     scale,
                 }
             }
+            // Not in DTYPES, so `from_code_in` never gives it.
+            Dtype::U8 => return Err(bad("unknown dtype")),
         };
         // Owned loads (mmap=False) keep the file's bytes as the backing store too.
         Ok(DenseIndex {

@@ -23,7 +23,9 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
+use crate::mask::DocMask;
 use crate::storage::Blob;
+use crate::topk::{into_padded, Hits};
 use kernels::kernels;
 
 /// Batches of at least this many queries use the matrix-product path.
@@ -33,46 +35,10 @@ pub const COMPACT_SHARE: f64 = 0.25;
 /// Rows per parallel task in one-query search.
 const CHUNK_ROWS: usize = 8192;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    F32,
-    F16,
-    I8,
-}
+pub use crate::dtype::Dtype;
 
-impl DType {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "float32" | "f32" => Ok(DType::F32),
-            "float16" | "f16" => Ok(DType::F16),
-            "int8" | "i8" => Ok(DType::I8),
-            _ => Err(Error::invalid(format!(
-                "unknown dtype {s:?}: expected \"float32\", \"float16\" or \"int8\""
-            ))),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "float32",
-            DType::F16 => "float16",
-            DType::I8 => "int8",
-        }
-    }
-    /// Bytes per stored component.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
-            DType::I8 => 1,
-        }
-    }
-    fn code(self) -> u32 {
-        self as u32
-    }
-    fn from_code(c: u32) -> Option<Self> {
-        [DType::F32, DType::F16, DType::I8].into_iter().find(|d| d.code() == c)
-    }
-}
+/// The dtypes vectors may be stored as, in the order of their file codes.
+pub const DTYPES: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::I8];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -197,13 +163,6 @@ pub fn quantize_i8(x: &[f32], out: &mut Vec<i8>) -> f32 {
 /// Best `k` (id, score) pairs: score descending, then id ascending.
 pub type TopK64 = crate::topk::TopK<u64>;
 
-/// Best first, padded to `len` with (-1, -inf).
-fn into_padded(top: TopK64, len: usize) -> Vec<(i64, f32)> {
-    let mut v: Vec<(i64, f32)> = top.into_sorted().into_iter().map(|(id, s)| (id as i64, s)).collect();
-    v.resize(len, (-1, f32::NEG_INFINITY));
-    v
-}
-
 // ------------------------------------------------------------------ thread pools
 
 /// Run `f` with `threads` workers: None = rayon's global pool, Some(1) = this
@@ -251,7 +210,7 @@ fn normalize_rows(x: &mut [f32], dim: usize, what: &str) -> Result<()> {
 /// Exact dense index. Rows keep insertion order; each has a user id.
 pub struct DenseIndex {
     pub(crate) dim: usize,
-    pub(crate) dtype: DType,
+    pub(crate) dtype: Dtype,
     pub(crate) metric: Metric,
     pub(crate) vectors: Vectors,
     pub(crate) ids: Vec<u64>,
@@ -266,7 +225,7 @@ pub struct DenseIndex {
 /// Which rows a search may return.
 struct Eligible<'a> {
     dead: Option<&'a [bool]>,
-    mask: Option<&'a [u8]>,
+    mask: Option<DocMask<'a>>,
     ids: &'a [u64],
 }
 
@@ -280,10 +239,7 @@ impl Eligible<'_> {
         }
         match self.mask {
             None => true,
-            Some(m) => {
-                let id = self.ids[row];
-                id < m.len() as u64 && m[id as usize] != 0
-            }
+            Some(m) => m.contains(self.ids[row]),
         }
     }
     fn all(&self) -> bool {
@@ -292,7 +248,7 @@ impl Eligible<'_> {
 }
 
 impl DenseIndex {
-    pub fn new(dim: usize, dtype: DType, metric: Metric) -> Result<Self> {
+    pub fn new(dim: usize, dtype: Dtype, metric: Metric) -> Result<Self> {
         if dim == 0 {
             return Err(Error::invalid("dim must be >= 1"));
         }
@@ -300,12 +256,17 @@ impl DenseIndex {
             return Err(Error::invalid(format!("dim={dim} is too large (at most 1048576)")));
         }
         let vectors = match dtype {
-            DType::F32 => Vectors::F32(Buf::Owned(Vec::new())),
-            DType::F16 => Vectors::F16(Buf::Owned(Vec::new())),
-            DType::I8 => Vectors::I8 {
+            Dtype::F32 => Vectors::F32(Buf::Owned(Vec::new())),
+            Dtype::F16 => Vectors::F16(Buf::Owned(Vec::new())),
+            Dtype::I8 => Vectors::I8 {
                 q: Buf::Owned(Vec::new()),
                 scale: Buf::Owned(Vec::new()),
             },
+            Dtype::U8 => {
+                return Err(Error::invalid(
+                    "dense vectors are stored as float32, float16 or int8, not uint8",
+                ))
+            }
         };
         Ok(DenseIndex {
             dim,
@@ -323,7 +284,7 @@ impl DenseIndex {
     pub fn dim(&self) -> usize {
         self.dim
     }
-    pub fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> Dtype {
         self.dtype
     }
     pub fn metric(&self) -> Metric {
@@ -353,7 +314,7 @@ impl DenseIndex {
     }
     /// Bytes of vector data (and int8 scales).
     pub fn vector_bytes(&self) -> usize {
-        self.rows() * (self.dim * self.dtype.size() + if self.dtype == DType::I8 { 4 } else { 0 })
+        self.rows() * (self.dim * self.dtype.bytes() + if self.dtype == Dtype::I8 { 4 } else { 0 })
     }
     /// Live ids in row (insertion) order.
     pub fn ids(&self) -> Vec<u64> {
@@ -437,7 +398,7 @@ impl DenseIndex {
         if self.ids.len() + n > u32::MAX as usize {
             return Err(Error::invalid("an index holds at most 4294967295 rows"));
         }
-        if let (Rows::F16(d), DType::F16, Metric::Ip) = (rows_in, self.dtype, self.metric) {
+        if let (Rows::F16(d), Dtype::F16, Metric::Ip) = (rows_in, self.dtype, self.metric) {
             if let Vectors::F16(b) = &mut self.vectors {
                 let v = b.owned();
                 reserve_huge(v, d.len());
@@ -461,7 +422,7 @@ impl DenseIndex {
             None
         };
         let rows: &[f32] = normalized.as_deref().unwrap_or(data);
-        if self.dtype == DType::F16 {
+        if self.dtype == Dtype::F16 {
             if let Some(p) = rows.iter().position(|v| v.abs() > 65504.0) {
                 return Err(Error::invalid(format!(
                     "vectors row {} has {} at column {}: outside the float16 range (|x| <= 65504)",
@@ -621,9 +582,9 @@ impl DenseIndex {
         &self,
         queries: &[f32],
         k: usize,
-        mask: Option<&[u8]>,
+        mask: Option<DocMask>,
         threads: Option<usize>,
-    ) -> Result<Vec<Vec<(i64, f32)>>> {
+    ) -> Result<Vec<Hits<i64>>> {
         let q = self.prepare_queries(queries, k)?;
         let kk = k.min(self.len());
         let nq = q.len() / self.dim;
@@ -645,7 +606,7 @@ impl DenseIndex {
     }
 
     /// Force a path (tests and benchmarks): `gemm` true = matrix product.
-    pub fn search_with_path(&self, queries: &[f32], k: usize, gemm: bool) -> Result<Vec<Vec<(i64, f32)>>> {
+    pub fn search_with_path(&self, queries: &[f32], k: usize, gemm: bool) -> Result<Vec<Hits<i64>>> {
         let q = self.prepare_queries(queries, k)?;
         let kk = k.min(self.len());
         let el = Eligible {

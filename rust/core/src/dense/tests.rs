@@ -1,4 +1,5 @@
 use super::*;
+use crate::mask::DocMask;
 
 fn rand_vecs(n: usize, d: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
@@ -36,7 +37,7 @@ fn brute(idx: &DenseIndex, q: &[f32], k: usize) -> Vec<(i64, f32)> {
 
 #[test]
 fn exact_topk_all_dtypes_both_paths() {
-    for dtype in [DType::F32, DType::F16, DType::I8] {
+    for dtype in [Dtype::F32, Dtype::F16, Dtype::I8] {
         for &d in &[1usize, 7, 383, 384] {
             let n = 3000;
             let mut idx = DenseIndex::new(d, dtype, Metric::Ip).unwrap();
@@ -68,7 +69,7 @@ fn exact_topk_all_dtypes_both_paths() {
 
 #[test]
 fn ties_by_id_with_unordered_ids() {
-    let mut idx = DenseIndex::new(2, DType::F32, Metric::Ip).unwrap();
+    let mut idx = DenseIndex::new(2, Dtype::F32, Metric::Ip).unwrap();
     idx.add(&[1.0, 0.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0], Some(&[9, 3, 5, 1]))
         .unwrap();
     for gemm in [false, true] {
@@ -82,12 +83,14 @@ fn ties_by_id_with_unordered_ids() {
 #[test]
 fn mask_remove_compact_pad() {
     let d = 8;
-    let mut idx = DenseIndex::new(d, DType::F32, Metric::Ip).unwrap();
+    let mut idx = DenseIndex::new(d, Dtype::F32, Metric::Ip).unwrap();
     idx.add(&rand_vecs(100, d, 3), None).unwrap();
     let mut mask = vec![0u8; 50];
     mask[10] = 1;
     mask[20] = 1;
-    let r = idx.search(&rand_vecs(1, d, 4), 5, Some(&mask), Some(1)).unwrap();
+    let r = idx
+        .search(&rand_vecs(1, d, 4), 5, Some(DocMask::new(&mask)), Some(1))
+        .unwrap();
     let got: Vec<i64> = r[0].iter().map(|x| x.0).collect();
     assert!(got[..2].contains(&10) && got[..2].contains(&20));
     assert_eq!(&got[2..], &[-1, -1, -1]);
@@ -95,7 +98,9 @@ fn mask_remove_compact_pad() {
     idx.remove(&[10, 11, 12]).unwrap();
     assert_eq!(idx.len(), 97);
     assert!(idx.remove(&[10]).is_err());
-    let r = idx.search(&rand_vecs(1, d, 4), 5, Some(&mask), None).unwrap();
+    let r = idx
+        .search(&rand_vecs(1, d, 4), 5, Some(DocMask::new(&mask)), None)
+        .unwrap();
     assert_eq!(r[0][0].0, 20);
     assert_eq!(r[0][1].0, -1);
     idx.remove(&(0..30).filter(|i| !(10..13).contains(i)).collect::<Vec<_>>())
@@ -109,7 +114,7 @@ fn mask_remove_compact_pad() {
 #[test]
 fn save_load_mmap_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    for dtype in [DType::F32, DType::F16, DType::I8] {
+    for dtype in [Dtype::F32, Dtype::F16, Dtype::I8] {
         let d = 33;
         let mut idx = DenseIndex::new(d, dtype, Metric::Cosine).unwrap();
         idx.add(&rand_vecs(500, d, 6), None).unwrap();
@@ -188,7 +193,7 @@ fn kernel_speed() {
             "d={d} kernel only: {:.1} ns/row ({s})",
             t.elapsed().as_nanos() as f64 / 1e6
         );
-        let mut idx = DenseIndex::new(d, DType::F32, Metric::Ip).unwrap();
+        let mut idx = DenseIndex::new(d, Dtype::F32, Metric::Ip).unwrap();
         idx.add(&x, None).unwrap();
         let t = std::time::Instant::now();
         for _ in 0..1000 {

@@ -1,32 +1,55 @@
-//! Sparse index files (container format in `storage`, kind "sparse", version 1).
+//! Sparse index files (container format in `storage`, kind "sparse", version 2).
 //!
 //! Sections: `config` (dtype, doc_top_n, next id, rows, removed, vocab size,
 //! segment count), `ids` (u64 per row), `deleted` (tombstone bit set),
 //! `segments` (base row, rows, term count, first term, store offset, store
 //! length), `terms` (term, df, blocks, offset, bound, scale), `postings`
-//! (every segment's store, concatenated). Loading checks every posting, so a
-//! damaged file fails at load with `Corrupt`, never at search time.
+//! (every segment's store, concatenated, in the format of [`crate::postings`]).
+//! Loading checks every posting, so a damaged file fails at load with
+//! `Corrupt`, never at search time.
+//!
+//! Version 1 differs only in the block headers (the block length at byte 13,
+//! no value width): such files load, their postings read into memory and
+//! rewritten to version 2 headers (so never memory-mapped).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::postings::{for_each_block, validate_term, TermMeta, TAIL_PAD};
-use super::{Dtype, Segment, SparseIndex};
-use crate::bm25::postings::PostingsStore;
+use super::{Dtype, Segment, SparseIndex, TermMeta, DTYPES};
 use crate::error::{Error, Result};
+use crate::postings::{for_each_block, validate_term, PostingsStore, HEADER, TAIL_PAD};
 use crate::storage::{Blob, Cursor, FileReader, FileWriter, PutLe};
 
 pub const KIND: &str = "sparse";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// Rewrite version 1 block headers (`.. | doc bits | len - 1 | 0 | 0`) of
+/// one segment's terms to version 2 (`.. | doc bits | value bits | len - 1 | 0`).
+/// Headers outside the store are left for validation to report.
+fn upgrade_v1_headers(store: &mut [u8], terms: &[TermMeta], dtype: Dtype) {
+    let bits = 8 * dtype.bytes() as u8;
+    for m in terms {
+        for bi in 0..m.n_blocks as usize {
+            let Some(h) = (m.offset as usize)
+                .checked_add(bi * HEADER)
+                .and_then(|s| store.get_mut(s..s.checked_add(HEADER)?))
+            else {
+                break;
+            };
+            h[14] = h[13];
+            h[13] = bits;
+        }
+    }
+}
 
 impl SparseIndex {
     /// Save atomically: a failed save leaves any existing file at `path` intact.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut w = FileWriter::new(KIND, VERSION);
         let mut c = Vec::new();
-        c.put_u32(self.dtype.code());
+        c.put_u32(self.dtype.code_in(&DTYPES));
         c.put_u32(self.doc_top_n.is_some() as u32);
         c.put_u64(self.doc_top_n.unwrap_or(0) as u64);
         c.put_u64(self.next_id);
@@ -88,7 +111,7 @@ impl SparseIndex {
             ])
         })();
         let v = vals.ok_or_else(|| bad("short config section"))?;
-        let dtype = Dtype::from_code(v[0] as u32).ok_or_else(|| bad("unknown dtype"))?;
+        let dtype = Dtype::from_code_in(v[0] as u32, &DTYPES).ok_or_else(|| bad("unknown dtype"))?;
         let doc_top_n = match v[1] {
             0 => None,
             1 if v[2] > 0 => Some(v[2] as usize),
@@ -192,12 +215,29 @@ impl SparseIndex {
                 scale: sc,
             });
         }
+        let v1 = r.version == 1;
         let blob = Arc::new(r.blob);
         let mut segments = Vec::with_capacity(n_segs);
-        for &(base, nr, ft, nt, off, len) in &specs {
+        for &(base, n_rows, ft, nt, off, len) in &specs {
             let start = prange.start + off;
-            let store = &blob[start..start + len];
             let terms = all_terms[ft..ft + nt].to_vec();
+            let store = match &*blob {
+                Blob::Mapped(_) if !v1 => PostingsStore::Shared {
+                    blob: blob.clone(),
+                    start,
+                    len,
+                },
+                // Read into memory: each segment owns its bytes (the file
+                // buffer is dropped); version 1 headers are rewritten here.
+                b => {
+                    let mut bytes = b[start..start + len].to_vec();
+                    if v1 {
+                        upgrade_v1_headers(&mut bytes, &terms, dtype);
+                    }
+                    PostingsStore::Owned(bytes)
+                }
+            };
+            let bytes = store.bytes();
             for (i, m) in terms.iter().enumerate() {
                 if i > 0 && terms[i - 1].term >= m.term {
                     return Err(bad("term ids not increasing"));
@@ -205,16 +245,20 @@ impl SparseIndex {
                 if m.term as usize >= vocab_size {
                     return Err(bad("term id past the vocabulary size"));
                 }
-                let last = validate_term(store, m, dtype).map_err(|e| bad(&e))?;
-                if last >= nr {
+                if m.df == 0 || !(m.scale.is_finite() && m.scale > 0.0) {
+                    return Err(bad("bad term entry"));
+                }
+                let last =
+                    validate_term(bytes, m.postings(), m.df as usize, m.max, m.weights(dtype)).map_err(|e| bad(&e))?;
+                if last >= n_rows {
                     return Err(bad("posting names a document past the segment"));
                 }
                 // Every posting: increasing doc ids inside the segment, weights finite and > 0.
                 let mut prev: Option<u32> = None;
                 let mut okay = true;
-                for_each_block(store, m, dtype, |docs, ws| {
+                for_each_block(bytes, m.postings(), m.weights(dtype), |docs, ws| {
                     for (&d, &w) in docs.iter().zip(ws) {
-                        if prev.is_some_and(|p| d <= p) || d >= nr || !(w.is_finite() && w > 0.0 && w <= m.max) {
+                        if prev.is_some_and(|p| d <= p) || d >= n_rows || !(w.is_finite() && w > 0.0 && w <= m.max) {
                             okay = false;
                         }
                         prev = Some(d);
@@ -224,28 +268,13 @@ impl SparseIndex {
                     return Err(bad("postings do not decode to increasing documents with valid weights"));
                 }
             }
-            segments.push((base, nr, terms, start, len));
+            segments.push(Segment {
+                base,
+                n_rows,
+                terms,
+                store,
+            });
         }
-        let segments = segments
-            .into_iter()
-            .map(|(base, n_rows, terms, start, len)| {
-                let store = match &*blob {
-                    // Read into memory: each segment owns its bytes (the file buffer is dropped).
-                    Blob::Owned(v) => PostingsStore::Owned(v[start..start + len].to_vec()),
-                    Blob::Mapped(_) => PostingsStore::Shared {
-                        blob: blob.clone(),
-                        start,
-                        len,
-                    },
-                };
-                Segment {
-                    base,
-                    n_rows,
-                    terms,
-                    store,
-                }
-            })
-            .collect();
         let mut idx = SparseIndex::new(dtype, doc_top_n)?;
         idx.segments = segments;
         idx.ids_sorted = ids.windows(2).all(|w| w[0] < w[1]);

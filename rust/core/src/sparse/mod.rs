@@ -9,7 +9,7 @@
 //!   `remove` and duplicate checks.
 //! - The postings live in **segments**, each covering a contiguous range of
 //!   rows and encoded once (doc gaps bit-packed in blocks of 128 with a
-//!   per-block max weight, term upper bounds; see [`postings`]). Every `add`
+//!   per-block max weight, term upper bounds; see [`crate::postings`]). Every `add`
 //!   appends one new segment; a small segment is merged with the one before
 //!   it once it reaches a quarter of its size (and never more than
 //!   [`MAX_SEGMENTS`] are kept), so an index grown one document at a time is
@@ -42,7 +42,6 @@
 //! those scores, ties broken by lower document id.
 
 pub mod io;
-pub mod postings;
 pub mod search;
 
 #[cfg(test)]
@@ -51,61 +50,55 @@ mod tests;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::bm25::postings::PostingsStore;
 use crate::error::{Error, Result};
-use postings::{encode_term, for_each_block, stored_value, u8_scale, TermMeta, TAIL_PAD};
+use crate::postings::{encode_term, for_each_block, PostingsStore, TermRef, Weights, TAIL_PAD};
 
+pub use crate::dtype::Dtype;
 pub use search::{Hits, SearchOptions};
 
 /// At most this many segments; more are merged.
 pub const MAX_SEGMENTS: usize = 16;
 
-/// How weights are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dtype {
-    F32,
-    F16,
-    U8,
+/// The dtypes weights may be stored as, in the order of their file codes.
+pub const DTYPES: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::U8];
+
+/// A term's postings in a segment.
+#[derive(Clone, Copy, Debug)]
+pub struct TermMeta {
+    pub term: u32,
+    pub df: u32,
+    pub n_blocks: u32,
+    /// Byte offset of the term's region in the segment's store.
+    pub offset: u64,
+    /// Upper bound of the term's dequantised weights (largest block bound).
+    pub max: f32,
+    /// uint8 only: weight = code * scale. 1 otherwise.
+    pub scale: f32,
 }
 
-impl Dtype {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "float32" | "f32" => Ok(Dtype::F32),
-            "float16" | "f16" => Ok(Dtype::F16),
-            "uint8" | "u8" => Ok(Dtype::U8),
-            _ => Err(Error::invalid(format!(
-                "dtype={s:?}: expected \"float32\", \"float16\" or \"uint8\""
-            ))),
+impl TermMeta {
+    /// Where the term's postings are in the segment's store.
+    #[inline]
+    pub fn postings(&self) -> TermRef {
+        TermRef {
+            offset: self.offset as usize,
+            n_blocks: self.n_blocks as usize,
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "float32",
-            Dtype::F16 => "float16",
-            Dtype::U8 => "uint8",
-        }
+    /// How the term's weights are stored.
+    #[inline]
+    pub fn weights(&self, dtype: Dtype) -> Weights {
+        Weights::new(dtype, self.scale)
     }
+}
 
-    pub fn bytes(self) -> usize {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F16 => 2,
-            Dtype::U8 => 1,
-        }
-    }
-
-    pub(crate) fn code(self) -> u32 {
-        match self {
-            Dtype::F32 => 0,
-            Dtype::F16 => 1,
-            Dtype::U8 => 2,
-        }
-    }
-
-    pub(crate) fn from_code(c: u32) -> Option<Self> {
-        [Dtype::F32, Dtype::F16, Dtype::U8].get(c as usize).copied()
+/// The uint8 scale of a term whose largest weight is `max`.
+pub fn u8_scale(max: f32) -> f32 {
+    if max > 0.0 {
+        max / 255.0
+    } else {
+        1.0
     }
 }
 
@@ -365,10 +358,11 @@ impl Segment {
                     let (d, w) = (&docs[s..e], &ws[s..e]);
                     let max = w.iter().copied().fold(0f32, f32::max);
                     let scale = if dtype == Dtype::U8 { u8_scale(max) } else { 1.0 };
+                    let payload = Weights::new(dtype, scale);
                     d2.clear();
                     w2.clear();
                     for (&doc, &x) in d.iter().zip(w) {
-                        let v = stored_value(dtype, x, scale);
+                        let v = payload.stored(x);
                         if v > 0.0 {
                             d2.push(doc);
                             w2.push(v);
@@ -378,7 +372,7 @@ impl Segment {
                         continue;
                     }
                     let offset = out.len() as u64;
-                    let (n_blocks, tmax) = encode_term(&d2, &w2, dtype, scale, &mut out);
+                    let (n_blocks, tmax) = encode_term(&d2, &w2, payload, |_, w| w, &mut out);
                     metas.push(TermMeta {
                         term: terms[i],
                         df: d2.len() as u32,
@@ -417,7 +411,7 @@ impl Segment {
         let mut rows: Vec<SparseVec> = vec![(Vec::new(), Vec::new()); self.n_rows as usize];
         let store = self.store.bytes();
         for m in &self.terms {
-            for_each_block(store, m, dtype, |docs, ws| {
+            for_each_block(store, m.postings(), m.weights(dtype), |docs, ws| {
                 for (&d, &w) in docs.iter().zip(ws) {
                     let r = &mut rows[d as usize];
                     r.0.push(m.term);
@@ -468,6 +462,12 @@ pub struct SparseIndex {
 
 impl SparseIndex {
     pub fn new(dtype: Dtype, doc_top_n: Option<usize>) -> Result<Self> {
+        if !DTYPES.contains(&dtype) {
+            return Err(Error::invalid(format!(
+                "sparse weights are stored as float32, float16 or uint8, not {}",
+                dtype.name()
+            )));
+        }
         if doc_top_n == Some(0) {
             return Err(Error::invalid("doc_top_n must be >= 1 (or None to keep every weight)"));
         }
@@ -717,7 +717,7 @@ impl SparseIndex {
         for seg in &self.segments {
             let store = seg.store.bytes();
             for m in &seg.terms {
-                for_each_block(store, m, self.dtype, |docs, ws| {
+                for_each_block(store, m.postings(), m.weights(self.dtype), |docs, ws| {
                     for (&d, &w) in docs.iter().zip(ws) {
                         if let Some(slots) = want.get(&(seg.base + d)) {
                             for &s in slots {

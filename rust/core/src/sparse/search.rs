@@ -1,9 +1,11 @@
 //! Exact top-k by dot product: block-max MaxScore per segment with one heap
 //! across segments, exhaustive scoring (the reference), batches on rayon.
 
-use super::postings::{for_each_block, Cursor, END};
 use super::{Segment, SparseIndex, SparseVec};
 use crate::error::{Error, Result};
+use crate::mask::DocMask;
+use crate::postings::{for_each_block, Cursor, Weights, END};
+use crate::topk::caller_hits;
 
 /// Segments up to this many rows are searched term at a time.
 pub const DENSE_ROWS: usize = 1 << 16;
@@ -18,7 +20,7 @@ thread_local! {
 
 /// Ranked hits of one query: (id, score), best first; -1 / -inf pads rows
 /// with fewer eligible documents than k.
-pub type Hits = Vec<(i64, f32)>;
+pub type Hits = crate::topk::Hits<i64>;
 
 /// Query-time options.
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,8 +84,8 @@ impl Eligible {
 }
 
 impl SparseIndex {
-    /// Eligible rows: live, and (with a mask) id < mask.len() and mask[id] != 0.
-    pub(crate) fn eligible(&self, mask: Option<&[u8]>) -> Eligible {
+    /// Eligible rows: live, and (with a mask) whose id the mask contains.
+    pub(crate) fn eligible(&self, mask: Option<DocMask>) -> Eligible {
         if mask.is_none() && self.n_deleted == 0 {
             return Eligible(None);
         }
@@ -100,7 +102,7 @@ impl SparseIndex {
                     x &= x - 1;
                     let row = w * 64 + b as usize;
                     let id = if row < n { self.ids[row] } else { u64::MAX };
-                    if !(id < m.len() as u64 && m[id as usize] != 0) {
+                    if !m.contains(id) {
                         *word &= !(1u64 << b);
                     }
                 }
@@ -128,7 +130,7 @@ impl SparseIndex {
             for &(t, qw) in q {
                 if let Some(m) = seg.find(t) {
                     let base = seg.base as usize;
-                    for_each_block(store, m, self.dtype, |docs, ws| {
+                    for_each_block(store, m.postings(), m.weights(self.dtype), |docs, ws| {
                         for (&d, &w) in docs.iter().zip(ws) {
                             acc[base + d as usize] += qw as f64 * w as f64;
                         }
@@ -140,7 +142,7 @@ impl SparseIndex {
     }
 
     /// Top-k by scoring every document (slow; for tests and checks).
-    pub fn search_exhaustive(&self, q: &SparseVec, opts: &SearchOptions, mask: Option<&[u8]>) -> Result<Hits> {
+    pub fn search_exhaustive(&self, q: &SparseVec, opts: &SearchOptions, mask: Option<DocMask>) -> Result<Hits> {
         opts.validate()?;
         let q = opts.prune_query(q);
         let el = self.eligible(mask);
@@ -156,7 +158,7 @@ impl SparseIndex {
     }
 
     /// Exact top-k of one query with pruning.
-    pub fn search(&self, q: &SparseVec, opts: &SearchOptions, mask: Option<&[u8]>) -> Result<Hits> {
+    pub fn search(&self, q: &SparseVec, opts: &SearchOptions, mask: Option<DocMask>) -> Result<Hits> {
         opts.validate()?;
         let el = self.eligible(mask);
         Ok(self.search_prepared(&opts.prune_query(q), opts.k.min(self.len()), &el))
@@ -167,7 +169,7 @@ impl SparseIndex {
         &self,
         queries: &[SparseVec],
         opts: &SearchOptions,
-        mask: Option<&[u8]>,
+        mask: Option<DocMask>,
         pool: Option<&rayon::ThreadPool>,
     ) -> Result<Vec<Hits>> {
         opts.validate()?;
@@ -198,7 +200,7 @@ impl SparseIndex {
     /// Ranked hits, then eligible documents that matched nothing (score 0) by
     /// lowest id, then -1 / -inf padding, to k entries.
     fn finish(&self, top: IdTop, k: usize, el: &Eligible) -> Hits {
-        let mut hits: Hits = top.into_sorted().into_iter().map(|(id, s)| (id as i64, s)).collect();
+        let mut hits: Hits = caller_hits(top);
         if hits.len() < k {
             let taken: rustc_hash::FxHashSet<i64> = hits.iter().map(|h| h.0).collect();
             let ok = |r: u32| el.ok(r) && !self.is_deleted(r) && !taken.contains(&(self.ids[r as usize] as i64));
@@ -221,7 +223,7 @@ impl SparseIndex {
                     }
                 }
             }
-            hits.resize(k, (-1, f32::NEG_INFINITY));
+            hits.resize(k, crate::topk::PAD);
         }
         hits
     }
@@ -243,7 +245,7 @@ impl SparseIndex {
                 if let Some(m) = seg.find(t) {
                     any = true;
                     let qw = qw as f64;
-                    for_each_block(store, m, self.dtype, |docs, ws| {
+                    for_each_block(store, m.postings(), m.weights(self.dtype), |docs, ws| {
                         for (&d, &w) in docs.iter().zip(ws) {
                             acc[d as usize] += qw * w as f64;
                         }
@@ -287,9 +289,12 @@ impl SparseIndex {
         // Otherwise an equal f32 score may still win on a lower id: keep a
         // margin larger than the rounding of the f64 sum to f32.
         let prunable = |ub: f64, theta: f64| if strict { ub <= theta } else { ub * (1.0 + 1e-6) < theta };
-        let mut terms: Vec<(f64, Cursor)> = q
+        let mut terms: Vec<(f64, Cursor<Weights>)> = q
             .iter()
-            .filter_map(|&(t, qw)| Some((qw as f64, Cursor::new(store, seg.find(t)?, dtype))))
+            .filter_map(|&(t, qw)| {
+                let m = seg.find(t)?;
+                Some((qw as f64, Cursor::new(store, m.postings(), m.weights(dtype))))
+            })
             .filter(|x| x.0 > 0.0)
             .collect();
         if terms.is_empty() {
@@ -371,7 +376,7 @@ impl SparseIndex {
                             }
                             c.advance(d);
                             if c.doc == d {
-                                score += *qw * c.weight() as f64;
+                                score += *qw * c.value() as f64;
                             }
                         }
                         let id = ids[row as usize];

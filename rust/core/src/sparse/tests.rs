@@ -1,4 +1,5 @@
 use super::*;
+use crate::mask::DocMask;
 
 struct Lcg(u64);
 impl Lcg {
@@ -39,7 +40,7 @@ fn docs(n: usize, vocab: u64, seed: u64, dyadic: bool) -> Vec<SparseVec> {
         .collect()
 }
 
-fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<&[u8]>) {
+fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<DocMask>) {
     // Both strategies: MaxScore everywhere, then term at a time everywhere.
     for dense_rows in [0, usize::MAX] {
         idx.set_dense_rows(dense_rows);
@@ -100,7 +101,7 @@ fn pruned_equals_exhaustive_all_dtypes() {
                     k: 10,
                     ..Default::default()
                 },
-                Some(&mask),
+                Some(DocMask::new(&mask)),
             );
             idx.compact();
             check_equal(
@@ -110,7 +111,7 @@ fn pruned_equals_exhaustive_all_dtypes() {
                     k: 10,
                     ..Default::default()
                 },
-                Some(&mask),
+                Some(DocMask::new(&mask)),
             );
         }
     }
@@ -176,7 +177,7 @@ fn fill_and_padding() {
                 k: 10,
                 ..Default::default()
             },
-            Some(&mask),
+            Some(DocMask::new(&mask)),
         )
         .unwrap();
     assert_eq!(
