@@ -475,3 +475,24 @@ def test_filters_from_threads_and_mappings() -> None:
     assert errors == []
     spec = MappingProxyType({"t": MappingProxyType({"$eq": "k3"})})
     assert np.array_equal(s.filter(spec), tag == 3)
+
+
+def test_committed_segments_read_their_file(tmp_path: Path) -> None:
+    """After a commit, a writer's new segment reads its records from the mapped file (the
+    in-memory copy is dropped), and answers stay the same."""
+    from densparse import Analyzer, Collection
+
+    c = Collection.create(tmp_path / "c", analyzer=Analyzer(language="en"), autocommit=False)
+    c.add([{"id": f"d{i}", "text": f"apple {i}", "metadata": {"i": i}} for i in range(50)])
+    seg = c._parts[0].seg
+    mem = seg.records
+    before = [
+        (h.id, h.score, h.metadata) for h in c.search(text="apple", k=5, filter={"i": {"$lt": 9}})
+    ]
+    c.commit()
+    assert seg.records is not mem and seg.records.n_docs == 50
+    after = [
+        (h.id, h.score, h.metadata) for h in c.search(text="apple", k=5, filter={"i": {"$lt": 9}})
+    ]
+    assert after == before and c.get("d7")["metadata"] == {"i": 7}
+    c.close()

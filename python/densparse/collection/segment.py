@@ -221,7 +221,12 @@ class Segment:
                     f.flush()
                     os.fsync(f.fileno())
         fsync_path(directory)
-        return digests_of(directory)
+        digests = digests_of(directory)
+        # Read the records from the file from now on: the in-memory copy built by
+        # build() is freed, so a long-running writer does not keep every record it added.
+        # (The mapping follows the file when the caller renames its directory.)
+        self.records = _core.RecordStore.open(directory / RECORD_STORE, mmap=True)
+        return digests
 
     @classmethod
     def load(cls, name: str, directory: Path, digests: dict[str, dict], mmap: bool) -> Segment:
