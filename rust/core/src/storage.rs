@@ -186,6 +186,21 @@ pub fn atomic_write(
 }
 
 #[inline]
+/// CRC-32 of a file's bytes from `start` to the end, read in 1 MiB pieces.
+fn stream_crc(file: &mut File, start: u64) -> std::io::Result<u32> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(start))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 fn align8(x: usize) -> usize {
     (x + 7) & !7
 }
@@ -213,15 +228,25 @@ impl FileReader {
     /// As [`FileReader::open`]; `verify = false` skips the CRC over the body (O(1) open
     /// for files whose integrity is checked elsewhere, e.g. by a manifest digest).
     pub fn open_with(path: &Path, kind: &str, max_version: u32, mmap: bool, verify: bool) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let blob = if mmap {
-            // SAFETY: the mapping is read-only; files are only ever replaced by
-            // rename, never modified in place, so the mapped bytes do not change.
-            Blob::Mapped(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?)
-        } else {
-            Blob::Owned(std::fs::read(path).map_err(|e| Error::io(path, e))?)
-        };
-        Self::from_blob(path, blob, kind, max_version, verify)
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        if !mmap {
+            let blob = Blob::Owned(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+            return Self::from_blob(path, blob, kind, max_version, verify);
+        }
+        // SAFETY: the mapping is read-only; files are only ever replaced by
+        // rename, never modified in place, so the mapped bytes do not change.
+        let blob = Blob::Mapped(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?);
+        let reader = Self::from_blob(path, blob, kind, max_version, false)?;
+        if verify {
+            // Checked through read(), not the mapping: a mapped page once touched counts in
+            // the process's resident memory, and opening must not make the whole index
+            // resident only to check it.
+            let crc = u32::from_le_bytes(reader.blob[32..36].try_into().unwrap());
+            if stream_crc(&mut file, HEADER_LEN as u64).map_err(|e| Error::io(path, e))? != crc {
+                return Err(Error::corrupt(path, "checksum mismatch: the file is corrupt"));
+            }
+        }
+        Ok(reader)
     }
 
     /// Check the header and section table of `blob` (and its CRC when `verify`).
