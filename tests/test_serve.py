@@ -785,3 +785,70 @@ def test_openapi_fuzzed_no_5xx(main_server, tmp_path):
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------- the batcher
+def test_batcher_merges_by_token_budget_and_isolates_errors():
+    """Jobs queued while the model is busy share the next call, up to the token budget, in
+    arrival order; a job that fails a merged call fails alone."""
+    import asyncio
+
+    from densparse.serve.batching import Batcher
+
+    calls: list[list] = []
+    gate = threading.Event()
+
+    def run(key, items):
+        if not calls:
+            gate.wait(10)  # hold the first call so the others queue up
+        calls.append(list(items))
+        if "bad" in items:
+            raise ValueError("bad input")
+        return [f"{key}:{x}" for x in items]
+
+    async def main():
+        b = Batcher("t", run, max_batch_tokens=10, max_queue=100)
+        b.start()
+        first = asyncio.ensure_future(b.submit("k", ["a"], 1))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(b.submit("k", [f"x{i}"], 4)) for i in range(4)]
+        bad = asyncio.ensure_future(b.submit("k", ["bad"], 1))
+        await asyncio.sleep(0.05)
+        gate.set()
+        out = await asyncio.gather(first, *rest, bad, return_exceptions=True)
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert out[:5] == [["k:a"], ["k:x0"], ["k:x1"], ["k:x2"], ["k:x3"]]
+    assert isinstance(out[5], ValueError)
+    # 1st call alone; then x0+x1 (8 tokens; x2 would pass 10); then x2+x3+bad, which failed
+    # and was retried job by job
+    assert calls[:3] == [["a"], ["x0", "x1"], ["x2", "x3", "bad"]]
+    assert calls[3:] == [["x2"], ["x3"], ["bad"]]
+
+
+def test_merged_writes_fail_alone(client):
+    """Concurrent upserts are merged into one write; one with a bad record gets its 422, the
+    others land."""
+    results: dict[str, int] = {}
+
+    def up(rid: str, dense) -> None:
+        rec = {"id": rid, "text": "merged write"}
+        if dense is not None:
+            rec["dense"] = dense
+        with httpx.Client(base_url=client.base_url, headers=AUTH, timeout=60) as c:
+            results[rid] = c.post("/collections/rw/upsert", json={"records": [rec]}).status_code
+
+    jobs = [(f"m{i}", None) for i in range(6)] + [("m-bad", [1.0, 2.0])]  # wrong dimension
+    threads = [threading.Thread(target=up, args=j) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results.pop("m-bad") == 422
+    assert set(results.values()) == {200}
+    for rid in results:
+        assert client.get(f"/collections/rw/documents/{rid}").status_code == 200
+    assert client.get("/collections/rw/documents/m-bad").status_code == 404
+    client.post("/collections/rw/delete", json={"ids": sorted(results)})

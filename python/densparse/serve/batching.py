@@ -1,5 +1,5 @@
 """Dynamic batching: requests that arrive while a model is busy are merged into the next
-model batch, up to a token budget.
+model batch, up to a token budget (and writes to a collection into one write).
 
 Each model has one :class:`Batcher`: an asyncio queue of jobs (one per request) and one
 worker thread that runs the model. The event loop only queues and hands out results; the
@@ -169,15 +169,20 @@ class Batcher:
             groups.setdefault(j.key, []).append(i)
         out: list[tuple[bool, Any]] = [(False, None)] * len(jobs)
         for key, members in groups.items():
-            items = [x for i in members for x in jobs[i].items]
             try:
-                results = list(self._run(key, items))
-                if len(results) != len(items):
-                    raise RuntimeError(f"{len(results)} results for {len(items)} inputs")
-            except Exception as e:  # handed to the waiting requests
-                log.debug("batch %s failed", key, exc_info=True)
+                results = self._call(key, [x for i in members for x in jobs[i].items])
+            except Exception as e:
+                if len(members) == 1:
+                    out[members[0]] = (False, e)
+                    continue
+                # one request's bad input must not fail the others merged with it: each
+                # alone, so every request gets its own answer (or error)
+                log.debug("batch %s failed; running its %d jobs one by one", key, len(members))
                 for i in members:
-                    out[i] = (False, e)
+                    try:
+                        out[i] = (True, self._call(key, jobs[i].items))
+                    except Exception as e1:  # handed to the waiting request
+                        out[i] = (False, e1)
                 continue
             pos = 0
             for i in members:
@@ -185,3 +190,9 @@ class Batcher:
                 out[i] = (True, results[pos : pos + n])
                 pos += n
         return out
+
+    def _call(self, key: Hashable, items: list) -> list:
+        results = list(self._run(key, items))
+        if len(results) != len(items):
+            raise RuntimeError(f"{len(results)} results for {len(items)} inputs")
+        return results

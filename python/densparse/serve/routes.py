@@ -536,7 +536,7 @@ async def upsert(request: Request, name: str, req: S.UpsertRequest) -> S.UpsertR
     w = svc.col_encoders.get(name)
     if w is not None:
         await _encode_records(w, recs)
-    await asyncio.to_thread(col.upsert, recs, False)
+    await svc.writers[name].run("upsert", recs)
     return S.UpsertResponse(upserted=len(recs), documents=len(col))
 
 
@@ -552,7 +552,9 @@ async def delete(request: Request, name: str, req: S.DeleteRequest) -> S.DeleteR
     col = svc.collection(name)
     svc.check_writable()
     svc.check_batch(len(req.ids), "ids")
-    await asyncio.to_thread(col.delete, list(req.ids))
+    if len(set(req.ids)) != len(req.ids):
+        raise ServiceError(422, "ids: duplicates in one request", "Validation")
+    await svc.writers[name].run("delete", list(req.ids))
     return S.DeleteResponse(deleted=len(req.ids), documents=len(col))
 
 

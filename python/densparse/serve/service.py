@@ -213,6 +213,37 @@ class RerankWorker:
         return np.asarray(fut.result(), dtype=np.float32)
 
 
+class WriteWorker:
+    """One collection's writes behind a batcher: concurrent upserts become one
+    ``Collection.upsert`` (one new segment, one commit), concurrent deletes one
+    ``Collection.delete``. A merged write that fails is retried request by request (a write
+    that fails changes nothing), so each request gets its own answer."""
+
+    #: records (or ids) merged into one write
+    MAX_WRITE = 4096
+
+    def __init__(self, name: str, collection: Any, cfg: ServeConfig, metrics: Metrics) -> None:
+        self.collection = collection
+        self.batcher = Batcher(
+            f"writes:{name}", self._run, self.MAX_WRITE, cfg.max_concurrent_requests, metrics
+        )
+
+    def _run(self, key, items: list) -> list:
+        if key == "upsert":
+            # the last of several records with one id wins, as sequential upserts would
+            last = {r["id"]: r for r in items}
+            self.collection.upsert(list(last.values()), False)
+        else:
+            self.collection.delete(items)
+        return [None] * len(items)
+
+    async def run(self, op: str, items: list) -> None:
+        try:
+            await self.batcher.submit(op, items, len(items))
+        except QueueFull as e:
+            raise ServiceError(429, str(e), "Overloaded") from None
+
+
 class Service:
     """The models, collections and batchers of one app, loaded in the background."""
 
@@ -225,6 +256,7 @@ class Service:
         self.reranker: Optional[RerankWorker] = None
         self.collections: dict[str, Any] = {}
         self.col_encoders: dict[str, EncoderWorker] = {}
+        self.writers: dict[str, WriteWorker] = {}
         self._workers: list[Any] = []
         self._owned: set[str] = set()  # collections opened here (closed at shutdown)
         self._committer: Optional[asyncio.Task] = None
@@ -288,6 +320,10 @@ class Service:
             else:
                 col.encoder = w.encoder  # one model in memory for both
             self.col_encoders[name] = w
+        if not self.cfg.read_only:
+            for name, col in cols.items():
+                self.writers[name] = WriteWorker(name, col, self.cfg, m)
+                self._workers.append(self.writers[name])
         if reranker is not None:
             self.reranker = RerankWorker(reranker, self.cfg, m)
             self.reranker.loop = loop
