@@ -188,6 +188,15 @@ def test_embed_equals_encoder(client, dense_enc):
     np.testing.assert_allclose(np.asarray(r.json()), ref[:2], atol=1e-6)
 
 
+def test_tei_client_huggingface_hub(main_server, dense_enc):
+    """huggingface_hub's InferenceClient, given the service URL, posts TEI requests to /."""
+    from huggingface_hub import InferenceClient
+
+    c = InferenceClient(model=main_server.url, token=KEY, timeout=60)
+    got = c.feature_extraction(TEXTS[0])
+    np.testing.assert_allclose(np.asarray(got)[0], dense_enc.encode(TEXTS[:1])[0], atol=1e-6)
+
+
 def test_embed_dimensions_and_truncate(client, dense_enc):
     r = client.post("/embed", json={"inputs": TEXTS[:2], "dimensions": 4})
     full = dense_enc.encode(TEXTS[:2])[:, :4]
