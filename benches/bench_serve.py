@@ -370,7 +370,9 @@ def run(args) -> None:
     for engine in engines:
         if engine == OURS:
             # a fresh collection each run: the mixed workload writes into it
-            proc = start_ours(args, onnx_dir, make_collection(args.work_dir, onnx_dir, corpus, vecs))
+            proc = start_ours(
+                args, onnx_dir, make_collection(args.work_dir, onnx_dir, corpus, vecs)
+            )
         elif engine == BASELINE:
             proc = start_baseline(args, vec_path)
         else:

@@ -481,11 +481,19 @@ def test_openapi_and_docs(client):
 # ---------------------------------------------------------------------------- limits server
 @pytest.fixture(scope="module")
 def small_server(models, tmp_path_factory):
-    """A SPLADE model with tight limits: 1 request in flight, 4 inputs, 3,000 bytes."""
+    """A SPLADE model and a BM25 index, with tight limits: 1 request in flight, 4 inputs,
+    3,000 bytes."""
+    from densparse import BM25
+
     root = tmp_path_factory.mktemp("serve-small")
+    bm25 = BM25()
+    bm25.index([d["text"] for d in DOCS])
+    bm25.save(root / "docs.bm25")
     args = [
         "--model",
         str(models["splade"]),
+        "--bm25",
+        f"docs={root / 'docs.bm25'}",
         "--max-concurrent-requests",
         "1",
         "--max-client-batch-size",
@@ -511,6 +519,32 @@ def test_embed_sparse_equals_encoder(small_server, models):
             for e in row:
                 assert e["value"] == pytest.approx(w[str(e["index"])], abs=1e-6)
     _error(httpx.post(small_server.url + "/embed", json={"inputs": "a"}, timeout=10), 424)
+
+
+def test_embed_sparse_bm25_vectors(small_server):
+    from densparse import BM25
+
+    idx = BM25.load(small_server.log.parent / "docs.bm25")
+    texts = ["protein cells", "the long effect of a short study"]
+    for kind, ref in (
+        ("query", idx.encode_queries(texts)),
+        ("document", idx.encode_documents(texts)),
+    ):
+        r = httpx.post(
+            small_server.url + "/embed_sparse",
+            json={"inputs": texts, "bm25": "docs", "bm25_kind": kind},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        for row, (ids, vals) in zip(r.json(), ref):
+            assert [e["index"] for e in row] == ids.tolist()
+            assert [e["value"] for e in row] == pytest.approx(vals.tolist(), abs=1e-6)
+    # their dot product is the BM25 score
+    q, d = idx.encode_queries(["protein cells"])[0], idx.encode_documents([DOCS[0]["text"]])[0]
+    dot = sum(v * d[1][list(d[0]).index(i)] for i, v in zip(q[0], q[1]) if i in set(d[0]))
+    assert dot == pytest.approx(idx.get_scores("protein cells")[0], rel=1e-5)
+    r = httpx.post(small_server.url + "/embed_sparse", json={"inputs": "a", "bm25": "nope"})
+    _error(r, 404, "NotFound")
 
 
 def test_limits_413_and_429(small_server):
@@ -569,6 +603,13 @@ def test_cli_errors_exit_2(tmp_path, models):
     assert r.returncode == 2 and "NAME=DIR" in r.stderr
     r = run("--collection", f"kb={tmp_path / 'missing'}")
     assert r.returncode == 2 and "not a directory" in r.stderr
+    r = run("--bm25", f"x={tmp_path / 'missing.bm25'}")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    from densparse.models.session import _no_gpu_reason
+
+    if _no_gpu_reason():  # the CUDA provider asked for where there is none: a clear stop
+        r = run("--model", str(models["dense"]), "--provider", "cuda", "--port", str(free_port()))
+        assert r.returncode == 2 and "loading failed" in r.stderr and "cuda" in r.stderr
     # a model that does not load: the server stops and says why
     bad = tmp_path / "bad-model"
     bad.mkdir()

@@ -11,16 +11,19 @@ ENV_API_KEY = "DENSPARSE_API_KEY"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _collections(specs: list[str]) -> dict[str, str]:
+def _named(flag: str, specs: list[str], want_dir: bool) -> dict[str, str]:
+    """``NAME=PATH`` flags as ``{name: path}``; the paths must exist."""
     out: dict[str, str] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--collection wants NAME=DIR, got {spec!r}")
+            raise ValueError(f"{flag} wants NAME={'DIR' if want_dir else 'PATH'}, got {spec!r}")
         if name in out:
-            raise ValueError(f"--collection {name} given twice")
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"--collection {name}: {path} is not a directory")
+            raise ValueError(f"{flag} {name} given twice")
+        if want_dir and not Path(path).is_dir():
+            raise FileNotFoundError(f"{flag} {name}: {path} is not a directory")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{flag} {name}: {path} does not exist")
         out[name] = path
     return out
 
@@ -37,8 +40,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     api_key = a.api_key or os.environ.get(ENV_API_KEY) or None
     cfg = ServeConfig(
         model=a.model,
-        collections=_collections(a.collection or []),
+        collections=_named("--collection", a.collection or [], True),
         reranker=a.reranker,
+        bm25=_named("--bm25", a.bm25 or [], False),
         api_key=api_key,
         max_batch_tokens=a.max_batch_tokens,
         max_concurrent_requests=a.max_concurrent_requests,
@@ -114,6 +118,13 @@ def add_serve_parser(sub, common=(), formatter=argparse.HelpFormatter) -> None:
         help="serve the Collection in DIR as NAME (repeatable)",
     )
     s.add_argument("--reranker", metavar="DIR", help="ONNX cross-encoder directory or repo id")
+    s.add_argument(
+        "--bm25",
+        metavar="NAME=PATH",
+        action="append",
+        help="serve the BM25 vectors of a saved index (a densparse index directory or .bm25 "
+        "file) as NAME on /embed_sparse (repeatable)",
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8080, help="port to bind")
     s.add_argument(

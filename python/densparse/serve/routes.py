@@ -100,6 +100,8 @@ async def _embed(svc: Service, req: S.EmbedRequest) -> Response:
 
 
 async def _embed_sparse(svc: Service, req: S.EmbedSparseRequest) -> Response:
+    if req.bm25 is not None:
+        return await _bm25_vectors(svc, req)
     w = svc.need_encoder()
     if not w.sparse:
         raise ServiceError(
@@ -112,6 +114,21 @@ async def _embed_sparse(svc: Service, req: S.EmbedSparseRequest) -> Response:
     prefix = _query_prefix(w, req.prompt_name)
     rows, _ = await w.run("sparse", [prefix + t for t in texts], truncate=req.truncate)
     return _json(_sparse_rows(rows))
+
+
+async def _bm25_vectors(svc: Service, req: S.EmbedSparseRequest) -> Response:
+    """BM25 query vectors (term counts) or document vectors (idf x tf weights) over the
+    index's vocabulary: their dot product is the BM25 score."""
+    idx = svc.bm25_index(req.bm25 or "")
+    texts = _texts(req.inputs)
+    svc.check_batch(len(texts))
+    fn = idx.encode_queries if req.bm25_kind == "query" else idx.encode_documents
+    vecs = await asyncio.to_thread(fn, texts)
+    out = [
+        [{"index": int(i), "value": float(v)} for i, v in zip(ids.tolist(), vals.tolist())]
+        for ids, vals in vecs
+    ]
+    return _json(out)
 
 
 async def _rerank(svc: Service, req: S.RerankRequest) -> Response:
@@ -149,10 +166,11 @@ async def embed(request: Request, req: S.EmbedRequest) -> Response:
     response_model=list[list[S.SparseValue]],
     responses=ERRORS,
     tags=["text-embeddings-inference"],
-    summary="Sparse embeddings (SPLADE, BGE-M3 lexical weights)",
+    summary="Sparse embeddings (SPLADE, BGE-M3 lexical weights, BM25)",
 )
 async def embed_sparse(request: Request, req: S.EmbedSparseRequest) -> Response:
-    """Per input, ``[{index: token id, value: weight}]`` sorted by token id."""
+    """Per input, ``[{index: token id, value: weight}]`` sorted by token id; with ``bm25``,
+    the BM25 query or document vectors of that served index."""
     return await _embed_sparse(_svc(request), req)
 
 
@@ -276,6 +294,7 @@ async def info(request: Request) -> S.Info:
         payload_limit=cfg.payload_limit,
         provider=None if provider is None else provider.provider,
         collections=sorted(svc.collections),
+        bm25=sorted(svc.bm25),
         read_only=cfg.read_only,
         version=densparse.__version__,
     )

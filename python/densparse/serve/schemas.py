@@ -46,6 +46,14 @@ class EmbedSparseRequest(_Body):
     truncate: bool = False
     truncation_direction: Literal["Right", "right"] = "Right"
     prompt_name: Optional[Literal["query"]] = None
+    bm25: Optional[str] = Field(
+        None,
+        description="name of a served BM25 index (--bm25): its BM25 vectors instead of the "
+        "model's (index = term id in that index's vocabulary)",
+    )
+    bm25_kind: Literal["query", "document"] = Field(
+        "query", description="BM25 query vectors (term counts) or document vectors (weights)"
+    )
 
 
 class SparseValue(BaseModel):
@@ -95,6 +103,7 @@ class Info(BaseModel):
     payload_limit: int
     provider: Optional[str]
     collections: list[str]
+    bm25: list[str]
     read_only: bool
     version: str
 

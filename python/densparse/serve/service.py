@@ -35,6 +35,9 @@ class ServeConfig:
             (the same instance as ``model`` when it is the same directory).
         reranker: a ``Reranker`` (or a directory / repo id): ``/rerank`` and ``rerank`` in
             searches.
+        bm25: ``{name: BM25 or path}`` (a saved index file, or a ``densparse index``
+            directory): ``/embed_sparse`` with ``"bm25": name`` gives its BM25 query or
+            document vectors.
         api_key: when set, every route but ``/health`` needs ``Authorization: Bearer KEY``.
         max_batch_tokens: tokens merged from concurrent requests into one model batch.
         max_concurrent_requests: requests in flight beyond this are answered 429; it also
@@ -52,6 +55,7 @@ class ServeConfig:
     model: Any = None
     collections: Mapping[str, Any] = field(default_factory=dict)
     reranker: Any = None
+    bm25: Mapping[str, Any] = field(default_factory=dict)
     api_key: Optional[str] = None
     max_batch_tokens: int = 16384
     max_concurrent_requests: int = 512
@@ -81,11 +85,18 @@ class ServeConfig:
             raise ValueError(f"provider must be auto, cpu or cuda, not {self.provider!r}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must not be empty")
-        for name in self.collections:
+        for name in (*self.collections, *self.bm25):
             if not isinstance(name, str) or not name or "/" in name:
-                raise ValueError(f"collection name must be a non-empty str without '/': {name!r}")
-        if self.model is None and not self.collections and self.reranker is None:
-            raise ValueError("nothing to serve: give a model, a collection and/or a reranker")
+                raise ValueError(f"names must be non-empty strs without '/': {name!r}")
+        if self.model is None and not self.collections and self.reranker is None and not self.bm25:
+            raise ValueError(
+                "nothing to serve: give a model, a collection, a reranker and/or a BM25 index"
+            )
+
+
+#: Inputs up to this many characters are tokenised on the event loop (tens of microseconds:
+#: cheaper than a hop to a thread); longer ones in a worker thread.
+INLINE_CHARS = 2000
 
 
 def _dense_sparse(family: str) -> tuple[bool, bool]:
@@ -153,7 +164,11 @@ class EncoderWorker:
     ) -> tuple[list, int]:
         """Vectors of ``texts`` (``op``: dense, sparse or both) and their token count (after
         truncation). ``truncate=False``: a text over the max length is a 413."""
-        lengths = await asyncio.to_thread(self.token_counts, texts)
+        lengths = (
+            self.token_counts(texts)
+            if sum(map(len, texts)) <= INLINE_CHARS
+            else await asyncio.to_thread(self.token_counts, texts)
+        )
         limit = self.encoder.max_length
         if not truncate:
             for i, n in enumerate(lengths):
@@ -255,6 +270,7 @@ class Service:
         self.encoder: Optional[EncoderWorker] = None
         self.reranker: Optional[RerankWorker] = None
         self.collections: dict[str, Any] = {}
+        self.bm25: dict[str, Any] = {}
         self.col_encoders: dict[str, EncoderWorker] = {}
         self.writers: dict[str, WriteWorker] = {}
         self._workers: list[Any] = []
@@ -295,11 +311,19 @@ class Service:
             for name in self._owned:
                 cols[name].close()
             raise
-        self._loaded = (encoder, reranker, cols)
+        from densparse import BM25
+
+        bm25 = {}
+        for name, idx in cfg.bm25.items():
+            if not isinstance(idx, BM25):
+                p = Path(idx)
+                idx = BM25.load(p / "index.bm25" if p.is_dir() else p)
+            bm25[name] = idx
+        self._loaded = (encoder, reranker, cols, bm25)
 
     def _attach(self) -> None:
         """On the loop: wrap the loaded models in workers and start their batchers."""
-        encoder, reranker, cols = self._loaded
+        encoder, reranker, cols, self.bm25 = self._loaded
         loop = asyncio.get_running_loop()
         m = self.metrics
         by_dir: dict[Path, EncoderWorker] = {}
@@ -343,7 +367,8 @@ class Service:
             await asyncio.to_thread(self._load)
             self._attach()
         except Exception as e:
-            log.exception("loading failed")
+            # the reason is reported (health, exit status); the trace only with -v
+            log.error("loading failed: %s", e, exc_info=log.isEnabledFor(logging.INFO))
             self.status, self.error = "failed", f"{type(e).__name__}: {e}"
             if self.on_load_error is not None:
                 self.on_load_error(self.error)
@@ -358,6 +383,7 @@ class Service:
         if self.reranker is not None:
             out.append(f"reranker {Path(self.reranker.reranker.model_dir).name}")
         out += [f"collection {n} ({len(c)} documents)" for n, c in self.collections.items()]
+        out += [f"BM25 index {n} ({b.n_docs} documents)" for n, b in self.bm25.items()]
         return out
 
     async def _commit_loop(self) -> None:
@@ -419,6 +445,13 @@ class Service:
         if col is None:
             raise ServiceError(404, f"no collection named {name!r}", "NotFound")
         return col
+
+    def bm25_index(self, name: str) -> Any:
+        self.ready()
+        idx = self.bm25.get(name)
+        if idx is None:
+            raise ServiceError(404, f"no BM25 index named {name!r} (--bm25)", "NotFound")
+        return idx
 
     def check_batch(self, n: int, what: str = "inputs") -> None:
         if n > self.cfg.max_client_batch_size:
