@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -807,12 +807,14 @@ def test_openai_on_minilm(tmp_path):
 # ---------------------------------------------------------------------------- fuzzing
 def test_openapi_fuzzed_no_5xx(main_server, tmp_path):
     """schemathesis generates requests from /openapi.json: none may get a 5xx."""
-    exe = shutil.which("schemathesis") or shutil.which("st")
-    if exe is None:
-        pytest.skip("needs schemathesis (test extra)")
+    pytest.importorskip("schemathesis", reason="needs schemathesis (test extra)")
+    # its command line, run by this interpreter (its script need not be on PATH)
+    cli = "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())"
     r = subprocess.run(
         [
-            exe,
+            sys.executable,
+            "-c",
+            cli,
             "run",
             main_server.url + "/openapi.json",
             "--checks",
@@ -835,6 +837,8 @@ def test_openapi_fuzzed_no_5xx(main_server, tmp_path):
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    tested = re.search(r"Tested: (\d+)", r.stdout)
+    assert tested and int(tested.group(1)) >= 14, r.stdout[-2000:]  # every operation was fuzzed
 
 
 # ---------------------------------------------------------------------------- the batcher
@@ -902,3 +906,45 @@ def test_merged_writes_fail_alone(client):
         assert client.get(f"/collections/rw/documents/{rid}").status_code == 200
     assert client.get("/collections/rw/documents/m-bad").status_code == 404
     client.post("/collections/rw/delete", json={"ids": sorted(results)})
+
+
+# ---------------------------------------------------------------------------- BGE-M3
+def test_bge_m3_dense_sparse_and_collection(tmp_path):
+    """A BGE-M3 model gives both: /embed and /embed_sparse equal the Encoder's outputs, and a
+    collection with it searches (BM25 + dense + sparse) as Collection.search and stores both
+    vectors for upserted records."""
+    m3, _ = make_model_dir(
+        tmp_path / "m3", "m3", config={"_name_or_path": "BAAI/bge-m3"}, token_type_ids=False
+    )
+    enc = Encoder.from_pretrained(m3, provider="cpu")
+    col_dir = make_collection(tmp_path / "col", m3)
+    srv = Server(
+        ["--model", str(m3), "--collection", f"c={col_dir}"], tmp_path / "server.log"
+    ).wait_ready()
+    try:
+        ref = enc.encode(TEXTS)
+        r = httpx.post(srv.url + "/embed", json={"inputs": TEXTS}, timeout=60)
+        np.testing.assert_allclose(np.asarray(r.json()), ref["dense_vecs"], atol=1e-6)
+        r = httpx.post(srv.url + "/embed_sparse", json={"inputs": TEXTS}, timeout=60)
+        for row, w in zip(r.json(), ref["lexical_weights"]):
+            assert {str(e["index"]): e["value"] for e in row} == pytest.approx(w, abs=1e-6)
+        col = Collection.open(col_dir, readonly=True)
+        for q in (dict(text="protein cells", k=3), dict(text="long effect", mode="sparse")):
+            got = httpx.post(srv.url + "/collections/c/search", json=q, timeout=60).json()["hits"]
+            want = col.search(**q)
+            assert [h["id"] for h in got] == [h.id for h in want]
+            assert [h["score"] for h in got] == pytest.approx([h.score for h in want], abs=1e-6)
+            assert set(got[0]["scores"]) == set(want[0].scores)
+        col.close()
+        rec = {"id": "new", "text": "protein gene cells"}
+        r = httpx.post(srv.url + "/collections/c/upsert", json={"records": [rec]}, timeout=60)
+        assert r.status_code == 200, r.text
+        doc = httpx.get(
+            srv.url + "/collections/c/documents/new", params={"vectors": True}, timeout=60
+        ).json()
+        one = enc.encode([rec["text"]])
+        np.testing.assert_allclose(doc["dense"], one["dense_vecs"][0], atol=1e-6)
+        stored = dict(zip(map(str, doc["sparse"]["indices"]), doc["sparse"]["values"]))
+        assert stored == pytest.approx(one["lexical_weights"][0], abs=1e-6)
+    finally:
+        srv.stop()

@@ -43,7 +43,8 @@ class _Job:
 
 class Batcher:
     """Merge concurrent jobs into model batches of at most ``max_batch_tokens`` tokens (a
-    single job bigger than that runs alone) and run them in one worker thread."""
+    single job bigger than that runs alone) and run them in ``workers`` threads (each takes
+    the next batch when it is free)."""
 
     def __init__(
         self,
@@ -52,35 +53,40 @@ class Batcher:
         max_batch_tokens: int,
         max_queue: int,
         metrics: Optional[Metrics] = None,
+        workers: int = 1,
     ) -> None:
-        if max_batch_tokens < 1 or max_queue < 1:
-            raise ValueError("max_batch_tokens and max_queue must be >= 1")
+        if max_batch_tokens < 1 or max_queue < 1 or workers < 1:
+            raise ValueError("max_batch_tokens, max_queue and workers must be >= 1")
         self.name = name
         self._run = run
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
         self._metrics = metrics
         self._queue: Optional[asyncio.Queue[_Job]] = None
-        self._task: Optional[asyncio.Task] = None
-        self._carry: Optional[_Job] = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"densparse-{name}")
+        self.workers = workers
+        self._tasks: list[asyncio.Task] = []
+        # per worker: the job that did not fit its last batch, first in its next one
+        self._carry: dict[int, _Job] = {}
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"densparse-{name}")
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start the worker on the running event loop."""
-        if self._task is None:
+        if not self._tasks:
             self._queue = asyncio.Queue(self.max_queue)
-            self._task = asyncio.get_running_loop().create_task(self._worker())
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._worker(w)) for w in range(self.workers)]
 
     async def stop(self) -> None:
         """Stop taking jobs, fail the waiting ones, and let the model thread finish."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        waiting = [self._carry] if self._carry else []
-        self._carry = None
+                await task
+        self._tasks = []
+        waiting = list(self._carry.values())
+        self._carry.clear()
         while self._queue is not None and not self._queue.empty():
             waiting.append(self._queue.get_nowait())
         for job in waiting:
@@ -90,7 +96,7 @@ class Batcher:
 
     @property
     def waiting(self) -> int:
-        return (self._queue.qsize() if self._queue else 0) + (self._carry is not None)
+        return (self._queue.qsize() if self._queue else 0) + len(self._carry)
 
     # ------------------------------------------------------------ jobs
     async def submit(self, key: Hashable, items: list, tokens: int) -> list:
@@ -111,7 +117,7 @@ class Batcher:
         if self._metrics is not None:
             self._metrics.queue.labels(self.name).set(self.waiting)
 
-    def _take(self, first: _Job) -> list[_Job]:
+    def _take(self, worker: int, first: _Job) -> list[_Job]:
         """``first`` plus queued jobs while they fit the budget; the first that does not fit
         waits for the next batch (order is kept)."""
         assert self._queue is not None
@@ -122,21 +128,20 @@ class Batcher:
             except asyncio.QueueEmpty:
                 break
             if total + nxt.tokens > self.max_batch_tokens:
-                self._carry = nxt
+                self._carry[worker] = nxt
                 break
             jobs.append(nxt)
             total += nxt.tokens
         return jobs
 
-    async def _worker(self) -> None:
+    async def _worker(self, worker: int) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            if self._carry is not None:
-                first, self._carry = self._carry, None
-            else:
+            first = self._carry.pop(worker, None)
+            if first is None:
                 first = await self._queue.get()
-            jobs = [j for j in self._take(first) if not j.future.cancelled()]
+            jobs = [j for j in self._take(worker, first) if not j.future.cancelled()]
             self._gauge()
             if not jobs:
                 continue

@@ -51,6 +51,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         read_only=a.read_only,
         provider=a.provider,
         threads=a.threads,
+        model_workers=a.model_workers,
         commit_interval=a.commit_interval,
         model_id=a.model_id,
     )
@@ -160,7 +161,16 @@ def add_serve_parser(sub, common=(), formatter=argparse.HelpFormatter) -> None:
     s.add_argument(
         "--provider", default="auto", choices=["auto", "cpu", "cuda"], help="onnxruntime provider"
     )
-    s.add_argument("--threads", type=int, help="onnxruntime threads per model (default: cores)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        help="onnxruntime intra-op threads per model batch (default: cores / --model-workers)",
+    )
+    s.add_argument(
+        "--model-workers",
+        type=int,
+        help="model batches run at once per model (default: min(cores, 4) on CPU, 1 on CUDA)",
+    )
     s.add_argument(
         "--commit-interval",
         type=float,

@@ -47,6 +47,10 @@ class ServeConfig:
         read_only: open collections read-only and answer writes with 403.
         provider, threads: onnxruntime provider (``"auto"``, ``"cpu"``, ``"cuda"``) and
             intra-op threads for models loaded from a path.
+        model_workers: model batches that run at once, per model (each in its own thread,
+            with ``threads`` intra-op threads). Default on CPU: ``min(cores, 4)`` workers of
+            ``cores // workers`` threads (independent batches keep the cores busy without the
+            per-operator hand-offs of many threads on one small batch); on CUDA: 1.
         commit_interval: seconds between commits of collection writes; 0 commits every write
             before answering it (a write that got 200 is durable).
         model_id: the name in ``/info`` and ``/v1/models`` (default: the model directory's).
@@ -64,10 +68,15 @@ class ServeConfig:
     read_only: bool = False
     provider: str = "auto"
     threads: Optional[int] = None
+    model_workers: Optional[int] = None
     commit_interval: float = 0.0
     model_id: Optional[str] = None
 
     def __post_init__(self) -> None:
+        for name in ("threads", "model_workers"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
         for name in (
             "max_batch_tokens",
             "max_concurrent_requests",
@@ -99,6 +108,22 @@ class ServeConfig:
 INLINE_CHARS = 2000
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_plan(cfg: ServeConfig) -> tuple[int, int]:
+    """(intra-op threads, workers) for a CPU model the service loads."""
+    cores = _usable_cores()
+    if cfg.threads is not None:
+        return cfg.threads, cfg.model_workers or max(1, cores // cfg.threads)
+    workers = cfg.model_workers or min(cores, 4)
+    return max(1, cores // workers), workers
+
+
 def _dense_sparse(family: str) -> tuple[bool, bool]:
     """Which vectors an encoder family gives: (dense, sparse)."""
     return family != "splade", family in ("splade", "bge-m3")
@@ -113,7 +138,9 @@ class EncoderWorker:
     """One Encoder behind a batcher: tokenises on the caller's thread pool, merges requests,
     runs the model in the batcher's thread."""
 
-    def __init__(self, name: str, encoder: Any, cfg: ServeConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, name: str, encoder: Any, cfg: ServeConfig, metrics: Metrics, workers: int = 1
+    ) -> None:
         from tokenizers import Tokenizer
 
         self.name, self.encoder = name, encoder
@@ -127,7 +154,7 @@ class EncoderWorker:
             cfg.max_batch_tokens if encoder.provider == "cuda" else "auto"
         )
         self.batcher = Batcher(
-            name, self._run, cfg.max_batch_tokens, cfg.max_concurrent_requests, metrics
+            name, self._run, cfg.max_batch_tokens, cfg.max_concurrent_requests, metrics, workers
         )
 
     # the model thread
@@ -191,13 +218,18 @@ class RerankWorker:
     """The Reranker behind a batcher; also a ``score_pairs`` object for Collection.search,
     called from a worker thread."""
 
-    def __init__(self, reranker: Any, cfg: ServeConfig, metrics: Metrics) -> None:
+    def __init__(self, reranker: Any, cfg: ServeConfig, metrics: Metrics, workers: int = 1) -> None:
         self.reranker = reranker
         self._model_budget: Union[int, str] = (
             cfg.max_batch_tokens if reranker.provider == "cuda" else "auto"
         )
         self.batcher = Batcher(
-            "reranker", self._run, cfg.max_batch_tokens, cfg.max_concurrent_requests, metrics
+            "reranker",
+            self._run,
+            cfg.max_batch_tokens,
+            cfg.max_concurrent_requests,
+            metrics,
+            workers,
         )
         self.loop: Optional[asyncio.AbstractEventLoop] = None
 
@@ -275,6 +307,7 @@ class Service:
         self.writers: dict[str, WriteWorker] = {}
         self._workers: list[Any] = []
         self._owned: set[str] = set()  # collections opened here (closed at shutdown)
+        self._loaded_here: set[int] = set()  # models loaded with cpu_plan's threads
         self._committer: Optional[asyncio.Task] = None
         self._loader: Optional[asyncio.Task] = None
         self.on_load_error = None  # callable(message), set by the CLI to stop the server
@@ -291,13 +324,16 @@ class Service:
         from densparse import Collection, Encoder, Reranker
 
         cfg = self.cfg
-        kw = dict(provider=cfg.provider, threads=cfg.threads)
+        threads, _ = cpu_plan(cfg)
+        kw = dict(provider=cfg.provider, threads=threads)
         encoder = cfg.model
         if encoder is not None and not isinstance(encoder, Encoder):
             encoder = Encoder.from_pretrained(encoder, **kw)
+            self._loaded_here.add(id(encoder))
         reranker = cfg.reranker
         if reranker is not None and not isinstance(reranker, Reranker):
             reranker = Reranker.from_pretrained(reranker, **kw)
+            self._loaded_here.add(id(reranker))
         cols: dict[str, Any] = {}
         try:
             for name, col in cfg.collections.items():
@@ -321,6 +357,13 @@ class Service:
             bm25[name] = idx
         self._loaded = (encoder, reranker, cols, bm25)
 
+    def _n_workers(self, model: Any) -> int:
+        """Workers of a model: ``cpu_plan``'s for CPU models loaded here (their threads were
+        chosen for it), else ``model_workers`` or 1."""
+        if model.provider == "cpu" and id(model) in self._loaded_here:
+            return cpu_plan(self.cfg)[1]
+        return self.cfg.model_workers or 1
+
     def _attach(self) -> None:
         """On the loop: wrap the loaded models in workers and start their batchers."""
         encoder, reranker, cols, self.bm25 = self._loaded
@@ -328,7 +371,7 @@ class Service:
         m = self.metrics
         by_dir: dict[Path, EncoderWorker] = {}
         if encoder is not None:
-            self.encoder = EncoderWorker("encoder", encoder, self.cfg, m)
+            self.encoder = EncoderWorker("encoder", encoder, self.cfg, m, self._n_workers(encoder))
             by_dir[Path(encoder.model_dir).resolve()] = self.encoder
             self._workers.append(self.encoder)
         for name, col in cols.items():
@@ -338,7 +381,7 @@ class Service:
             key = Path(enc.model_dir).resolve()
             w = by_dir.get(key)
             if w is None:
-                w = EncoderWorker(f"encoder:{name}", enc, self.cfg, m)
+                w = EncoderWorker(f"encoder:{name}", enc, self.cfg, m, self._n_workers(enc))
                 by_dir[key] = w
                 self._workers.append(w)
             else:
@@ -349,7 +392,7 @@ class Service:
                 self.writers[name] = WriteWorker(name, col, self.cfg, m)
                 self._workers.append(self.writers[name])
         if reranker is not None:
-            self.reranker = RerankWorker(reranker, self.cfg, m)
+            self.reranker = RerankWorker(reranker, self.cfg, m, self._n_workers(reranker))
             self.reranker.loop = loop
             self._workers.append(self.reranker)
         self.collections = cols
