@@ -321,7 +321,7 @@ class Service:
 
     def _load(self) -> None:
         """In a thread: load what the config names (paths), keep what it hands over."""
-        from densparse import Collection, Encoder, Reranker
+        from densparse import BM25, Collection, Encoder, Reranker
 
         cfg = self.cfg
         threads, _ = cpu_plan(cfg)
@@ -334,6 +334,13 @@ class Service:
         if reranker is not None and not isinstance(reranker, Reranker):
             reranker = Reranker.from_pretrained(reranker, **kw)
             self._loaded_here.add(id(reranker))
+        bm25 = {}
+        for name, idx in cfg.bm25.items():
+            if not isinstance(idx, BM25):
+                p = Path(idx)
+                idx = BM25.load(p / "index.bm25" if p.is_dir() else p)
+            bm25[name] = idx
+        # collections last: a failure closes those opened (their writer locks) before it rises
         cols: dict[str, Any] = {}
         try:
             for name, col in cfg.collections.items():
@@ -347,14 +354,6 @@ class Service:
             for name in self._owned:
                 cols[name].close()
             raise
-        from densparse import BM25
-
-        bm25 = {}
-        for name, idx in cfg.bm25.items():
-            if not isinstance(idx, BM25):
-                p = Path(idx)
-                idx = BM25.load(p / "index.bm25" if p.is_dir() else p)
-            bm25[name] = idx
         self._loaded = (encoder, reranker, cols, bm25)
 
     def _n_workers(self, model: Any) -> int:
