@@ -227,7 +227,7 @@ def test_progress_units(monkeypatch):
     assert ("BM25 search", "query") in seen, seen
 
 
-@pytest.mark.parametrize("cmd", [[], ["index"], ["search"], ["eval"], ["demo"]])
+@pytest.mark.parametrize("cmd", [[], ["index"], ["search"], ["eval"], ["demo"], ["serve"]])
 def test_help(cmd):
     r = subprocess.run(
         [sys.executable, "-m", "densparse.cli", *cmd, "--help"], capture_output=True, text=True
@@ -249,7 +249,7 @@ def test_help_shows_every_default():
     import argparse
 
     subs = _subparsers(cli.build_parser())
-    assert {"index", "search", "eval", "demo", "mine", "finetune", "export"} <= set(subs)
+    assert {"index", "search", "eval", "demo", "mine", "finetune", "export", "serve"} <= set(subs)
     missing = []
     for name, sp in subs.items():
         text = " ".join(sp.format_help().split())

@@ -1,4 +1,4 @@
-"""The ``densparse`` command: index, search, eval, demo."""
+"""The ``densparse`` command: index, search, eval, demo, mine, finetune, export, serve."""
 
 from __future__ import annotations
 
@@ -684,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_mine_parser(sub, common)
     add_finetune_parser(sub, common)
     _add_export_parser(sub, common)
+    from densparse.serve.cli import add_serve_parser  # argparse only: no FastAPI import
+
+    add_serve_parser(sub, common, HelpFormatter)
     return p
 
 
