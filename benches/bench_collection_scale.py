@@ -614,7 +614,7 @@ def overlap(a: list[list[str]], b: list[list[str]]) -> float:
 
 # --------------------------------------------------------------------------- report
 def report(args, info, data: Data, results: list[dict], skipped: dict, wall: float) -> str:
-    commit = git_commit()
+    commit = info["commit"]
     by = {r["name"]: r for r in results}
     ds = by.get("densparse")
     title = f"{data.n:,} records" + (
@@ -834,6 +834,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     args.mark_end = f"<!-- bench_collection_scale:{tag}:end -->"
     t_start = time.perf_counter()
     info = machine_info()
+    info["commit"] = git_commit()  # at the start: the run may outlast a commit
     skipped: dict[str, str] = {}
     for eng in list(engines):
         try:
