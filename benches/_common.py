@@ -68,6 +68,8 @@ def fmt_num(x: Optional[float], digits: int = 3) -> str:
 def fmt_ratio(x: Optional[float]) -> str:
     if x is None or math.isnan(x):
         return "n/a"
+    if 0 < x < 0.1:  # two significant digits, not "0.00x"
+        return f"{x:.2g}x"
     return f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
 
 

@@ -27,7 +27,7 @@ Each engine, one after the other (only one open at a time):
   and every filtered hit checked against the filter.
 
     python3 benches/bench_collection_scale.py --n 100000
-    python3 benches/bench_collection_scale.py --n 1000000 --budget-s 30
+    python3 benches/bench_collection_scale.py --n 1000000 --budget-s 30 --warmup 3 --open-reps 1
     python3 benches/bench_collection_scale.py --n 10000000 --dense-dtype int8 --engines densparse
     python3 benches/bench_collection_scale.py --quick          # smoke test, 5,000 records
 
