@@ -68,6 +68,8 @@ def fmt_num(x: Optional[float], digits: int = 3) -> str:
 def fmt_ratio(x: Optional[float]) -> str:
     if x is None or math.isnan(x):
         return "n/a"
+    if 0 < x < 0.1:  # two significant digits, not "0.00x"
+        return f"{x:.2g}x"
     return f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
 
 
@@ -135,6 +137,72 @@ def package_versions(packages, missing: Optional[str] = None) -> dict:
             if missing is not None:
                 out[pkg] = missing
     return out
+
+
+def unit_rows(rng, n: int, dim: int = 384):
+    """``n`` random unit vectors of ``dim`` float32s (a Gaussian direction: what random
+    embeddings cost a dense index, with no structure to exploit)."""
+    import numpy as np
+
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def time_each(
+    fn: Callable[[Any], Any], queries: list, warmup: int = 20, budget_s: Optional[float] = None
+) -> list[float]:
+    """Seconds of ``fn(q)`` for each query, after ``warmup`` untimed calls; stops early once
+    the timed calls took ``budget_s`` (slow peers at large sizes)."""
+    for q in queries[:warmup]:
+        fn(q)
+    out: list[float] = []
+    for q in queries:
+        t0 = time.perf_counter()
+        fn(q)
+        out.append(time.perf_counter() - t0)
+        if budget_s is not None and sum(out) > budget_s:
+            break
+    return out
+
+
+def latency_row(name: str, times: list[float]) -> list[str]:
+    """``[name, queries, p50 ms, p99 ms, mean ms, queries/s]`` for a latency table."""
+    import numpy as np
+
+    ms = np.asarray(times) * 1000
+    return [
+        name,
+        f"{len(ms):,}",
+        fmt_num(float(np.percentile(ms, 50))),
+        fmt_num(float(np.percentile(ms, 99))),
+        fmt_num(float(ms.mean())),
+        fmt_num(1000 / float(ms.mean())),
+    ]
+
+
+def git_commit() -> str:
+    """The commit measured: short hash, ``+dirty`` when the library's sources (python/,
+    rust/) differ from it; ``unknown`` outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "python", "rust"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def goal_line(text: str, value: Optional[float], target: float) -> str:

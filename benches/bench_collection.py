@@ -38,11 +38,14 @@ from _common import (
     REPO,
     densparse,
     fmt_num,
+    latency_row,
     log,
     machine_info,
     md_table,
     run_header,
     set_log_name,
+    time_each,
+    unit_rows,
     write_results,
 )
 
@@ -54,34 +57,6 @@ DIM = 384
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def latency_row(name: str, times: list[float]) -> list[str]:
-    ms = np.asarray(times) * 1000
-    return [
-        name,
-        f"{len(ms):,}",
-        fmt_num(float(np.percentile(ms, 50))),
-        fmt_num(float(np.percentile(ms, 99))),
-        fmt_num(float(ms.mean())),
-        fmt_num(1000 / float(ms.mean())),
-    ]
-
-
-def time_each(fn, queries: list) -> list[float]:
-    for q in queries[:20]:  # warm-up
-        fn(q)
-    out = []
-    for q in queries:
-        t0 = time.perf_counter()
-        fn(q)
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def handwritten_baseline(texts: list[str], X: np.ndarray, k: int, cand: int):
