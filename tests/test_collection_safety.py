@@ -26,23 +26,10 @@ import densparse
 from densparse import Analyzer, Collection, CorruptIndexError
 from densparse.collection import store
 from densparse.collection.segment import Segment
+from test_collection import WORDS as COLLECTION_WORDS
 
 ROOT = str(Path(densparse.__file__).resolve().parent.parent)
-WORDS = [
-    "apple",
-    "banana",
-    "cherry",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-    "mike",
-]
+WORDS = COLLECTION_WORDS[:13]
 
 
 def records(n: int, start: int = 0, seed: int = 0, dim: int = 8) -> list[dict]:
@@ -672,23 +659,19 @@ def test_version_1_collection_opens_and_upgrades(tmp_path: Path) -> None:
     (path / "manifest.json").write_text(json.dumps(m))
     shutil.rmtree(path / "generations")
     assert_same_scores(scores(Collection.open(path, readonly=True), **q), want)
-    r = subprocess.run(
-        [sys.executable, "-m", "densparse", "upgrade", str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": ROOT},
-    )
+
+    def upgrade() -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "densparse", "upgrade", str(path)]
+        env = {**os.environ, "PYTHONPATH": ROOT}
+        return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+    r = upgrade()
     assert r.returncode == 0, r.stderr
     m = store.read_manifest(path)
     assert m["version"] == store.VERSION
     assert all("bm25.idx" in s["files"] and "dense.idx" in s["files"] for s in m["segments"])
     assert_same_scores(scores(Collection.open(path, readonly=True), **q), want)
-    r = subprocess.run(
-        [sys.executable, "-m", "densparse", "upgrade", str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": ROOT},
-    )
+    r = upgrade()
     assert r.returncode == 0 and "already" in r.stdout + r.stderr
 
 

@@ -153,7 +153,7 @@ impl Bm25Index {
 
         let kn: Vec<f32> = doc_lens.iter().map(|&l| params.kn(l, avgdl)).collect();
         // Encode terms in parallel, then lay the regions end to end.
-        let encoded: Vec<(Vec<u8>, u32, f32)> = (0..v)
+        let encoded: Vec<EncodedTerm> = (0..v)
             .into_par_iter()
             .map(|t| {
                 let (s, e) = (start[t], start[t + 1]);
@@ -165,27 +165,75 @@ impl Bm25Index {
                     |d, tf| params.tf_weight(tf as f32, kn[d as usize]),
                     &mut buf,
                 );
-                (buf, nb, mx)
+                EncodedTerm {
+                    bytes: buf,
+                    df: df[t],
+                    n_blocks: nb,
+                    max_tf_weight: mx,
+                }
             })
             .collect();
-        let total: usize = encoded.iter().map(|e| e.0.len()).sum();
-        let mut store = Vec::with_capacity(total + TAIL_PAD);
-        let mut terms = Vec::with_capacity(v);
-        for (t, (buf, nb, mx)) in encoded.into_iter().enumerate() {
-            terms.push(TermInfo {
-                term: t as u32,
-                df: df[t],
-                n_blocks: nb,
-                offset: store.len() as u64,
-                max_tf_weight: mx,
-            });
-            store.extend_from_slice(&buf);
-        }
-        store.extend_from_slice(&[0u8; TAIL_PAD]);
-
-        Ok(Bm25Index {
+        drop(term_ids);
+        Ok(Self::assemble(
             params,
             vocab,
+            encoded,
+            doc_lens,
+            kn,
+            avgdl,
+            String::new(),
+        ))
+    }
+}
+
+/// One term's postings, encoded: what [`Bm25Index::assemble`] lays end to end.
+pub(super) struct EncodedTerm {
+    pub bytes: Vec<u8>,
+    pub df: u32,
+    pub n_blocks: u32,
+    pub max_tf_weight: f32,
+}
+
+impl Bm25Index {
+    /// The index from its vocabulary and each word's encoded postings (same order); words
+    /// with no postings (df 0) are left out. `kn` and `avgdl` are those the postings'
+    /// bounds were computed with.
+    pub(super) fn assemble(
+        params: Params,
+        vocab: Vec<String>,
+        encoded: Vec<EncodedTerm>,
+        doc_lens: Vec<u32>,
+        kn: Vec<f32>,
+        avgdl: f64,
+        meta: String,
+    ) -> Self {
+        let total: usize = encoded.iter().map(|e| e.bytes.len()).sum();
+        let mut store = Vec::with_capacity(total + TAIL_PAD);
+        let mut terms = Vec::with_capacity(encoded.len());
+        let mut kept = Vec::with_capacity(vocab.len());
+        let mut term_ids: StrMap<String, u32> = StrMap::default();
+        for (word, e) in vocab.into_iter().zip(encoded) {
+            if e.df == 0 {
+                continue;
+            }
+            let t = terms.len() as u32;
+            terms.push(TermInfo {
+                term: t,
+                df: e.df,
+                n_blocks: e.n_blocks,
+                offset: store.len() as u64,
+                max_tf_weight: e.max_tf_weight,
+            });
+            store.extend_from_slice(&e.bytes);
+            term_ids.insert(word.clone(), t);
+            kept.push(word);
+        }
+        store.extend_from_slice(&[0u8; TAIL_PAD]);
+        let total_tokens = doc_lens.iter().map(|&l| l as u64).sum();
+        let v = kept.len();
+        Bm25Index {
+            params,
+            vocab: kept,
             term_ids,
             terms,
             doc_lens,
@@ -193,9 +241,9 @@ impl Bm25Index {
             avgdl,
             total_tokens,
             postings: PostingsStore::Owned(store),
-            meta: String::new(),
+            meta,
             impacts: Self::empty_impacts(v),
             kn_cache: Default::default(),
-        })
+        }
     }
 }

@@ -6,9 +6,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::hash::StrMap;
 use crate::mask::DocMask;
-use crate::postings::{encode_term, for_each_block, PostingsStore, Tf, TAIL_PAD};
+use crate::postings::{encode_term, for_each_block, Tf};
 
-use super::{Bm25Index, TermInfo};
+use super::build::EncodedTerm;
+use super::Bm25Index;
 
 impl Bm25Index {
     /// One index over the live documents of `parts`, in order: part 0's live documents
@@ -46,8 +47,7 @@ impl Bm25Index {
         if n_docs > u32::MAX as usize - 1 {
             return Err(Error::invalid("too many documents for one index (at most 2^32 - 2)"));
         }
-        let total_tokens: u64 = doc_lens.iter().map(|&l| l as u64).sum();
-        let avgdl = total_tokens as f64 / n_docs as f64;
+        let avgdl = doc_lens.iter().map(|&l| l as u64).sum::<u64>() as f64 / n_docs as f64;
         let kn: Vec<f32> = doc_lens.iter().map(|&l| params.kn(l, avgdl)).collect();
 
         // The vocabulary: every term of every part, in order of first appearance; each
@@ -72,7 +72,7 @@ impl Bm25Index {
         }
         // Each term's live postings, renumbered (ascending: parts are numbered in order),
         // then encoded with the new lengths' normalisation.
-        let encoded: Vec<(Vec<u8>, u32, u32, f32)> = sources
+        let encoded: Vec<EncodedTerm> = sources
             .par_iter()
             .map(|src| {
                 let (mut docs, mut tfs) = (Vec::new(), Vec::new());
@@ -90,53 +90,32 @@ impl Bm25Index {
                         }
                     });
                 }
-                let mut buf = Vec::new();
-                let (nb, mx) = encode_term(
+                let mut bytes = Vec::new();
+                let (n_blocks, max_tf_weight) = encode_term(
                     &docs,
                     &tfs,
                     Tf,
                     |d, tf| params.tf_weight(tf as f32, kn[d as usize]),
-                    &mut buf,
+                    &mut bytes,
                 );
-                (buf, docs.len() as u32, nb, mx)
+                EncodedTerm {
+                    bytes,
+                    df: docs.len() as u32,
+                    n_blocks,
+                    max_tf_weight,
+                }
             })
             .collect();
-        // Terms only deleted documents had are dropped, as a fresh build would not know them.
-        let mut store = Vec::with_capacity(encoded.iter().map(|e| e.0.len()).sum::<usize>() + TAIL_PAD);
-        let mut terms = Vec::new();
-        let mut kept_vocab = Vec::new();
-        let mut kept_ids: StrMap<String, u32> = StrMap::default();
-        for (word, (buf, df, nb, mx)) in vocab.into_iter().zip(encoded) {
-            if df == 0 {
-                continue;
-            }
-            let t = terms.len() as u32;
-            terms.push(TermInfo {
-                term: t,
-                df,
-                n_blocks: nb,
-                offset: store.len() as u64,
-                max_tf_weight: mx,
-            });
-            store.extend_from_slice(&buf);
-            kept_ids.insert(word.clone(), t);
-            kept_vocab.push(word);
-        }
-        store.extend_from_slice(&[0u8; TAIL_PAD]);
-        let v = kept_vocab.len();
-        Ok(Bm25Index {
+        // Terms only deleted documents had get df 0 and are left out, as a fresh build
+        // would not know them.
+        Ok(Self::assemble(
             params,
-            vocab: kept_vocab,
-            term_ids: kept_ids,
-            terms,
+            vocab,
+            encoded,
             doc_lens,
             kn,
             avgdl,
-            total_tokens,
-            postings: PostingsStore::Owned(store),
-            meta: first.meta.clone(),
-            impacts: Self::empty_impacts(v),
-            kn_cache: Default::default(),
-        })
+            first.meta.clone(),
+        ))
     }
 }
