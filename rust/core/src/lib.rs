@@ -24,6 +24,8 @@ pub mod parallel;
 pub mod postings;
 pub mod sparse;
 pub mod storage;
+#[cfg(test)]
+mod test_rng;
 pub mod topk;
 
 pub use error::{Error, Result};

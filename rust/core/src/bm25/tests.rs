@@ -1,23 +1,7 @@
 use super::*;
 use crate::mask::DocMask;
+use crate::test_rng::Lcg;
 use crate::topk::top_k_dense;
-
-/// Small deterministic generator (no external crates in the core's tests).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    /// Zipf-ish: small ids far more often.
-    fn zipf(&mut self, v: u64) -> u64 {
-        let u = (self.next() % 1_000_000) as f64 / 1_000_000.0;
-        ((v as f64).powf(u) - 1.0) as u64
-    }
-}
 
 fn corpus(n: usize, vocab: u64, seed: u64) -> Vec<Vec<String>> {
     let mut r = Lcg(seed);

@@ -4,18 +4,7 @@
 use super::block::Header;
 use super::*;
 use crate::dtype::Dtype;
-
-/// Small deterministic generator (no external crates in the core's tests).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
+use crate::test_rng::Lcg;
 
 /// `n` increasing doc ids with gaps of 1..=max_gap.
 fn doc_ids(n: usize, max_gap: u64, r: &mut Lcg) -> Vec<u32> {

@@ -1,23 +1,6 @@
 use super::*;
 use crate::mask::DocMask;
-
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn zipf(&mut self, v: u64) -> u64 {
-        let u = (self.next() % 1_000_000) as f64 / 1_000_000.0;
-        ((v as f64).powf(u) - 1.0) as u64
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() % 1_000_000) as f32 / 1_000_000.0
-    }
-}
+use crate::test_rng::Lcg;
 
 /// Random documents; `dyadic` weights are multiples of 1/8 (exact sums, many ties).
 fn docs(n: usize, vocab: u64, seed: u64, dyadic: bool) -> Vec<SparseVec> {
