@@ -578,7 +578,20 @@ impl SparseIndex {
                 }
                 ids.iter().map(|&i| i as u64).collect()
             }
-            None => (self.next_id..self.next_id + n as u64).collect(),
+            None => {
+                // Ids are int64 to callers: automatic ones must not pass 2^63 - 1.
+                if self
+                    .next_id
+                    .checked_add(n as u64)
+                    .is_none_or(|end| end > i64::MAX as u64 + 1)
+                {
+                    return Err(Error::invalid(format!(
+                        "automatic ids would pass 2**63 - 1 (the next is {}): give ids= explicitly",
+                        self.next_id
+                    )));
+                }
+                (self.next_id..self.next_id + n as u64).collect()
+            }
         };
         if self.ids.len() + n >= u32::MAX as usize {
             return Err(Error::invalid("too many documents (at most 2**32 - 2 rows)"));

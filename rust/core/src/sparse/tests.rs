@@ -194,3 +194,13 @@ fn save_load_round_trip() {
     std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
     assert!(matches!(SparseIndex::load(&p, true), Err(Error::Corrupt { .. })));
 }
+
+#[test]
+fn automatic_ids_stop_at_i64_max() {
+    let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
+    let v: SparseVec = (vec![1], vec![1.0]);
+    idx.add_rows(vec![v.clone()], Some(&[i64::MAX])).unwrap();
+    let err = idx.add_rows(vec![v], None).unwrap_err().to_string();
+    assert!(err.contains("2**63 - 1"), "{err}");
+    assert_eq!(idx.len(), 1);
+}
