@@ -92,6 +92,16 @@ def test_refused_at_the_door(bm, coll, what, call, exc, match) -> None:
     assert sorted(coll.ids()) == before  # nothing changed
 
 
+def test_sparse_automatic_ids_do_not_wrap() -> None:
+    from densparse import SparseIndex
+
+    ix = SparseIndex()
+    ix.add([([1], [1.0])], ids=np.array([2**63 - 1]))
+    with pytest.raises(ValueError, match="2\\*\\*63 - 1"):
+        ix.add([([1], [1.0])])
+    assert len(ix) == 1
+
+
 def test_huge_sizes_mean_everything(bm, coll) -> None:
     ids, _ = bm.search("apple", k=2**64)  # k' = min(k, N)
     assert len(ids) == 3 and sorted(ids[:2].tolist()) == [0, 1]
