@@ -144,6 +144,23 @@ def test_search_hints_at_a_stopword_only_query(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_damaged_docs_file_is_a_clear_error(tmp_path, capsys):
+    write_beir(tmp_path)
+    idx = tmp_path / "idx"
+    assert cli.main(["index", str(tmp_path / "corpus.jsonl"), "-o", str(idx), "--quiet"]) == 0
+    docs = (idx / "docs.jsonl").read_text("utf-8").splitlines()
+    for damaged, message in (
+        (docs[:2], "has 2 documents but the index has 3"),
+        ([*docs[:2], "{not json"], "docs.jsonl:3: not JSON"),
+        ([*docs[:2], "[1, 2]"], "docs.jsonl:3: not a document"),
+    ):
+        (idx / "docs.jsonl").write_text("\n".join(damaged) + "\n", "utf-8")
+        capsys.readouterr()
+        assert cli.main(["search", str(idx), "押金"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
 def test_verbose_and_quiet_after_the_subcommand(tmp_path):
     p = cli.build_parser()
     for argv in (["-v", "demo"], ["demo", "-v"], ["demo", "--verbose"]):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from densparse._core import CorruptIndexError
 from densparse.analysis import Analyzer
 from densparse.bm25 import BM25, METHODS
 
@@ -68,8 +69,22 @@ def _load(dir_: Path) -> tuple[BM25, list[dict]]:
             f"{dir_} holds no index (expected {dir_ / INDEX_FILE}); run `densparse index` first"
         )
     bm25 = BM25.load(dir_ / INDEX_FILE)
-    with open(dir_ / DOCS_FILE, encoding="utf-8") as f:
-        docs = [json.loads(line) for line in f]
+    path = dir_ / DOCS_FILE
+    docs = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                d = json.loads(line)
+            except ValueError as e:
+                raise CorruptIndexError(f"{path}:{n}: not JSON ({e})") from None
+            if not isinstance(d, dict) or not isinstance(d.get("id"), str):
+                raise CorruptIndexError(f"{path}:{n}: not a document with a string 'id'")
+            docs.append(d)
+    if len(docs) != bm25.n_docs:
+        raise CorruptIndexError(
+            f"{path} has {len(docs)} documents but the index has {bm25.n_docs}: the directory "
+            "was changed outside densparse; run `densparse index` again"
+        )
     return bm25, docs
 
 
