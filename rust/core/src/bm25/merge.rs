@@ -111,10 +111,10 @@ impl Bm25Index {
         Ok(Self::assemble(
             params,
             vocab,
+            term_ids,
             encoded,
             doc_lens,
             kn,
-            avgdl,
             first.meta.clone(),
         ))
     }
