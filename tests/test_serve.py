@@ -11,6 +11,7 @@ teardown; every wait is bounded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -547,6 +549,36 @@ def test_embed_sparse_bm25_vectors(small_server):
     _error(r, 404, "NotFound")
 
 
+@contextlib.contextmanager
+def request_in_flight(url: str, rest_of_body: bytes) -> Iterator[dict]:
+    """A POST of ``{"inputs": <rest_of_body>`` whose body arrives slowly: it is in flight
+    (the server has read its headers) while the block runs, and is let finish after it; the
+    yielded dict holds its response under "r" once the block has ended."""
+    release, sent = threading.Event(), threading.Event()
+    result: dict = {}
+
+    def slow_body():
+        yield b'{"inputs": '
+        sent.set()
+        release.wait(30)
+        yield rest_of_body
+
+    def post() -> None:
+        result["r"] = httpx.post(
+            url, content=slow_body(), headers={"content-type": "application/json"}, timeout=60
+        )
+
+    t = threading.Thread(target=post)
+    t.start()
+    try:
+        assert sent.wait(30)
+        time.sleep(0.3)  # the server has read the headers
+        yield result
+    finally:
+        release.set()
+        t.join(60)
+
+
 def test_limits_413_and_429(small_server):
     url = small_server.url
     _error(httpx.post(url + "/embed_sparse", json={"inputs": ["a"] * 5}, timeout=10), 413)
@@ -554,34 +586,10 @@ def test_limits_413_and_429(small_server):
     _error(httpx.post(url + "/embed_sparse", json=big, timeout=10), 413, "Validation")
 
     # hold one request in flight (its body arrives slowly), then a second one is refused
-    release, sent = threading.Event(), threading.Event()
-    result = {}
-
-    def slow_body():
-        yield b'{"inputs": '
-        sent.set()
-        release.wait(30)
-        yield b'"a"}'
-
-    def first() -> None:
-        result["r"] = httpx.post(
-            url + "/embed_sparse",
-            content=slow_body(),
-            headers={"content-type": "application/json"},
-            timeout=60,
-        )
-
-    t = threading.Thread(target=first)
-    t.start()
-    try:
-        assert sent.wait(30)
-        time.sleep(0.3)  # the server has read the headers
+    with request_in_flight(url + "/embed_sparse", b'"a"}') as result:
         r = httpx.post(url + "/embed_sparse", json={"inputs": "a"}, timeout=10)
         _error(r, 429, "Overloaded")
         assert httpx.get(url + "/health", timeout=10).status_code == 200  # never refused
-    finally:
-        release.set()
-        t.join(60)
     assert result["r"].status_code == 200, result["r"].text
 
 
@@ -668,33 +676,11 @@ def test_sigterm_drains_and_commits_pending_writes(models, tmp_path):
         assert r.status_code == 200
         assert "pending" not in Collection.open(col_dir, readonly=True, encoder=None)  # not yet
         # a request in flight when SIGTERM arrives is finished
-        release, sent = threading.Event(), threading.Event()
-        result = {}
-
-        def slow_body():
-            yield b'{"inputs": '
-            sent.set()
-            release.wait(30)
-            yield b'["a", "model"]}'
-
-        def inflight() -> None:
-            result["r"] = httpx.post(
-                srv.url + "/embed",
-                content=slow_body(),
-                headers={"content-type": "application/json"},
-                timeout=60,
-            )
-
-        t = threading.Thread(target=inflight)
-        t.start()
-        assert sent.wait(30)
-        time.sleep(0.3)
-        srv.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        with pytest.raises(httpx.TransportError):  # no new connections
-            httpx.get(srv.url + "/health", timeout=5)
-        release.set()
-        t.join(60)
+        with request_in_flight(srv.url + "/embed", b'["a", "model"]}') as result:
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            with pytest.raises(httpx.TransportError):  # no new connections
+                httpx.get(srv.url + "/health", timeout=5)
         assert result["r"].status_code == 200 and len(result["r"].json()) == 2
         # uvicorn re-raises the SIGTERM it caught once it has drained, as servers do
         assert srv.proc.wait(60) in (0, -signal.SIGTERM)
