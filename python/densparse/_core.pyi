@@ -20,6 +20,8 @@ __all__ = [
     "DenseIndexCore",
     "RecordStore",
     "RecordStoreWriter",
+    "SegmentReader",
+    "Snapshot",
     "SparseIndex",
     "__version__",
     "_dense_kernels",
@@ -316,3 +318,54 @@ class RecordStore:
     ) -> Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]: ...
     def field_names(self) -> list[str]: ...
     def filter(self, spec: object) -> npt.NDArray[np.bool_]: ...
+
+@final
+class SegmentReader:
+    def __new__(
+        cls,
+        records: RecordStore,
+        bm25: BM25Index,
+        dense: Optional[DenseIndexCore] = None,
+        sparse: Optional[SparseIndex] = None,
+        live: Optional[npt.NDArray[np.bool_]] = None,
+    ) -> SegmentReader: ...
+    @property
+    def n_live(self) -> int: ...
+    @property
+    def n_docs(self) -> int: ...
+
+@final
+class Snapshot:
+    def __new__(cls, segments: Sequence[SegmentReader], analyzer: Analyzer) -> Snapshot: ...
+    def route_lists(
+        self,
+        text: Optional[str] = None,
+        dense: Optional[npt.NDArray[np.float32]] = None,
+        sparse: Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = None,
+        filter: Optional[object] = None,
+        per_route: int = 10,
+        bm25_stats: Optional[tuple[int, int, Mapping[str, int]]] = None,
+    ) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.float32]]]: ...
+    def search(
+        self,
+        text: Optional[str] = None,
+        dense: Optional[npt.NDArray[np.float32]] = None,
+        sparse: Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = None,
+        filter: Optional[object] = None,
+        per_route: int = 10,
+        top: int = 10,
+        fusion: str = "rrf",
+        rrf_k: float = 60.0,
+        normalization: str = "minmax",
+        weights: Optional[Sequence[float]] = None,
+        bm25_stats: Optional[tuple[int, int, Mapping[str, int]]] = None,
+    ) -> tuple[
+        list[str],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+    ]: ...
+    def bm25_stats(self, tokens: Sequence[str]) -> tuple[int, int, dict[str, int]]: ...
+    def locate(self, docno: int) -> Optional[tuple[int, int]]: ...
+    def find(self, id: str) -> Optional[tuple[int, int]]: ...
+    def __len__(self) -> int: ...

@@ -121,6 +121,7 @@ class Collection:
         self._merge_error: Optional[BaseException] = None
         self._dirty = False
         self._parts: tuple[Part, ...] = ()
+        self._view: Optional[tuple[tuple[Part, ...], _core.Snapshot]] = None
         self._publish(parts)
 
     # ------------------------------------------------------------ create / open
@@ -382,7 +383,7 @@ class Collection:
         return sum(p.n_live for p in self._parts)
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and self._locate_id(self._parts, doc_id) is not None
+        return isinstance(doc_id, str) and self._find(doc_id) is not None
 
     def ids(self) -> list[str]:
         """Ids of the live documents, in storage order."""
@@ -411,10 +412,43 @@ class Collection:
                 return p, d
         return None
 
+    def _snapshot(self) -> tuple[tuple[Part, ...], _core.Snapshot]:
+        """The current parts and their Rust snapshot (built once per published version;
+        ``_parts`` is replaced, never changed, so identity tells the version)."""
+        view = self._view
+        parts = self._parts
+        if view is None or view[0] is not parts:
+            view = (parts, _core.Snapshot([p.reader() for p in parts], self._cfg.analyzer))
+            self._view = view
+        return view
+
+    def _find(self, doc_id: str) -> Optional[tuple[Part, int]]:
+        """The live document with this id: one hash lookup per segment, in Rust."""
+        parts, snap = self._snapshot()
+        found = snap.find(doc_id)
+        return None if found is None else (parts[found[0]], found[1])
+
+    def bm25_statistics(self, query: Union[str, Sequence[str]]) -> tuple[int, int, dict[str, int]]:
+        """BM25 statistics of the live documents for a query: ``(rows, total tokens,
+        {token: document frequency})``, where rows count each text and view. ``query`` is
+        text (analysed with the collection's analyzer) or a list of tokens.
+
+        Summed over several collections (shards of one corpus) and passed back as
+        ``search(..., bm25_stats=)``, they make every shard score as one index over the
+        whole corpus would."""
+        if isinstance(query, str):
+            tokens = self._cfg.analyzer.tokenize(query)
+        elif isinstance(query, Sequence) and all(isinstance(t, str) for t in query):
+            tokens = list(query)
+        else:
+            raise TypeError("query must be a str or a list of str tokens")
+        n, total, df = self._snapshot()[1].bm25_stats(tokens)
+        return int(n), int(total), df
+
     def get(self, doc_id: str) -> dict:
         """The stored record of ``doc_id`` (dense, sparse and colbert when present).
         Raises KeyError for an unknown id."""
-        found = self._locate_id(self._parts, doc_id) if isinstance(doc_id, str) else None
+        found = self._find(doc_id) if isinstance(doc_id, str) else None
         if found is None:
             raise KeyError(f"no document with id {doc_id!r}")
         p, d = found
@@ -451,6 +485,7 @@ class Collection:
         normalization: str = "minmax",
         rerank: Optional[Any] = None,
         rerank_candidates: int = 100,
+        bm25_stats: Optional[tuple[int, int, Mapping[str, int]]] = None,
     ) -> list[Hit]:
         """Exact top-k documents, optionally re-scored by a cross-encoder.
 
@@ -475,6 +510,9 @@ class Collection:
                 with ``text`` as the query and the best ``k`` returned by that score (ties
                 keep the fused order). Needs ``text=``.
             rerank_candidates: how many fused hits the reranker re-scores (at least k).
+            bm25_stats: ``(rows, total tokens, {token: df})`` to score BM25 with instead of
+                this collection's own statistics, e.g. the sums of
+                :meth:`bm25_statistics` over the shards of a corpus.
 
         A document's route score is the max over its views (text and extra texts); so is
         its rerank score.
@@ -538,7 +576,7 @@ class Collection:
         if dense is not None:
             dense = check_query_vector(dense, self._cfg.dense_dim, "dense query")
         if sparse is not None:
-            sparse = sparse_vector(sparse, "sparse query")
+            sparse = tuple(np.ascontiguousarray(a) for a in sparse_vector(sparse, "sparse query"))
         if colbert is not None:
             colbert = np.asarray(colbert, dtype=np.float32)
             if colbert.ndim != 2 or not np.isfinite(colbert).all():
@@ -548,40 +586,40 @@ class Collection:
             if unknown:
                 raise ValueError(f"weights for unknown routes {sorted(unknown)}")
 
-        parts = self._parts
+        parts, snap = self._snapshot()
         if not parts:
             raise ValueError("the collection is empty")
-        fmasks = None
-        if filter:
-            fmasks = [p.seg.filter_mask(filter) for p in parts]
-        masks = [p.doc_mask(None if fmasks is None else fmasks[i]) for i, p in enumerate(parts)]
         n = top if mode != "hybrid" else max(top, int(candidates))
-        lists: dict[str, routes.Hits] = {}
-        if wanted["bm25"]:
-            tokens = self._cfg.analyzer.tokenize(text)
-            lists["bm25"] = (
-                routes.bm25_route(
-                    parts, masks, tokens, n, self._cfg.bm25_params["method"], self._cfg.analyzer
-                )
-                if tokens
-                else routes.EMPTY
-            )
-        if wanted["dense"]:
-            lists["dense"] = routes.dense_route(parts, masks, dense, n)
-        if wanted["sparse"]:
-            lists["sparse"] = routes.sparse_route(parts, masks, sparse, n)
+        query = dict(
+            text=text if wanted["bm25"] else None,
+            dense=dense if wanted["dense"] else None,
+            sparse=sparse if wanted["sparse"] else None,
+            filter=filter or None,
+            per_route=n,
+            bm25_stats=bm25_stats,
+        )
+        names = [r for r in ("bm25", "dense", "sparse") if wanted[r]]
         locate = self._locator(parts)
         if colbert is not None and mode == "hybrid":
+            # ColBERT re-scores the routes' candidates, then joins the fusion.
+            lists = {r: (d, s) for r, d, s in snap.route_lists(**query)}
             cands = np.unique(np.concatenate([d for d, _ in lists.values()]))
             lists["colbert"] = routes.colbert_route(locate, cands, colbert)
-
-        if len(lists) == 1:
-            name, (docnos, scores) = next(iter(lists.items()))
-            ranked = [
-                (s, d, {name: s}) for d, s in zip(docnos[:top].tolist(), scores[:top].tolist())
-            ]
-        else:
             ranked = self._fuse(lists, top, fusion, weights, rrf_k, normalization)
+            names = list(lists)
+        else:
+            names, docnos, scores, per_route = snap.search(
+                **query,
+                top=top,
+                fusion=fusion,
+                rrf_k=float(rrf_k),
+                normalization=normalization,
+                weights=self._fusion_weights(names, fusion, weights),
+            )
+            ranked = [
+                (s, d, {r: (None if v != v else v) for r, v in zip(names, row)})
+                for s, d, row in zip(scores.tolist(), docnos.tolist(), per_route.tolist())
+            ]
         if rerank is not None:
             ranked = self._rerank(rerank, text, ranked, locate, k)
         out = []
@@ -591,14 +629,26 @@ class Collection:
                 Hit(
                     id=p.seg.id(d),
                     score=float(score),
-                    scores={r: route_scores.get(r) for r in (*lists, "fused", "rerank")}
+                    scores={r: route_scores.get(r) for r in (*names, "fused", "rerank")}
                     if rerank is not None
-                    else {r: route_scores.get(r) for r in lists},
+                    else {r: route_scores.get(r) for r in names},
                     text=p.seg.text(d),
                     metadata=p.seg.metadata(d),  # a new dict: a hit never aliases the store
                 )
             )
         return out
+
+    @staticmethod
+    def _fusion_weights(
+        names: Sequence[str], fusion: str, weights: Optional[Mapping[str, float]]
+    ) -> Optional[list[float]]:
+        """One weight per route in ``names`` (None: the fusion's default of 1 each)."""
+        if weights is not None:
+            return [float(weights.get(r, 1.0)) for r in names]
+        if fusion == "m3":
+            default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.2}
+            return [default[r] for r in names]
+        return None
 
     @staticmethod
     def _fuse(
@@ -613,12 +663,7 @@ class Collection:
 
         names = list(lists)
         inputs = [lists[r] for r in names]
-        w = None
-        if weights is not None:
-            w = [float(weights.get(r, 1.0)) for r in names]
-        elif fusion == "m3":
-            default = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4, "bm25": 0.2}
-            w = [default[r] for r in names]
+        w = Collection._fusion_weights(names, fusion, weights)
         res = fuse(inputs, method=fusion, k=rrf_k, weights=w, normalization=normalization, top_k=k)
         out = []
         for i, (docno, s) in enumerate(zip(res.ids.tolist(), res.scores.tolist())):

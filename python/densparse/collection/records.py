@@ -243,7 +243,7 @@ def validate_records(
 def check_query_vector(value: Any, dim: Optional[int], what: str) -> np.ndarray:
     if dim is None:
         raise ValueError(f"{what} given, but the collection has no dense vectors (dense_dim=None)")
-    arr = np.asarray(value, dtype=np.float32)
+    arr = np.ascontiguousarray(value, dtype=np.float32)
     if arr.ndim != 1 or arr.shape[0] != dim:
         raise ValueError(f"{what} must be a 1-D vector of dimension {dim}, got shape {arr.shape}")
     if not np.isfinite(arr).all():

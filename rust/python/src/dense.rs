@@ -35,7 +35,7 @@ fn slice1<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> 
 /// a read lock, changes take the write lock; the GIL is released throughout.
 #[pyclass(module = "densparse._core", name = "DenseIndexCore", frozen)]
 pub struct PyDenseIndex {
-    inner: Arc<RwLock<DenseIndex>>,
+    pub(crate) inner: Arc<RwLock<DenseIndex>>,
 }
 
 enum Failure {

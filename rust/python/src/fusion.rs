@@ -14,7 +14,7 @@ type FusedPy<'py> = (
     Bound<'py, PyArray2<f32>>,
 );
 
-fn params(
+pub(crate) fn params(
     method: &str,
     k: f64,
     weights: Option<Vec<f64>>,

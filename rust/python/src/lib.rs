@@ -20,6 +20,7 @@ use densparse_core::analysis::{self as an, CutMode, Language, NamedStemmer, Stop
 use densparse_core::bm25::{thread_pool, Bm25Index, GlobalStats, Method, Params, Query, SearchOpts};
 use densparse_core::Error;
 
+mod collection;
 mod dense;
 mod fusion;
 mod records;
@@ -151,7 +152,7 @@ fn read_with_gil<'a>(py: Python<'_>, lock: &'a RwLock<an::Analyzer>) -> RwLockRe
 /// stopwords and Snowball stems, mixed text, keywords. Thread-safe.
 #[pyclass(module = "densparse._core", name = "Analyzer", frozen, subclass)]
 pub struct PyAnalyzer {
-    inner: Arc<RwLock<an::Analyzer>>,
+    pub(crate) inner: Arc<RwLock<an::Analyzer>>,
     config: Py<PyDict>,
     /// Python str objects of tokens seen by `tokenize`: making a str is most
     /// of a short call's cost, and vocabularies repeat. Only touched with the GIL.
@@ -408,7 +409,7 @@ impl PyAnalyzer {
 /// `densparse.BM25` wraps this with analyzers and friendlier arguments.
 #[pyclass(module = "densparse._core", name = "BM25Index", frozen)]
 pub struct PyBm25Index {
-    inner: Arc<Bm25Index>,
+    pub(crate) inner: Arc<Bm25Index>,
 }
 
 type SearchResult<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
@@ -844,6 +845,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fusion::register(m)?;
     sparse::register(m)?;
     records::register(m)?;
+    collection::register(m)?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     dense::register(m)?;

@@ -187,7 +187,7 @@ fn to_spec(obj: &Bound<'_, PyAny>) -> PyResult<SpecValue> {
     )))
 }
 
-fn parse_filter(spec: &Bound<'_, PyAny>) -> PyResult<Filter> {
+pub(crate) fn parse_filter(spec: &Bound<'_, PyAny>) -> PyResult<Filter> {
     if spec.downcast::<PyMapping>().is_err() {
         return Err(PyTypeError::new_err(format!(
             "filter must be a dict, not {}",
@@ -320,7 +320,7 @@ impl PyRecordStoreWriter {
 /// from a memory-mapped file; metadata filters evaluated from typed columns.
 #[pyclass(name = "RecordStore", module = "densparse._core", frozen)]
 pub struct PyRecordStore {
-    inner: Arc<RecordStore>,
+    pub(crate) inner: Arc<RecordStore>,
 }
 
 impl PyRecordStore {

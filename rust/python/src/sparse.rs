@@ -3,7 +3,7 @@
 //! error mapping. `densparse.SparseIndex` (Python) wraps this class.
 
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
@@ -163,7 +163,7 @@ fn hits_to_numpy(py: Python<'_>, hits: Vec<Hits>, k: usize) -> SearchResult<'_> 
 /// product. `densparse.SparseIndex` wraps this with input conversion.
 #[pyclass(module = "densparse._core", name = "SparseIndex", frozen)]
 pub struct PySparseIndex {
-    inner: RwLock<SparseIndex>,
+    pub(crate) inner: Arc<RwLock<SparseIndex>>,
     dtype: Dtype,
     doc_top_n: Option<usize>,
 }
@@ -261,7 +261,7 @@ impl PySparseIndex {
         };
         let idx = SparseIndex::new(dt, top).map_err(to_py)?;
         Ok(PySparseIndex {
-            inner: RwLock::new(idx),
+            inner: Arc::new(RwLock::new(idx)),
             dtype: dt,
             doc_top_n: top,
         })
@@ -398,7 +398,7 @@ impl PySparseIndex {
         let idx = py.allow_threads(|| SparseIndex::load(&path, mmap)).map_err(to_py)?;
         let (dtype, doc_top_n) = (idx.dtype(), idx.doc_top_n());
         Ok(PySparseIndex {
-            inner: RwLock::new(idx),
+            inner: Arc::new(RwLock::new(idx)),
             dtype,
             doc_top_n,
         })

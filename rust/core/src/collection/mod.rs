@@ -5,11 +5,15 @@
 //!   metadata columns.
 //! - [`filters`]: the metadata filter language, parsed once per query and evaluated per
 //!   segment into a [`Bitset`] from those columns.
+//! - [`search`]: a snapshot of segments searched in one call: every route over all
+//!   segments in parallel with live-document BM25 statistics, then fusion.
 
 pub mod bitset;
 pub mod filters;
 pub mod records;
+pub mod search;
 
 pub use bitset::Bitset;
 pub use filters::{Filter, SpecError, SpecValue};
 pub use records::{file_digest, Record, RecordStore, RecordStoreWriter};
+pub use search::{CorpusStats, FusedHit, RouteKind, SearchRequest, SegmentReader, Snapshot};
