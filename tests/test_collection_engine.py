@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.test_collection import make_texts
 
 from densparse import Collection
-from tests.test_collection import make_texts
 
 
 def _records(texts: list[str], prefix: str = "d") -> list[dict]:

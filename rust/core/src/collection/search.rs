@@ -647,7 +647,7 @@ mod tests {
             })
             .collect();
         let ids: Vec<String> = (0..docs.len()).map(|i| format!("d{i}")).collect();
-        let live: Vec<u8> = (0..docs.len()).map(|_| (r.next() % 4 != 0) as u8).collect();
+        let live: Vec<u8> = (0..docs.len()).map(|_| !r.next().is_multiple_of(4) as u8).collect();
         for method in [
             Method::Lucene,
             Method::Robertson,
