@@ -321,21 +321,21 @@ _CRASH_WRITER = textwrap.dedent(
     sys.path.insert(0, {python!r})
     import numpy as np
     from densparse import Analyzer, Collection
+    from densparse.collection import store
 
     path, crash_after = sys.argv[1], int(sys.argv[2])
     c = Collection.open(path)
-    real_replace, calls = os.replace, [0]
+    real_write, calls = store.write_manifest, [0]
 
-    def dying_replace(src, dst):
+    def dying_write(dst, manifest):
         # Die in the middle of a save: the new segment files are written, the manifest
         # switch is next. SIGKILL: no cleanup, no atexit, like a power cut for this process.
-        if str(dst).endswith("manifest.json"):
-            calls[0] += 1
-            if calls[0] > crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        return real_replace(src, dst)
+        calls[0] += 1
+        if calls[0] > crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(dst, manifest)
 
-    os.replace = dying_replace
+    store.write_manifest = dying_write
     for b in range(100):
         c.add([{{"id": f"x{{b}}-{{i}}", "text": f"crash test {{b}} {{i}}"}} for i in range(10)])
         print(len(c), flush=True)

@@ -18,19 +18,31 @@ __all__ = [
     "BM25Index",
     "CorruptIndexError",
     "DenseIndexCore",
+    "ReaderPin",
     "RecordStore",
     "RecordStoreWriter",
     "SegmentReader",
     "Snapshot",
     "SparseIndex",
+    "WriterLock",
     "__version__",
     "_dense_kernels",
     "_dense_stream_sum",
+    "check_file",
+    "collect_garbage",
     "file_digest",
+    "file_digest_entry",
     "fuse",
     "fuse_batch",
+    "manifest_parse",
+    "manifest_read",
+    "manifest_write",
     "maxsim",
     "maxsim_rerank",
+    "merge_level",
+    "merge_plan",
+    "open_pinned",
+    "pin_generation",
     "validate_filter",
 ]
 
@@ -369,3 +381,34 @@ class Snapshot:
     def locate(self, docno: int) -> Optional[tuple[int, int]]: ...
     def find(self, id: str) -> Optional[tuple[int, int]]: ...
     def __len__(self) -> int: ...
+
+@final
+class ReaderPin:
+    @property
+    def generation(self) -> int: ...
+    def release(self) -> None: ...
+
+@final
+class WriterLock:
+    @staticmethod
+    def try_acquire(path: Union[str, PathLike[str]]) -> Optional[WriterLock]: ...
+    def release(self) -> None: ...
+    @property
+    def held(self) -> bool: ...
+
+def manifest_read(path: Union[str, PathLike[str]]) -> str: ...
+def manifest_parse(path: Union[str, PathLike[str]], raw: bytes) -> str: ...
+def manifest_write(path: Union[str, PathLike[str]], manifest: str) -> str: ...
+def file_digest_entry(path: Union[str, PathLike[str]]) -> str: ...
+def check_file(path: Union[str, PathLike[str]], expected: str) -> None: ...
+def collect_garbage(path: Union[str, PathLike[str]], manifest: str) -> None: ...
+def merge_plan(
+    live: Sequence[int],
+    total: Sequence[int],
+    max_segments: int,
+    factor: int = 3,
+    floor_docs: int = 1,
+) -> list[int]: ...
+def merge_level(live_docs: int, factor: int = 3, floor_docs: int = 1) -> int: ...
+def pin_generation(path: Union[str, PathLike[str]], generation: int) -> Optional[ReaderPin]: ...
+def open_pinned(path: Union[str, PathLike[str]]) -> tuple[str, Optional[ReaderPin]]: ...

@@ -2,16 +2,17 @@
 //! segment readers built from already-open indexes, and one-call snapshot search with
 //! the GIL released. `densparse.Collection` validates arguments and wraps the results.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use densparse_core::collection::search::{fuse_lists, CorpusStats, RouteHits, RouteKind};
-use densparse_core::collection::{SearchRequest, SegmentReader, Snapshot};
+use densparse_core::collection::{merge_policy, store, SearchRequest, SegmentReader, Snapshot};
 use densparse_core::sparse::{Csr, SparseVec};
 
 use crate::dense::PyDenseIndex;
@@ -254,8 +255,180 @@ impl PySnapshot {
     }
 }
 
+// ---------------------------------------------------------------- the directory on disk
+// Manifests cross the boundary as JSON text: Python keeps them as dicts.
+
+fn manifest_map(json: &str) -> PyResult<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(json) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(PyValueError::new_err("manifest must be a JSON object")),
+    }
+}
+
+fn to_text(m: &serde_json::Map<String, serde_json::Value>) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+/// The committed manifest of the collection at `path`, checked, as JSON text.
+#[pyfunction]
+fn manifest_read(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    py.allow_threads(|| store::read_manifest(&path))
+        .map(|m| to_text(&m))
+        .map_err(to_py)
+}
+
+/// Check a manifest's bytes (read from `path`): JSON text of it.
+#[pyfunction]
+fn manifest_parse(path: PathBuf, raw: &[u8]) -> PyResult<String> {
+    store::parse_manifest(&path, raw).map(|m| to_text(&m)).map_err(to_py)
+}
+
+/// Commit a manifest (JSON text): generation copy, then the switch, each fsynced.
+/// Returns the manifest as written (version and checksum set), as JSON text.
+#[pyfunction]
+fn manifest_write(py: Python<'_>, path: PathBuf, manifest: &str) -> PyResult<String> {
+    let m = manifest_map(manifest)?;
+    py.allow_threads(|| store::write_manifest(&path, &m))
+        .map(|m| to_text(&m))
+        .map_err(to_py)
+}
+
+/// `{"size", "crc32"[, "check": "header"]}` of a file, as JSON text.
+#[pyfunction]
+fn file_digest_entry(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    py.allow_threads(|| store::digest_entry(&path))
+        .map(|v| v.to_string())
+        .map_err(to_py)
+}
+
+/// CorruptIndexError unless `path` matches the manifest's entry (JSON text).
+#[pyfunction]
+fn check_file(py: Python<'_>, path: PathBuf, expected: &str) -> PyResult<()> {
+    let v: serde_json::Value = serde_json::from_str(expected).unwrap_or(serde_json::Value::Null);
+    py.allow_threads(|| store::check_file(&path, &v)).map_err(to_py)
+}
+
+/// Retire unheld generations and delete files no remaining generation names.
+#[pyfunction]
+fn collect_garbage(py: Python<'_>, path: PathBuf, manifest: &str) -> PyResult<()> {
+    let m = manifest_map(manifest)?;
+    py.allow_threads(|| store::collect_garbage(&path, &m)).map_err(to_py)
+}
+
+/// Indices of the segments to merge next (see `merge_policy`).
+#[pyfunction]
+#[pyo3(signature = (live, total, max_segments, factor=3, floor_docs=1))]
+fn merge_plan(
+    live: Vec<u64>,
+    total: Vec<u64>,
+    max_segments: usize,
+    factor: usize,
+    floor_docs: u64,
+) -> PyResult<Vec<usize>> {
+    if live.len() != total.len() {
+        return Err(PyValueError::new_err("live and total must have one count per segment"));
+    }
+    Ok(merge_policy::plan(&live, &total, max_segments, factor, floor_docs))
+}
+
+/// The level of a segment with `live_docs` live documents (see `merge_policy`).
+#[pyfunction]
+#[pyo3(signature = (live_docs, factor=3, floor_docs=1))]
+fn merge_level(live_docs: u64, factor: usize, floor_docs: u64) -> i64 {
+    merge_policy::level(live_docs, factor.max(2), floor_docs)
+}
+
+/// A shared lock on one generation: while held, no writer deletes its files.
+#[pyclass(module = "densparse._core", name = "ReaderPin", frozen)]
+pub struct PyReaderPin {
+    generation: i64,
+    pin: Mutex<Option<store::ReaderPin>>,
+}
+
+#[pymethods]
+impl PyReaderPin {
+    #[getter]
+    fn generation(&self) -> i64 {
+        self.generation
+    }
+
+    /// Let the generation's files go (also happens when the pin is collected).
+    fn release(&self) {
+        if let Some(mut p) = self.pin.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            p.release();
+        }
+    }
+}
+
+fn wrap_pin(p: Option<store::ReaderPin>) -> Option<PyReaderPin> {
+    p.map(|p| PyReaderPin {
+        generation: p.generation,
+        pin: Mutex::new(Some(p)),
+    })
+}
+
+/// Pin `generation` (None when it is retired).
+#[pyfunction]
+fn pin_generation(py: Python<'_>, path: PathBuf, generation: i64) -> PyResult<Option<PyReaderPin>> {
+    py.allow_threads(|| store::pin_generation(&path, generation))
+        .map(wrap_pin)
+        .map_err(to_py)
+}
+
+/// The current manifest (JSON text) and a pin on its generation (None for version 1).
+#[pyfunction]
+fn open_pinned(py: Python<'_>, path: PathBuf) -> PyResult<(String, Option<PyReaderPin>)> {
+    let (m, pin) = py.allow_threads(|| store::open_pinned(&path)).map_err(to_py)?;
+    Ok((to_text(&m), wrap_pin(pin)))
+}
+
+/// The one writer's exclusive lock on a collection.
+#[pyclass(module = "densparse._core", name = "WriterLock", frozen)]
+pub struct PyWriterLock {
+    lock: Mutex<Option<store::WriterLock>>,
+}
+
+#[pymethods]
+impl PyWriterLock {
+    /// Take the lock without waiting; None when another writer holds it.
+    #[staticmethod]
+    fn try_acquire(py: Python<'_>, path: PathBuf) -> PyResult<Option<PyWriterLock>> {
+        let l = py
+            .allow_threads(|| store::WriterLock::try_acquire(&path))
+            .map_err(to_py)?;
+        Ok(l.map(|l| PyWriterLock {
+            lock: Mutex::new(Some(l)),
+        }))
+    }
+
+    fn release(&self) {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    #[getter]
+    fn held(&self) -> bool {
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySegmentReader>()?;
     m.add_class::<PySnapshot>()?;
+    m.add_class::<PyReaderPin>()?;
+    m.add_class::<PyWriterLock>()?;
+    for f in [
+        wrap_pyfunction!(manifest_read, m)?,
+        wrap_pyfunction!(manifest_parse, m)?,
+        wrap_pyfunction!(manifest_write, m)?,
+        wrap_pyfunction!(file_digest_entry, m)?,
+        wrap_pyfunction!(check_file, m)?,
+        wrap_pyfunction!(collect_garbage, m)?,
+        wrap_pyfunction!(merge_plan, m)?,
+        wrap_pyfunction!(merge_level, m)?,
+        wrap_pyfunction!(pin_generation, m)?,
+        wrap_pyfunction!(open_pinned, m)?,
+    ] {
+        m.add_function(f)?;
+    }
     Ok(())
 }

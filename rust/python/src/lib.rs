@@ -43,7 +43,11 @@ fn to_py(e: Error) -> PyErr {
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(e.to_string())
         }
-        e @ Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        // With the errno, so that Python picks the OSError subclass and callers can test it.
+        Error::Io { ref source, .. } => match source.raw_os_error() {
+            Some(code) => PyOSError::new_err((code, e.to_string())),
+            None => PyOSError::new_err(e.to_string()),
+        },
     }
 }
 

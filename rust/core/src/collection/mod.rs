@@ -5,13 +5,18 @@
 //!   metadata columns.
 //! - [`filters`]: the metadata filter language, parsed once per query and evaluated per
 //!   segment into a [`Bitset`] from those columns.
+//! - [`store`]: the directory on disk: checksummed manifest, atomic commits, generation
+//!   pins for readers, the writer lock, garbage collection.
+//! - [`merge_policy`]: which segments to merge next (log-structured tiers).
 //! - [`search`]: a snapshot of segments searched in one call: every route over all
 //!   segments in parallel with live-document BM25 statistics, then fusion.
 
 pub mod bitset;
 pub mod filters;
+pub mod merge_policy;
 pub mod records;
 pub mod search;
+pub mod store;
 
 pub use bitset::Bitset;
 pub use filters::{Filter, SpecError, SpecValue};
