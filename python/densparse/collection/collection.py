@@ -404,14 +404,6 @@ class Collection:
         return f"Collection({str(self.path)!r}, documents={len(self)}, segments={len(self._parts)})"
 
     # ------------------------------------------------------------ reading
-    @staticmethod
-    def _locate_id(parts: Sequence[Part], doc_id: str) -> Optional[tuple[Part, int]]:
-        for p in reversed(parts):
-            d = p.seg.doc_of(doc_id)
-            if d is not None and p.live[d]:
-                return p, d
-        return None
-
     def _snapshot(self) -> tuple[tuple[Part, ...], _core.Snapshot]:
         """The current parts and their Rust snapshot (built once per published version;
         ``_parts`` is replaced, never changed, so identity tells the version)."""
@@ -421,6 +413,13 @@ class Collection:
             view = (parts, _core.Snapshot([p.reader() for p in parts], self._cfg.analyzer))
             self._view = view
         return view
+
+    def _find_many(self, ids: Sequence[str]) -> list[Optional[tuple[Part, int]]]:
+        """The live document of each id (None where there is none): one parallel batch of
+        hash lookups in Rust, however many segments there are."""
+        parts, snap = self._snapshot()
+        segs, docs = snap.find_many(list(ids))
+        return [None if s < 0 else (parts[s], d) for s, d in zip(segs.tolist(), docs.tolist())]
 
     def _find(self, doc_id: str) -> Optional[tuple[Part, int]]:
         """The live document with this id: one hash lookup per segment, in Rust."""
@@ -743,12 +742,13 @@ class Collection:
         ) as tick:
             return Segment.build(name, recs, self._cfg, progress=tick)
 
-    def _deleted(self, parts: tuple[Part, ...], ids: Iterable[str]) -> tuple[Part, ...]:
-        """``parts`` with ``ids`` marked deleted (copy-on-write of the touched masks)."""
+    @staticmethod
+    def _deleted(parts: tuple[Part, ...], located: Iterable[tuple[Part, int]]) -> tuple[Part, ...]:
+        """``parts`` with the ``located`` (part, document) pairs marked deleted
+        (copy-on-write of the touched masks)."""
         by_part: dict[int, list[int]] = {}
         index = {id(p): i for i, p in enumerate(parts)}
-        for doc_id in ids:
-            p, d = self._locate_id(parts, doc_id)  # type: ignore[misc]
+        for p, d in located:
             by_part.setdefault(index[id(p)], []).append(d)
         out = list(parts)
         for i, docs in by_part.items():
@@ -800,7 +800,8 @@ class Collection:
         with self._lock:
             self._check_writable()
             parts = self._parts
-            existing = [r.id for r in recs if self._locate_id(parts, r.id) is not None]
+            found = self._find_many([r.id for r in recs])
+            existing = [r.id for r, f in zip(recs, found) if f is not None]
             if existing and not replace_existing:
                 shown = ", ".join(repr(i) for i in existing[:5])
                 raise ValueError(
@@ -810,7 +811,7 @@ class Collection:
             with self._transaction():
                 seg = self._build(recs, self._new_segment_name(), show_progress)
                 if existing:
-                    parts = self._deleted(parts, existing)
+                    parts = self._deleted(parts, [f for f in found if f is not None])
                 live = np.ones(seg.n_docs, dtype=bool)
                 live.setflags(write=False)
                 self._publish((*parts, Part(seg, live, seg.n_docs, None)))
@@ -829,13 +830,13 @@ class Collection:
         with self._lock:
             self._check_writable()
             parts = self._parts
-            unknown = [
-                i for i in ids if not isinstance(i, str) or self._locate_id(parts, i) is None
-            ]
+            unknown = [i for i in ids if not isinstance(i, str)]
+            found = [] if unknown else self._find_many(ids)
+            unknown += [i for i, f in zip(ids, found) if f is None]
             if unknown:
                 raise KeyError(f"unknown id(s): {', '.join(repr(u) for u in unknown[:5])}")
             with self._transaction():
-                self._publish(self._deleted(parts, ids))
+                self._publish(self._deleted(parts, found))  # type: ignore[arg-type]
                 self._dirty = True
                 if self.autocommit:
                     self.commit()

@@ -250,6 +250,22 @@ impl PySnapshot {
         py.allow_threads(|| snap.find(&id)).map_err(to_py)
     }
 
+    /// `find` for many ids: (segment indices, documents), int64, -1 where not found.
+    #[allow(clippy::type_complexity)]
+    fn find_many<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<String>,
+    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+        let snap = self.inner.clone();
+        let found = py.allow_threads(|| snap.find_many(&ids)).map_err(to_py)?;
+        let (segs, docs): (Vec<i64>, Vec<i64>) = found
+            .into_iter()
+            .map(|f| f.map_or((-1, -1), |(s, d)| (s as i64, d as i64)))
+            .unzip();
+        Ok((segs.into_pyarray(py), docs.into_pyarray(py)))
+    }
+
     fn __len__(&self) -> usize {
         self.inner.segments().len()
     }

@@ -311,6 +311,11 @@ impl Snapshot {
         Ok(None)
     }
 
+    /// [`Snapshot::find`] for many ids, in parallel.
+    pub fn find_many(&self, ids: &[String]) -> Result<Vec<Option<(usize, usize)>>> {
+        ids.par_iter().map(|id| self.find(id)).collect()
+    }
+
     pub fn analyzer(&self) -> std::sync::RwLockReadGuard<'_, Analyzer> {
         self.analyzer.read().unwrap_or_else(|e| e.into_inner())
     }
