@@ -420,7 +420,9 @@ impl Snapshot {
                 let Some(d) = &s.dense else { return Ok(Vec::new()) };
                 let d = d.read().unwrap_or_else(|e| e.into_inner());
                 let kr = kr.min(d.len());
-                let mut r = d.search(q, kr, mask.map(DocMask::new), Some(1))?;
+                // All cores: one large segment is a long scan, and rayon nests it under the
+            // parallel loop over segments.
+            let mut r = d.search(q, kr, mask.map(DocMask::new), None)?;
                 Ok(r.pop().unwrap_or_default())
             },
             |s| {
