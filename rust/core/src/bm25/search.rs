@@ -619,6 +619,10 @@ impl Bm25Index {
         let mut top = TopK::new(k);
         let mut first_essential = 0usize;
         let params = self.params;
+        // The last block-max check that passed: it holds for every doc below
+        // `passed_until` while the threshold (and so the essential set) stays.
+        let mut passed_until = 0u32;
+        let mut passed_theta = f64::NAN;
         loop {
             let mut d = END;
             for t in &terms[first_essential..] {
@@ -639,7 +643,7 @@ impl Bm25Index {
                 }
                 continue;
             }
-            if top.is_full() {
+            if top.is_full() && !(d < passed_until && top.threshold() as f64 == passed_theta) {
                 // Block-max skip: the essential terms' block bounds hold for
                 // every doc up to the nearest block end; if even they cannot
                 // lift a doc past the threshold, jump the whole range.
@@ -664,6 +668,8 @@ impl Bm25Index {
                     }
                     continue;
                 }
+                passed_until = boundary;
+                passed_theta = theta;
             }
             let kn = kn[d as usize];
             let mut score = base;
