@@ -560,7 +560,7 @@ def test_batch_equals_per_query_and_scipy(dtype):
                     one_ids, one_sc = ix.search((row.indices, row.data), k=k, mask=m)
                     np.testing.assert_array_equal(ids[qi], one_ids)
                     np.testing.assert_allclose(sc[qi], one_sc, rtol=1e-6, atol=0)
-            r_ids, r_sc, S = reference(Xs, doc_ids[keep], Q, k, mask=m)
+            r_ids, r_sc, _ = reference(Xs, doc_ids[keep], Q, k, mask=m)
             np.testing.assert_allclose(sc, r_sc, rtol=1e-5, atol=1e-6)
             assert (ids == r_ids).mean() > 0.98
 
