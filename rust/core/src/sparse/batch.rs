@@ -37,6 +37,8 @@ struct GroupTerms {
     qs: Vec<(u32, f64)>,
 }
 
+/// The (query, weight) pairs of one term in a group.
+type QueryWeights<'a> = &'a [(u32, f64)];
 
 impl GroupTerms {
     fn new(queries: &[Vec<(u32, f32)>]) -> Self {
@@ -131,7 +133,7 @@ impl SparseIndex {
                 continue;
             }
             let store = seg.store.bytes();
-            let mut cursors: Vec<(Cursor<Weights>, &[(u32, f64)])> = gt
+            let mut cursors: Vec<(Cursor<Weights>, QueryWeights)> = gt
                 .terms
                 .iter()
                 .filter_map(|&(t, qs0, qs1)| {
