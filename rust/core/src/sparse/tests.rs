@@ -52,8 +52,10 @@ fn check_batch(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOption
     for n in [batch::BATCH_MIN - 1, batch::BATCH_MIN, 65, 150] {
         let qs = &queries[..n.min(queries.len())];
         let one: Vec<Hits> = qs.iter().map(|q| idx.search(q, opts, mask).unwrap()).collect();
-        for p in [None, Some(&pool)] {
+        for (p, shared) in [(None, true), (Some(&pool), true), (Some(&pool), false)] {
+            idx.set_shared_batches(shared);
             let got = idx.search_batch(qs, opts, mask, p).unwrap();
+            idx.set_shared_batches(true);
             assert_eq!(got.len(), one.len());
             for (a, b) in got.iter().zip(&one) {
                 let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
