@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""densparse against its peers (jieba, rjieba, bm25s, rank_bm25), side by side in one run.
+"""densparse against its peers (jieba, rjieba, bm25s, rank_bm25, tantivy), side by side in one run.
 
 Sections (``--sections``, comma separated; default: all):
 
 * ``seg``    Chinese segmentation, MB/s of UTF-8 input: jieba, rjieba, densparse (one text
              at a time, single thread) and densparse ``tokenize_batch`` (all cores).
 * ``index``  tokenise + index end to end, docs/s: SciFact and a synthetic corpus of ``--docs``
-             documents; bm25s, rank_bm25, densparse (all cores and one thread). Every run is
-             a fresh subprocess (its peak RSS is kept for ``memory``).
-* ``query``  exact top-10 queries/s on the synthetic corpus (both libraries index the SAME
-             tokens), on SciFact and on STARD; top-10 agreement between the two.
+             documents; bm25s, rank_bm25, tantivy (all cores), densparse (all cores and one
+             thread). Every run is a fresh subprocess (its peak RSS is kept for ``memory``).
+* ``query``  exact top-10 queries/s on the synthetic corpus (densparse, bm25s and tantivy
+             index the SAME tokens, k1 1.2, b 0.75; batches and one query per call), on
+             SciFact and on STARD; top-10 agreement between densparse and bm25s.
 * ``size``   bytes per posting, file size on disk, load time (mmap) on the synthetic corpus.
 * ``memory`` peak RSS of indexing the synthetic corpus from text, each in a fresh subprocess.
 
@@ -81,7 +82,14 @@ SYNTH_MIN_WORDS, SYNTH_MAX_WORDS = 5, 2000
 
 GOAL_SEG_JIEBA, GOAL_SEG_RJIEBA = 40.0, 1.5
 GOAL_INDEX_BM25S = 10.0
+GOAL_INDEX_TANTIVY = 2.0
 GOAL_QUERY_BM25S = 3.0
+GOAL_QUERY_TANTIVY = 5.0
+GOAL_QUERY_BM25S_REAL = 1.5
+# tantivy fixes k1 = 1.2, b = 0.75 (tantivy-py cannot set them): the synthetic query
+# comparison builds every index with those.
+SYNTH_K1, SYNTH_B = 1.2, 0.75
+TANTIVY_HEAP = 512 * 2**20
 
 
 # --------------------------------------------------------------------------- helpers
@@ -96,7 +104,17 @@ def utf8_mb(texts: list[str]) -> float:
 
 def versions() -> dict:
     return package_versions(
-        ("jieba", "rjieba", "bm25s", "rank-bm25", "PyStemmer", "numpy", "scipy", "numba"),
+        (
+            "jieba",
+            "rjieba",
+            "bm25s",
+            "rank-bm25",
+            "tantivy",
+            "PyStemmer",
+            "numpy",
+            "scipy",
+            "numba",
+        ),
         missing="not installed",
     )
 
@@ -258,6 +276,37 @@ def synth_queries(seed: int, n_queries: int, present: np.ndarray, n_vocab: int) 
     return out
 
 
+def tantivy_index(docs: list[str], tokenizer: str, threads: int) -> Any:
+    """An in-memory tantivy index of ``docs`` in one text field ``body`` (term frequencies,
+    no positions: what BM25 needs), committed and merged; ``threads`` = 0: tantivy's choice
+    (all cores)."""
+    import tantivy
+
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("body", stored=False, tokenizer_name=tokenizer, index_option="freq")
+    index = tantivy.Index(sb.build())
+    writer = index.writer(TANTIVY_HEAP, threads)
+    for t in docs:
+        writer.add_document(tantivy.Document(body=t))
+    writer.commit()
+    writer.wait_merging_threads()
+    index.reload()
+    return index
+
+
+def tantivy_queries(index: Any, queries: list[list[str]]) -> list:
+    """Each token list as a tantivy OR of term queries (built once, outside the timing)."""
+    import tantivy
+
+    schema = index.schema
+    return [
+        tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "body", w)) for w in q]
+        )
+        for q in queries
+    ]
+
+
 # --------------------------------------------------------------------------- subprocess runs
 def child_main(spec: dict) -> None:
     """One indexing run in a fresh process: load the corpus, warm up on a few docs, time
@@ -286,6 +335,11 @@ def child_main(spec: dict) -> None:
             retriever = bm25s.BM25()
             retriever.index(tokens, show_progress=False)
             return retriever
+
+    elif lib == "tantivy":
+
+        def build(docs: list[str]) -> Any:
+            return tantivy_index(docs, "en_stem", threads=0)
 
     elif lib == "rank_bm25":
         from rank_bm25 import BM25Okapi
@@ -515,6 +569,7 @@ def index_rows(
         ("densparse", "densparse BM25.index(texts)", ncores, {}),
         ("densparse", "densparse BM25.index(texts)", "1", {"RAYON_NUM_THREADS": "1"}),
         ("bm25s", "bm25s tokenize + index", "1", {}),
+        ("tantivy", "tantivy add_document + commit (en_stem)", ncores, {}),
         ("rank_bm25", "rank_bm25 BM25Okapi", "1", {}),
     ]
     for lib, name, threads, env in plan:
@@ -550,7 +605,10 @@ def section_index(args: argparse.Namespace, ctx: dict) -> dict:
         'stemmer=Stemmer.Stemmer("english"))` + `BM25().index(tokens)` (numpy backend, its '
         "default); rank_bm25: `BM25Okapi([t.lower().split() for t in texts])`; densparse: "
         '`BM25(analyzer=Analyzer(language="en")).index(texts)`, all cores and with '
-        "`RAYON_NUM_THREADS=1`."
+        "`RAYON_NUM_THREADS=1`; tantivy 0.27 (tantivy-py): an in-memory index, one text "
+        'field (`tokenizer_name="en_stem"`, `index_option="freq"`), `writer(512 MiB, '
+        "num_threads=0)` (all cores), `add_document` per text, `commit()` + "
+        "`wait_merging_threads()`."
     )
     goals = []
     # SciFact
@@ -564,6 +622,7 @@ def section_index(args: argparse.Namespace, ctx: dict) -> dict:
     md += [ratio_table(ours, peers)]
     sci_bm = [r for r in peers if r.extra["lib"] == "bm25s"]
     sci_ratio = ours[0].rate / sci_bm[0].rate
+    sci_tv = ours[0].rate / next(r for r in peers if r.extra["lib"] == "tantivy").rate
     # synthetic
     paths = ensure_synth(args.cache_dir, args.docs, args.seed)
     spec = {"corpus": "synthetic", "texts_path": str(paths["texts"])}
@@ -584,12 +643,21 @@ def section_index(args: argparse.Namespace, ctx: dict) -> dict:
     for note in notes + notes2:
         md += ["", f"Note: {note}"]
     bm = [r for r in peers if r.extra["lib"] == "bm25s"]
+    tv = [r for r in peers if r.extra["lib"] == "tantivy"]
     goals.append(
         goal_line(
             f"densparse index docs/s (all cores) vs bm25s on synthetic-{args.docs} "
             f"(SciFact: {fmt_ratio(sci_ratio)})",
             ours[0].rate / bm[0].rate if bm else None,
             GOAL_INDEX_BM25S,
+        )
+    )
+    goals.append(
+        goal_line(
+            f"densparse index docs/s (all cores) vs tantivy (all cores) on synthetic-{args.docs} "
+            f"(SciFact: {fmt_ratio(sci_tv)})",
+            ours[0].rate / tv[0].rate if tv else None,
+            GOAL_INDEX_TANTIVY,
         )
     )
     return {"md": md, "goals": goals}
@@ -679,8 +747,62 @@ def query_bench(
     return ours, peers, same_ids, same_scores
 
 
+def tantivy_query_rows(args: argparse.Namespace, s: dict) -> tuple[list[Row], Row, str]:
+    """tantivy and densparse, one query per call on one thread, on the synthetic queries;
+    also the top-10 overlap between the two (their scores differ a little: tantivy
+    quantises document lengths to one byte)."""
+    tv = s["tantivy"]
+    dens = s["dens"]
+    searcher = tv.searcher()
+    tq = tantivy_queries(tv, s["qtok"])
+    qtok = s["qtok"]
+    nq = len(qtok)
+    for q in tq[:20]:
+        searcher.search(q, 10, count=False)
+    for q in qtok[:20]:
+        dens.search([q], k=10, threads=1)
+
+    def run_tv() -> None:
+        for q in tq:
+            searcher.search(q, 10, count=False)
+
+    def run_dens() -> None:
+        for q in qtok:
+            dens.search([q], k=10, threads=1)
+
+    log("query synthetic: tantivy, one query per call")
+    tv_row = Row(
+        "tantivy 0.27 search, one query per call",
+        "1",
+        nq,
+        timed_runs(run_tv, args.reps, args.budget_s),
+    )
+    log("query synthetic: densparse, one query per call")
+    d_row = Row(
+        "densparse search(tokens), one query per call",
+        "1",
+        nq,
+        timed_runs(run_dens, args.reps, args.budget_s),
+    )
+    n_seg = searcher.num_segments
+    note = f"tantivy's index has {n_seg} segment(s)."
+    if n_seg == 1:
+        ids_d, _ = dens.search(qtok, k=10, threads=None)
+        same = [
+            len(
+                {a.doc for _, a in searcher.search(q, 10, count=False).hits}
+                & set(ids_d[i].tolist())
+            )
+            / 10
+            for i, q in enumerate(tq)
+        ]
+        note += f" Top-10 overlap densparse vs tantivy: {100 * statistics.mean(same):.1f}%."
+    return [tv_row], d_row, note
+
+
 def build_synth_indexes(args: argparse.Namespace, ctx: dict) -> dict:
-    """densparse and bm25s (numba) indexes of the SAME synthetic token lists (cached in ctx)."""
+    """densparse, bm25s (numba) and tantivy indexes of the SAME synthetic token lists, all
+    with k1 = 1.2, b = 0.75 (cached in ctx)."""
     if "synth_idx" in ctx:
         return ctx["synth_idx"]
     import bm25s
@@ -701,31 +823,39 @@ def build_synth_indexes(args: argparse.Namespace, ctx: dict) -> dict:
     log("query: densparse BM25(analyzer=en).index(token lists)")
     t0 = time.perf_counter()
     # The analyzer is not used on token lists; "en" keeps load() free of jieba's dictionary.
-    dens = BM25(analyzer=Analyzer(language="en")).index(token_lists, show_progress=False)
+    dens = BM25(k1=SYNTH_K1, b=SYNTH_B, analyzer=Analyzer(language="en")).index(
+        token_lists, show_progress=False
+    )
     t_dens = time.perf_counter() - t0
     del token_lists
     gc.collect()
     log(f"  {t_dens:.1f}s; bm25s BM25(backend='numba').index(Tokenized(ids, vocab))")
     id_lists = [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(n)]
     t0 = time.perf_counter()
-    bm = bm25s.BM25(backend="numba")
+    bm = bm25s.BM25(backend="numba", k1=SYNTH_K1, b=SYNTH_B)
     bm.index(
         Tokenized(ids=id_lists, vocab={w: i for i, w in enumerate(vocab)}), show_progress=False
     )
     t_bm = time.perf_counter() - t0
     del id_lists
     gc.collect()
-    log(f"  {t_bm:.1f}s")
+    log(f"  {t_bm:.1f}s; tantivy from the same words (whitespace tokenizer)")
+    t0 = time.perf_counter()
+    tv = tantivy_index(load_synth_texts(paths), "whitespace", threads=0)
+    t_tv = time.perf_counter() - t0
+    gc.collect()
+    log(f"  {t_tv:.1f}s, {tv.searcher().num_segments} segment(s)")
     present = np.bincount(ids, minlength=len(vocab)) > 0
     del ids
     qids = synth_queries(args.seed, args.queries, present, len(vocab))
     ctx["synth_idx"] = {
         "dens": dens,
         "bm": bm,
+        "tantivy": tv,
         "vocab": vocab,
         "qids": qids,
         "qtok": [[vocab[w] for w in q] for q in qids],
-        "build_s": (t_dens, t_bm),
+        "build_s": (t_dens, t_bm, t_tv),
         "n_docs": n,
         "n_vocab_used": int(present.sum()),
     }
@@ -753,6 +883,9 @@ def section_query(args: argparse.Namespace, ctx: dict) -> dict:
     ours, peers, same_ids, same_sc = query_bench(
         args, "synthetic", s["dens"], s["qtok"], s["bm"], s["qids"], args.numpy_queries
     )
+    tv_rows, dens_single, tv_note = tantivy_query_rows(args, s)
+    ours.append(dens_single)
+    peers.extend(tv_rows)
     lens = [len(q) for q in s["qids"]]
     md += [
         "",
@@ -760,8 +893,14 @@ def section_query(args: argparse.Namespace, ctx: dict) -> dict:
         "(densparse: lists of str; bm25s: `Tokenized(ids=..., vocab=...)`); "
         f"{nq:,} queries of 2-8 distinct words (mean {statistics.mean(lens):.1f}) drawn from the "
         "same Zipf law, every word present in the corpus; bm25s gets word ids, densparse the "
-        "words. (Build times, not compared: densparse from tokens "
-        f"{s['build_s'][0]:.1f}s, bm25s numba from ids {s['build_s'][1]:.1f}s.)",
+        "words, tantivy the words joined by spaces (whitespace tokenizer, term frequencies "
+        f"only). k1 = {SYNTH_K1}, b = {SYNTH_B} on all three (tantivy's fixed values). "
+        "One query per call: a Python loop of `densparse search(tokens, k=10, threads=1)` / "
+        "tantivy `searcher.search(query, 10, count=False)` with the tantivy Query objects "
+        "(an OR of term queries) built before the timing. "
+        f"{tv_note} (Build times, not compared: densparse from tokens "
+        f"{s['build_s'][0]:.1f}s, bm25s numba from ids {s['build_s'][1]:.1f}s, tantivy from "
+        f"text {s['build_s'][2]:.1f}s.)",
         "",
         rate_table(ours + peers, "queries", "queries/s"),
         "",
@@ -776,6 +915,14 @@ def section_query(args: argparse.Namespace, ctx: dict) -> dict:
             f"{s['n_docs']}",
             ours[0].rate / peers[0].rate,
             GOAL_QUERY_BM25S,
+        )
+    )
+    goals.append(
+        goal_line(
+            "densparse q/s, one query per call (threads=1) vs tantivy (one query per call) on "
+            f"synthetic-{s['n_docs']}",
+            dens_single.rate / tv_rows[0].rate,
+            GOAL_QUERY_TANTIVY,
         )
     )
     # --- SciFact and STARD: bm25s indexes densparse's tokens
@@ -821,6 +968,13 @@ def section_query(args: argparse.Namespace, ctx: dict) -> dict:
             f"Agreement: top-10 id sets equal for {same_ids:.1f}% of queries, "
             f"sorted top-10 scores equal for {same_sc:.1f}%.",
         ]
+        goals.append(
+            goal_line(
+                f"densparse search q/s (threads=1) vs bm25s numba (n_threads=1) on {label}",
+                ours[0].rate / peers[0].rate,
+                GOAL_QUERY_BM25S_REAL,
+            )
+        )
         del dens, bm
         gc.collect()
     return {"md": md, "goals": goals}

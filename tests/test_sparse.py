@@ -532,6 +532,39 @@ def test_many_threads_and_single_thread_agree():
         np.testing.assert_allclose(x, w, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_batch_equals_per_query_and_scipy(dtype):
+    """A large batch (shared term-at-a-time scoring over groups of queries) returns, query
+    for query, what a one-query call returns, and scipy's exhaustive top-k."""
+    V = 5000
+    # Several segments (two adds), removed rows and shuffled ids on the second.
+    X = zipf_csr(7000, V, 40, seed=41)
+    Q = zipf_csr(150, V, 30, seed=42)
+    ix = SparseIndex(dtype=dtype)
+    ids1 = np.arange(5000)
+    ids2 = 100_000 - 7 * np.arange(2000)
+    ix.add(X[:5000], ids=ids1)
+    ix.add(X[5000:], ids=ids2)
+    gone = ids1[::11]
+    ix.remove(gone)
+    doc_ids = np.concatenate([ids1, ids2])
+    keep = ~np.isin(doc_ids, gone)
+    Xs = stored_matrix(ix, doc_ids[keep], V)
+    mask = (np.arange(100_001) % 5 != 0).astype(np.uint8)
+    for m in (None, mask):
+        for k in (1, 10, 50):
+            for threads in (1, 3):
+                ids, sc = ix.search(Q, k=k, threads=threads, mask=m)
+                for qi in range(0, Q.shape[0], 7):
+                    row = Q[qi]
+                    one_ids, one_sc = ix.search((row.indices, row.data), k=k, mask=m)
+                    np.testing.assert_array_equal(ids[qi], one_ids)
+                    np.testing.assert_allclose(sc[qi], one_sc, rtol=1e-6, atol=0)
+            r_ids, r_sc, _ = reference(Xs, doc_ids[keep], Q, k, mask=m)
+            np.testing.assert_allclose(sc, r_sc, rtol=1e-5, atol=1e-6)
+            assert (ids == r_ids).mean() > 0.98
+
+
 # --------------------------------------------------------------------------- bad input
 def test_bad_document_weights():
     ix = SparseIndex()

@@ -309,7 +309,12 @@ class BM25:
                 if not q.strip():
                     raise ValueError(f"queries[{i}] is empty")
             return idx.search_texts(list(queries), self.analyzer, **opts)
-        tokens = [self._tokens(q, f"queries[{i}]") for i, q in enumerate(queries)]
+        # A non-empty list goes as it is: the extension checks its items (a non-str raises
+        # the same TypeError, "queries[i][j] is int, expected str") without a Python loop.
+        tokens = [
+            q if type(q) is list and q else self._tokens(q, f"queries[{i}]")
+            for i, q in enumerate(queries)
+        ]
         return idx.search_tokens(tokens, **opts)
 
     def doc_freqs(self, tokens: Sequence[str]) -> dict[str, int]:

@@ -202,7 +202,9 @@ class SparseIndex:
             mask: optional 1-D bool/uint8 array indexed by document id: id i is
                 eligible iff i < len(mask) and mask[i] != 0. Rows with fewer than k'
                 eligible documents are padded with id -1 and score -inf.
-            threads: worker threads for a batch (None: all cores).
+            threads: worker threads for a batch (None: all cores). A batch of 32 or more
+                queries is scored together (each posting list decoded once per group of
+                queries); the results are those of searching the queries one by one.
             query_top_n: keep only each query's N largest weights (ties by lower term id).
             query_cut: drop query weights below ``query_cut`` x the query's largest weight
                 (0 <= query_cut <= 1); applied before ``query_top_n``.

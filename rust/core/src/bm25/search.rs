@@ -205,10 +205,29 @@ impl BoundMap for Rescaled {
 impl Bm25Index {
     /// Resolve query tokens; tokens not in the vocabulary are kept apart in `unknown`.
     pub fn query<S: AsRef<str>>(&self, tokens: &[S]) -> Query {
-        // Counted through hash maps (linear in the query length, however many distinct
-        // tokens); terms keep the order of their first occurrence.
-        let mut terms: Vec<(u32, u32)> = Vec::new();
+        let mut terms: Vec<(u32, u32)> = Vec::with_capacity(tokens.len());
         let mut unknown: Vec<(String, u32)> = Vec::new();
+        // Short queries (the common case) count by a linear scan of what was
+        // seen so far: cheaper than building two hash maps per query.
+        if tokens.len() <= 64 {
+            for t in tokens {
+                let t = t.as_ref();
+                if let Some(id) = self.term_id(t) {
+                    match terms.iter_mut().find(|x| x.0 == id) {
+                        Some(x) => x.1 += 1,
+                        None => terms.push((id, 1)),
+                    }
+                } else {
+                    match unknown.iter_mut().find(|x| x.0 == t) {
+                        Some(x) => x.1 += 1,
+                        None => unknown.push((t.to_string(), 1)),
+                    }
+                }
+            }
+            return Query { terms, unknown };
+        }
+        // Longer ones through hash maps (linear in the query length, however many distinct
+        // tokens); terms keep the order of their first occurrence.
         let mut term_at: rustc_hash::FxHashMap<u32, usize> = Default::default();
         let mut unknown_at: rustc_hash::FxHashMap<&str, usize> = Default::default();
         for t in tokens {
@@ -619,6 +638,10 @@ impl Bm25Index {
         let mut top = TopK::new(k);
         let mut first_essential = 0usize;
         let params = self.params;
+        // The last block-max check that passed: it holds for every doc below
+        // `passed_until` while the threshold (and so the essential set) stays.
+        let mut passed_until = 0u32;
+        let mut passed_theta = f64::NAN;
         loop {
             let mut d = END;
             for t in &terms[first_essential..] {
@@ -639,7 +662,7 @@ impl Bm25Index {
                 }
                 continue;
             }
-            if top.is_full() {
+            if top.is_full() && !(d < passed_until && top.threshold() as f64 == passed_theta) {
                 // Block-max skip: the essential terms' block bounds hold for
                 // every doc up to the nearest block end; if even they cannot
                 // lift a doc past the threshold, jump the whole range.
@@ -664,6 +687,8 @@ impl Bm25Index {
                     }
                     continue;
                 }
+                passed_until = boundary;
+                passed_theta = theta;
             }
             let kn = kn[d as usize];
             let mut score = base;

@@ -41,6 +41,7 @@
 //! exact in f64, summed in f64 and rounded once to f32; the top-k is exact for
 //! those scores, ties broken by lower document id.
 
+mod batch;
 pub mod io;
 pub mod search;
 
@@ -458,6 +459,8 @@ pub struct SparseIndex {
     vocab_size: usize,
     /// Segments up to this many rows are searched term at a time (not saved).
     dense_rows: usize,
+    /// Whether large batches take the shared path (tests turn it off to compare).
+    shared_batches: bool,
 }
 
 impl SparseIndex {
@@ -484,6 +487,7 @@ impl SparseIndex {
             next_id: 0,
             vocab_size: 0,
             dense_rows: search::DENSE_ROWS,
+            shared_batches: true,
         })
     }
 
@@ -491,6 +495,12 @@ impl SparseIndex {
     /// with MaxScore (results are the same; tests force each strategy).
     pub fn set_dense_rows(&mut self, rows: usize) {
         self.dense_rows = rows;
+    }
+
+    /// Whether batches of many queries share postings decoding (the default)
+    /// or run query by query; both give the same hits.
+    pub fn set_shared_batches(&mut self, on: bool) {
+        self.shared_batches = on;
     }
 
     pub fn dtype(&self) -> Dtype {

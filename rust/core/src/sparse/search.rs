@@ -71,11 +71,11 @@ impl SearchOptions {
 pub(crate) type IdTop = crate::topk::TopK<u64>;
 
 /// Rows eligible for a search: None = every row.
-pub(crate) struct Eligible(Option<Vec<u64>>);
+pub(crate) struct Eligible(pub(crate) Option<Vec<u64>>);
 
 impl Eligible {
     #[inline]
-    fn ok(&self, row: u32) -> bool {
+    pub(crate) fn ok(&self, row: u32) -> bool {
         match &self.0 {
             None => true,
             Some(b) => (b[(row / 64) as usize] >> (row % 64)) & 1 == 1,
@@ -164,7 +164,9 @@ impl SparseIndex {
         Ok(self.search_prepared(&opts.prune_query(q), opts.k.min(self.len()), &el))
     }
 
-    /// Many queries in parallel on `pool` (or rayon's global pool).
+    /// Many queries in parallel on `pool` (or rayon's global pool). Batches of
+    /// [`BATCH_MIN`](super::batch::BATCH_MIN) or more queries share postings
+    /// decoding across queries (same hits as searching them one by one).
     pub fn search_batch(
         &self,
         queries: &[SparseVec],
@@ -178,6 +180,10 @@ impl SparseIndex {
         }
         let el = self.eligible(mask);
         let k = opts.k.min(self.len());
+        if queries.len() >= super::batch::BATCH_MIN && self.shared_batches {
+            let pruned: Vec<Vec<(u32, f32)>> = queries.iter().map(|q| opts.prune_query(q)).collect();
+            return Ok(self.search_batch_shared(&pruned, k, &el, pool));
+        }
         Ok(crate::parallel::map_batch(queries, pool, |q| {
             self.search_prepared(&opts.prune_query(q), k, &el)
         }))
@@ -199,7 +205,7 @@ impl SparseIndex {
 
     /// Ranked hits, then eligible documents that matched nothing (score 0) by
     /// lowest id, then -1 / -inf padding, to k entries.
-    fn finish(&self, top: IdTop, k: usize, el: &Eligible) -> Hits {
+    pub(crate) fn finish(&self, top: IdTop, k: usize, el: &Eligible) -> Hits {
         let mut hits: Hits = caller_hits(top);
         if hits.len() < k {
             let taken: rustc_hash::FxHashSet<i64> = hits.iter().map(|h| h.0).collect();

@@ -40,6 +40,36 @@ fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOption
         }
     }
     idx.set_dense_rows(search::DENSE_ROWS);
+    check_batch(idx, queries, opts, mask);
+}
+
+/// A batch (the shared path when it is large enough: groups of queries, row
+/// ranges split over threads) returns the per-query hits: same ids in the
+/// same order, scores within 1e-6.
+fn check_batch(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<DocMask>) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    // Batch sizes below, at and above the shared path's minimum and one group.
+    for n in [batch::BATCH_MIN - 1, batch::BATCH_MIN, 65, 150] {
+        let qs = &queries[..n.min(queries.len())];
+        let one: Vec<Hits> = qs.iter().map(|q| idx.search(q, opts, mask).unwrap()).collect();
+        for (p, shared) in [(None, true), (Some(&pool), true), (Some(&pool), false)] {
+            idx.set_shared_batches(shared);
+            let got = idx.search_batch(qs, opts, mask, p).unwrap();
+            idx.set_shared_batches(true);
+            assert_eq!(got.len(), one.len());
+            for (a, b) in got.iter().zip(&one) {
+                let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
+                let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
+                assert_eq!(ai, bi);
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        x.1 == y.1 || (x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0),
+                        "{a:?} vs {b:?}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
