@@ -193,7 +193,8 @@ fn resolve_stopwords(lang: Language, sw: &Bound<'_, PyAny>) -> PyResult<(StopWor
 impl PyAnalyzer {
     #[new]
     #[pyo3(signature = (language="auto", mode="default", hmm=true, stopwords=None, stemmer=None,
-                        lowercase=true, keep_punctuation=false, user_dict=None, char_ngrams=None))]
+                        lowercase=true, keep_punctuation=false, user_dict=None, char_ngrams=None,
+                        tokenizer=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -206,8 +207,10 @@ impl PyAnalyzer {
         keep_punctuation: bool,
         user_dict: Option<PathBuf>,
         char_ngrams: Option<&Bound<'_, PyAny>>,
+        tokenizer: Option<&str>,
     ) -> PyResult<Self> {
         let lang = Language::parse(language).map_err(to_py)?;
+        let tok = an::Tokenizer::parse(tokenizer.unwrap_or("default")).map_err(to_py)?;
         let cut = CutMode::parse(mode).map_err(to_py)?;
         // densparse.Analyzer (Python) passes every argument, "auto" included;
         // here a missing argument means None.
@@ -247,6 +250,7 @@ impl PyAnalyzer {
         };
         let mut a = an::Analyzer::new(lang, cut, hmm, lowercase, keep_punctuation, sw, stem);
         a.char_ngrams = ngrams;
+        a.tokenizer = tok;
         if let Some(p) = &user_dict {
             if lang == Language::En {
                 return Err(PyValueError::new_err(
@@ -268,6 +272,7 @@ impl PyAnalyzer {
         config.set_item("keep_punctuation", keep_punctuation)?;
         config.set_item("user_dict", user_dict.as_ref().map(|p| p.display().to_string()))?;
         config.set_item("char_ngrams", ngrams)?;
+        config.set_item("tokenizer", tok.name())?;
         config.set_item("added_words", PyList::empty(py))?;
         Ok(PyAnalyzer {
             inner: Arc::new(RwLock::new(a)),

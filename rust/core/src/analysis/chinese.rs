@@ -19,10 +19,19 @@
 //!    characters only where no longer word starts and the previous word does
 //!    not cover them, and joins runs of ASCII alphanumerics. We walk Python's
 //!    DAG ourselves with dictionary look-ups.
+//! 5. HMM probabilities: jieba-rs's built-in model rounds the emission
+//!    log-probabilities to 6 decimals, which flips near-ties (`常在较陡峭的`:
+//!    the two best paths of `常在较` differ by 1.5e-7). We load Python's own
+//!    tables at full precision (`jieba_hmm.model`); jieba-rs's Viterbi and
+//!    route already add in Python's order (`V + trans + emit`,
+//!    `log(freq) - logtotal + route`) and break ties as Python's tuple `max`.
 
 use std::io::BufRead;
 
-use jieba_rs::Jieba;
+use jieba_rs::{HmmModel, Jieba};
+
+/// Python jieba 0.42.1's HMM tables, every float as Python's `repr`.
+const JIEBA_HMM: &str = include_str!("jieba_hmm.model");
 
 use crate::error::{Error, Result};
 
@@ -136,8 +145,11 @@ impl Default for Segmenter {
 impl Segmenter {
     /// The default jieba dictionary (the `dict.txt` shipped with jieba 0.42.1).
     pub fn new() -> Self {
+        let mut jieba = Jieba::new();
+        let model = HmmModel::load(&mut JIEBA_HMM.as_bytes()).expect("the embedded HMM model parses");
+        jieba.set_hmm_model(model);
         Segmenter {
-            jieba: Jieba::new(),
+            jieba,
             max_word_chars: 16,
         }
     }
@@ -398,6 +410,10 @@ mod tests {
         assert_eq!(
             cut(&s, "版本3.6.3发布了", CutMode::Precise, true),
             ["版本", "3.6", ".", "3", "发布", "了"]
+        );
+        assert_eq!(
+            cut(&s, "常在较陡峭的", CutMode::Precise, true),
+            ["常", "在", "较", "陡峭", "的"]
         );
         assert_eq!(
             cut(&s, "COVID-19疫情期间", CutMode::Precise, true),
