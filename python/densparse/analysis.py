@@ -34,7 +34,7 @@ class Analyzer(_core.Analyzer):
             ``"default"``: bm25s's splitting (runs of letters, digits and
             ``_``; words of one character dropped) with dotted acronyms joined
             (``U.S.`` -> ``us``, ``i.e.`` -> ``ie``). ``"bm25s"``: exactly
-            bm25s's ``r"(?u)\b\w\w+\b"``. ``"uax29"``: Unicode words, which keep
+            bm25s's ``r"(?u)\\b\\w\\w+\\b"``. ``"uax29"``: Unicode words, which keep
             ``don't``, ``2.5`` and ``1,000`` whole (densparse before the
             current default; indexes saved without a tokenizer setting load
             with it). With ``keep_punctuation=True`` words are always UAX #29's.
