@@ -73,6 +73,35 @@ fn is_wider_han(c: char) -> bool {
     (c as u32) >= 0x3400 && !matches!(c, '\u{4E00}'..='\u{9FD5}') && crate::analysis::is_han(c)
 }
 
+/// Could `text` hold a [`is_wider_han`] character? A byte scan (no UTF-8
+/// decoding) for the lead bytes of U+3400..U+4DFF, U+9FD6..U+9FFF,
+/// U+F900..U+FAFF and planes 2-3; false positives are settled by the caller.
+#[inline]
+fn may_have_wider_han(text: &str) -> bool {
+    let b = text.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        if c >= 0xE3 {
+            let c1 = b.get(i + 1).copied().unwrap_or(0);
+            let hit = match c {
+                0xE3 => c1 >= 0x90,
+                0xE4 => c1 < 0xB8,
+                0xE9 => c1 == 0xBF && b.get(i + 2).copied().unwrap_or(0) >= 0x96,
+                0xEF => (0xA4..=0xAB).contains(&c1),
+                0xF0 => (0xA0..=0xB3).contains(&c1),
+                _ => false,
+            };
+            if hit {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Python's `str.isspace()` set, used by `re_skip_default = (\r\n|\s)`.
 #[inline]
 fn is_py_space(c: char) -> bool {
@@ -257,7 +286,7 @@ impl Segmenter {
         let mut pieces: Vec<&'a str> = Vec::new();
         // jieba-rs's own blocks equal Python's unless the text has Han
         // characters outside U+4E00..U+9FD5; then one call does the whole text.
-        let whole = !text.chars().any(is_wider_han);
+        let whole = !(may_have_wider_han(text) && text.chars().any(is_wider_han));
         let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> = if whole {
             Box::new(std::iter::once((text, true)))
         } else {
@@ -444,6 +473,19 @@ mod tests {
             cut(&s, "我来到北京清华大学", CutMode::Full, false),
             ["我", "来到", "北京", "清华", "清华大学", "华大", "大学"]
         );
+    }
+
+    #[test]
+    fn wider_han_prefilter_has_no_false_negatives() {
+        for cp in 0..0x40000u32 {
+            if let Some(c) = char::from_u32(cp) {
+                if is_wider_han(c) {
+                    let t = format!("a{c}b");
+                    assert!(may_have_wider_han(&t), "{cp:#x}");
+                }
+            }
+        }
+        assert!(!may_have_wider_han("中文，标点。「引号」ＡＢＣ"));
     }
 
     #[test]

@@ -370,7 +370,10 @@ mod tests {
         // Python: re.findall(r"\w+", text), the runs `\b\w\w+\b` filters by length.
         assert_eq!(
             runs("It's 2.5 mg/kg (1,000 U.S. pts), i.e. don't x_y café-au-lait", false),
-            ["It", "s", "2", "5", "mg", "kg", "1", "000", "U", "S", "pts", "i", "e", "don", "t", "x_y", "café", "au", "lait"]
+            [
+                "It", "s", "2", "5", "mg", "kg", "1", "000", "U", "S", "pts", "i", "e", "don", "t", "x_y", "café",
+                "au", "lait"
+            ]
         );
     }
 
@@ -382,7 +385,10 @@ mod tests {
         );
         assert_eq!(runs("a.", true), ["a"]);
         assert_eq!(runs("é.ü. x", true), ["éü", "x"]);
-        assert_eq!(runs("2.5 a.5 v3.11 1,000.5 1.2.3. x", true), ["2.5", "a", "5", "v3", "11", "1", "000.5", "1.2.3", "x"]);
+        assert_eq!(
+            runs("2.5 a.5 v3.11 1,000.5 1.2.3. x", true),
+            ["2.5", "a", "5", "v3", "11", "1", "000.5", "1.2.3", "x"]
+        );
     }
 
     #[test]

@@ -201,21 +201,19 @@ impl Analyzer {
 
     fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(&str)) {
         self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
-            if w.chars().all(char::is_whitespace) {
-                return;
-            }
-            if !w.chars().any(char::is_alphanumeric) {
-                if self.keep_punctuation {
-                    emit(w);
-                }
-                return;
-            }
+            // Han first: most tokens are, and the Unicode class look-ups
+            // below are slow for them.
             if w.chars().any(is_han) {
                 self.with_case(w, &mut |tok| {
                     if !self.stopwords.contains(tok) {
                         emit(tok);
                     }
                 });
+            } else if w.chars().all(char::is_whitespace) {
+            } else if !w.chars().any(char::is_alphanumeric) {
+                if self.keep_punctuation {
+                    emit(w);
+                }
             } else {
                 self.latin_word(w, emit);
             }
@@ -239,7 +237,15 @@ impl Analyzer {
     /// `w`, lowercased when the analyzer lowercases (allocating only if needed).
     #[inline]
     fn with_case(&self, w: &str, f: &mut dyn FnMut(&str)) {
-        if self.lowercase && w.chars().any(char::is_uppercase) {
+        if self.lowercase
+            && w.chars().any(|c| {
+                if c.is_ascii() {
+                    c.is_ascii_uppercase()
+                } else {
+                    !is_han(c) && c.is_uppercase()
+                }
+            })
+        {
             f(&w.to_lowercase());
         } else {
             f(w);
@@ -301,7 +307,10 @@ mod tests {
     fn bm25s_and_uax29_tokenizers() {
         let mut a = analyzer(Language::En);
         a.tokenizer = Tokenizer::Bm25s;
-        assert_eq!(a.tokenize("It's the U.S. organism, i.e. 2.5 or 1,000"), ["organism", "000"]);
+        assert_eq!(
+            a.tokenize("It's the U.S. organism, i.e. 2.5 or 1,000"),
+            ["organism", "000"]
+        );
         a.tokenizer = Tokenizer::Uax29;
         assert_eq!(a.tokenize("It's the U.S. 2.5 or 1,000"), ["it", "u.", "2.5", "1,000"]);
     }

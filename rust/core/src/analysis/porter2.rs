@@ -87,7 +87,9 @@ fn exception(word: &str) -> Option<&'static str> {
 }
 
 /// R1 prefixes that replace the usual "after the first vowel-consonant" rule.
-const R1_PREFIXES: &[&str] = &["univers", "commun", "gener", "arsen", "later", "emerg", "organ", "inter", "past"];
+const R1_PREFIXES: &[&str] = &[
+    "univers", "commun", "gener", "arsen", "later", "emerg", "organ", "inter", "past",
+];
 
 /// Stem one word. Returns `None` when the stem equals the word.
 pub fn stem(word: &str) -> Option<String> {
@@ -222,7 +224,10 @@ fn step_1b(w: &mut Vec<char>, p1: usize) {
                     w.extend(['i', 'e']);
                     return;
                 }
-            } else if let Some(x) = ["cann", "herr", "earr", "even", "inn", "out"].iter().find(|x| ends(stem, x)) {
+            } else if let Some(x) = ["cann", "herr", "earr", "even", "inn", "out"]
+                .iter()
+                .find(|x| ends(stem, x))
+            {
                 // inning, outing, canning, ...: left alone when that is the whole stem.
                 if stem.len() == x.len() {
                     return;
@@ -238,7 +243,10 @@ fn step_1b(w: &mut Vec<char>, p1: usize) {
     let n = w.len();
     if ends(w, "at") || ends(w, "bl") || ends(w, "iz") {
         w.push('e');
-    } else if ["bb", "dd", "ff", "gg", "mm", "nn", "pp", "rr", "tt"].iter().any(|d| ends(w, d)) {
+    } else if ["bb", "dd", "ff", "gg", "mm", "nn", "pp", "rr", "tt"]
+        .iter()
+        .any(|d| ends(w, d))
+    {
         // Undouble (hopp -> hop) unless the word is a vowel of `aeo` and the double (add, egg).
         if !(n == 3 && matches!(w[0], 'a' | 'e' | 'o')) {
             w.pop();
