@@ -253,6 +253,23 @@ def test_current_snowball_forms():
     assert a.tokenize("dog's dogs' it's") == reference_stems(["dog's", "dogs'", "it's"])
 
 
+def test_stems_with_apostrophes_equal_pystemmer():
+    # UAX #29 keeps an apostrophe between letters (`dog's`, `o'clock`), so
+    # Step 1a's `'s` handling and the prelude's apostrophe reach the stemmer.
+    rng = random.Random(3)
+    base = sorted(generated_words(n_random=3000, seed=11))
+    words = sorted(
+        {w + "'" + rng.choice(["s", "t", "ll", "re", "ve", "d", "sy", "ies", "clock"]) for w in base}
+        | {"o'" + w for w in base[:2000]}
+    )
+    a = Analyzer(language="en", stopwords=None, lowercase=False, tokenizer="uax29")
+    got = a.tokenize_batch(words)
+    assert all(len(t) == 1 for t in got)
+    want = reference_stems(words)
+    diff = [(w, g[0], r) for w, g, r in zip(words, got, want) if g[0] != r]
+    assert len(words) > 10_000 and not diff, diff[:20]
+
+
 def bm25s_tokens(texts: list[str]) -> list[list[str]]:
     stemmer = Stemmer.Stemmer("english")
     tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
