@@ -188,7 +188,8 @@ def section_quality(args: argparse.Namespace) -> str:
             [
                 ("default", {}),
                 ("bm25s", {"tokenizer": "bm25s"}),
-                ("uax29 (before)", {"tokenizer": "uax29"}),
+                ("uax29", {"tokenizer": "uax29"}),
+                ("before", {"tokenizer": "uax29", "stemmer": "english_legacy"}),
             ]
             if lang == "en"
             else [("default", {})]
@@ -201,7 +202,9 @@ def section_quality(args: argparse.Namespace) -> str:
                 [
                     f"{name} {split}",
                     f'densparse Analyzer(language="{lang}"'
-                    + (f', tokenizer="{kw["tokenizer"]}")' if kw else ")"),
+                    + "".join(f', {k}="{v}"' for k, v in kw.items())
+                    + ")"
+                    + (" (densparse before)" if vname == "before" else ""),
                     f"{m['ndcg@10']:.4f}",
                     f"{m['recall@100']:.4f}",
                     f"{m['ndcg@10'] - ref['ndcg@10']:+.4f}",

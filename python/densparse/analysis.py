@@ -32,13 +32,14 @@ class Analyzer(_core.Analyzer):
             ``None`` or a ``(min, max)`` length range.
         tokenizer: how Latin-script text is cut into words.
             ``"default"``: bm25s's splitting (runs of letters, digits and
-            ``_``; words of one character dropped) with dotted acronyms joined
-            (``U.S.`` -> ``us``, ``i.e.`` -> ``ie``). ``"bm25s"``: exactly
+            ``_``; words of one character dropped) with dotted acronyms and
+            decimals joined (``U.S.`` -> ``us``, ``i.e.`` -> ``ie``, ``2.5``);
+            apostrophes split, so ``It's`` loses the stopword ``it``. ``"bm25s"``: exactly
             bm25s's ``r"(?u)\\b\\w\\w+\\b"``. ``"uax29"``: Unicode words, which keep
             ``don't``, ``2.5`` and ``1,000`` whole (densparse before the
             current default; indexes saved without a tokenizer setting load
             with it). With ``keep_punctuation=True`` words are always UAX #29's.
-            See docs/analysis.md for the reasoning and measurements.
+            See docs/concepts/analysis.md for the reasoning and measurements.
 
     ``Analyzer(language="zh", mode=M, hmm=H, stopwords=None, lowercase=False,
     keep_punctuation=True)`` returns exactly Python jieba 0.42.1's segmentation
