@@ -155,7 +155,51 @@ pub struct PyAnalyzer {
     config: Py<PyDict>,
     /// Python str objects of tokens seen by `tokenize`: making a str is most
     /// of a short call's cost, and vocabularies repeat. Only touched with the GIL.
-    strings: std::sync::Mutex<StrMap<String, Py<PyString>>>,
+    strings: std::sync::Mutex<TokenStrings>,
+}
+
+/// Python str objects of tokens. Tokens of up to 15 bytes (nearly all) are
+/// keyed by their bytes packed in a `u128`: no string hashing or `memcmp`
+/// on the hot path of short texts.
+#[derive(Default)]
+struct TokenStrings {
+    short: StrMap<u128, Py<PyString>>,
+    long: StrMap<String, Py<PyString>>,
+}
+
+impl TokenStrings {
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+    }
+
+    #[inline]
+    fn get<'py>(&mut self, py: Python<'py>, t: &str) -> Bound<'py, PyString> {
+        let b = t.as_bytes();
+        if b.len() < 16 {
+            let mut buf = [0u8; 16];
+            buf[..b.len()].copy_from_slice(b);
+            buf[15] = b.len() as u8;
+            return self
+                .short
+                .entry(u128::from_le_bytes(buf))
+                .or_insert_with(|| PyString::new(py, t).unbind())
+                .bind(py)
+                .clone();
+        }
+        match self.long.get(t) {
+            Some(s) => s.bind(py).clone(),
+            None => {
+                let s = PyString::new(py, t);
+                self.long.insert(t.to_string(), s.clone().unbind());
+                s
+            }
+        }
+    }
 }
 
 /// Cap on `PyAnalyzer::strings` (cleared when reached).
@@ -277,7 +321,7 @@ impl PyAnalyzer {
         Ok(PyAnalyzer {
             inner: Arc::new(RwLock::new(a)),
             config: config.unbind(),
-            strings: std::sync::Mutex::new(StrMap::default()),
+            strings: std::sync::Mutex::new(TokenStrings::default()),
         })
     }
 
@@ -296,17 +340,7 @@ impl PyAnalyzer {
             if cache.len() >= STRING_CACHE {
                 cache.clear();
             }
-            a.tokenize_into(&text, &mut |t| {
-                let s = match cache.get(t) {
-                    Some(s) => s.bind(py).clone(),
-                    None => {
-                        let s = PyString::new(py, t);
-                        cache.insert(t.to_string(), s.clone().unbind());
-                        s
-                    }
-                };
-                out.push(s);
-            });
+            a.tokenize_into(&text, &mut |t| out.push(cache.get(py, t)));
             return PyList::new(py, out);
         }
         let inner = self.inner.clone();

@@ -200,6 +200,14 @@ impl Analyzer {
     }
 
     fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(&str)) {
+        if self.keep_punctuation && !self.lowercase && self.stemmer.is_none() && self.stopwords.is_empty() {
+            // The jieba-compatible configuration: every token but whitespace, as is.
+            return self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
+                if !w.chars().all(char::is_whitespace) {
+                    emit(w);
+                }
+            });
+        }
         self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
             // Han first: most tokens are, and the Unicode class look-ups
             // below are slow for them.
