@@ -287,12 +287,13 @@ impl Segmenter {
         // jieba-rs's own blocks equal Python's unless the text has Han
         // characters outside U+4E00..U+9FD5; then one call does the whole text.
         let whole = !(may_have_wider_han(text) && text.chars().any(is_wider_han));
-        let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> = if whole {
-            Box::new(std::iter::once((text, true)))
+        // No boxed iterator: one allocation per short text shows in profiles.
+        let (one, many) = if whole {
+            (Some((text, true)), None)
         } else {
-            Box::new(runs(text, is_han_default))
+            (None, Some(runs(text, is_han_default)))
         };
-        for (run, is_han) in blocks {
+        for (run, is_han) in one.into_iter().chain(many.into_iter().flatten()) {
             if is_han {
                 for tok in self.jieba.cut(run, hmm) {
                     let w = tok.word;
