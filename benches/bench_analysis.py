@@ -102,7 +102,7 @@ def section_seg(args: argparse.Namespace) -> str:
     rows = []
     for name, size, fn in runs:
         log(f"seg: {name}")
-        reps = 1 if name.startswith("jieba") else args.reps
+        reps = args.reps
         s = timed(fn, reps)
         rates[name] = size / s
         rows.append([name, f"{size:.2f}", str(reps), f"{s:.3f}", f"{size / s:.2f}"])
