@@ -239,7 +239,8 @@ def main() -> None:
     parts = [
         "## Analysis (benches/bench_analysis.py)",
         "",
-        f"- Command: `python3 benches/bench_analysis.py --sections {args.sections}`",
+        f"- Command: `python3 benches/bench_analysis.py --sections {args.sections} "
+        f"--reps {args.reps}`",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores; "
         f"Python {platform.python_version()}; densparse {densparse.__version__}",
         "",
