@@ -74,6 +74,65 @@ def test_jieba_parity_stard(stard_texts, mode, hmm):
     assert n_tokens > 100_000
 
 
+def test_hmm_near_tie_as_jieba():
+    # The two best HMM paths of 常在较 differ by 1.5e-7 in log probability: only
+    # Python's full-precision tables (not jieba-rs's 6-decimal ones) pick S S S.
+    for mode in ("default", "search"):
+        a = segmenter(mode, True)
+        for t in ["常在较陡峭的", "山路常在较陡峭的地方转弯"]:
+            assert a.tokenize(t) == jieba_ref(t, mode, True), t
+    assert segmenter("default", True).tokenize("常在较陡峭的") == ["常", "在", "较", "陡峭", "的"]
+
+
+def test_embedded_hmm_tables_are_pythons():
+    # The HMM tables compiled into densparse must be jieba's floats bit for bit:
+    # near-ties (above) depend on it. The file is parsed as jieba-rs parses it.
+    from pathlib import Path
+
+    from jieba.finalseg.prob_emit import P as emit
+    from jieba.finalseg.prob_start import P as start
+    from jieba.finalseg.prob_trans import P as trans
+
+    path = Path(__file__).resolve().parent.parent / "rust/core/src/analysis/jieba_hmm.model"
+    lines = [
+        x for x in path.read_text(encoding="utf-8").splitlines() if x and not x.startswith("#")
+    ]
+    states = "BEMS"  # jieba-rs's state order
+    assert [float(v) for v in lines[0].split()] == [start[s] for s in states]
+    for i, a in enumerate(states):
+        row = [float(v) for v in lines[1 + i].split()]
+        assert row == [trans[a].get(b, -3.14e100) for b in states]
+    for i, s_ in enumerate(states):
+        pairs = dict(p.rsplit(":", 1) for p in lines[5 + i].split(","))
+        assert {c: float(v) for c, v in pairs.items()} == emit[s_]
+
+
+def random_han_strings(n: int, seed: int = 15) -> list[str]:
+    import random
+
+    jieba.initialize()
+    # The 3,000 most frequent one-character words of jieba's dictionary: most
+    # random strings of them are unknown words, cut by the HMM.
+    singles = sorted(
+        (
+            w
+            for w, f in jieba.dt.FREQ.items()
+            if len(w) == 1 and f > 0 and "\u4e00" <= w <= "\u9fd5"
+        ),
+        key=lambda w: (-jieba.dt.FREQ[w], w),
+    )[:3000]
+    rng = random.Random(seed)
+    return ["".join(rng.choices(singles, k=rng.randint(2, 12))) for _ in range(n)]
+
+
+def test_jieba_parity_random_han_strings():
+    texts = random_han_strings(200_000)
+    a = segmenter("default", True)
+    got = a.tokenize_batch(texts)
+    diff = [t for t, g in zip(texts, got) if g != jieba_ref(t, "default", True)]
+    assert not diff, f"{len(diff)} of {len(texts)} differ, e.g. {diff[:5]}"
+
+
 def test_english_pipeline():
     a = Analyzer(language="en")
     assert a.tokenize("The Running dogs of Europe, and a cat!") == ["run", "dog", "europ", "cat"]

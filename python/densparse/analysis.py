@@ -30,6 +30,16 @@ class Analyzer(_core.Analyzer):
         char_ngrams: ``"auto"`` adds Han character unigrams and bigrams for
             zh/auto retrieval analyzers (not with ``keep_punctuation=True``),
             ``None`` or a ``(min, max)`` length range.
+        tokenizer: how Latin-script text is cut into words.
+            ``"default"``: bm25s's splitting (runs of letters, digits and
+            ``_``; words of one character dropped) with dotted acronyms and
+            decimals joined (``U.S.`` -> ``us``, ``i.e.`` -> ``ie``, ``2.5``);
+            apostrophes split, so ``It's`` loses the stopword ``it``. ``"bm25s"``: exactly
+            bm25s's ``r"(?u)\\b\\w\\w+\\b"``. ``"uax29"``: Unicode words, which keep
+            ``don't``, ``2.5`` and ``1,000`` whole (densparse before the
+            current default; indexes saved without a tokenizer setting load
+            with it). With ``keep_punctuation=True`` words are always UAX #29's.
+            See docs/concepts/analysis.md for the reasoning and measurements.
 
     ``Analyzer(language="zh", mode=M, hmm=H, stopwords=None, lowercase=False,
     keep_punctuation=True)`` returns exactly Python jieba 0.42.1's segmentation
@@ -47,6 +57,7 @@ class Analyzer(_core.Analyzer):
         keep_punctuation: bool = False,
         user_dict: Union[str, os.PathLike, None] = None,
         char_ngrams: Union[str, tuple[int, int], None] = "auto",
+        tokenizer: str = "default",
     ) -> Analyzer:
         return super().__new__(
             cls,
@@ -59,4 +70,5 @@ class Analyzer(_core.Analyzer):
             keep_punctuation,
             None if user_dict is None else os.fspath(user_dict),
             char_ngrams,
+            tokenizer,
         )

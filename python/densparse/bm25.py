@@ -86,6 +86,12 @@ def _analyzer_from_config(cfg: dict) -> Analyzer:
     """Rebuild an Analyzer from ``Analyzer.config`` (as saved with an index)."""
     ngrams = cfg.get("char_ngrams")
     user_dict = cfg.get("user_dict")
+    stemmer = cfg["stemmer"]
+    # Indexes saved before the tokenizer setting were built with UAX #29
+    # words and the older Snowball English: queries must be cut the same way.
+    tokenizer = cfg.get("tokenizer", "uax29")
+    if "tokenizer" not in cfg and stemmer == "english":
+        stemmer = "english_legacy"
     tmp = None
     if cfg.get("user_dict_text") is not None:
         # The dictionary's words travel inside the index file, not by path.
@@ -98,11 +104,12 @@ def _analyzer_from_config(cfg: dict) -> Analyzer:
             mode=cfg["mode"],
             hmm=cfg["hmm"],
             stopwords=cfg["stopwords"],
-            stemmer=cfg["stemmer"],
+            stemmer=stemmer,
             lowercase=cfg["lowercase"],
             keep_punctuation=cfg["keep_punctuation"],
             user_dict=user_dict,
             char_ngrams=tuple(ngrams) if ngrams else None,
+            tokenizer=tokenizer,
         )
     finally:
         if tmp is not None:

@@ -160,7 +160,51 @@ pub struct PyAnalyzer {
     config: Py<PyDict>,
     /// Python str objects of tokens seen by `tokenize`: making a str is most
     /// of a short call's cost, and vocabularies repeat. Only touched with the GIL.
-    strings: std::sync::Mutex<StrMap<String, Py<PyString>>>,
+    strings: std::sync::Mutex<TokenStrings>,
+}
+
+/// Python str objects of tokens. Tokens of up to 15 bytes (nearly all) are
+/// keyed by their bytes packed in a `u128`: no string hashing or `memcmp`
+/// on the hot path of short texts.
+#[derive(Default)]
+struct TokenStrings {
+    short: StrMap<u128, Py<PyString>>,
+    long: StrMap<String, Py<PyString>>,
+}
+
+impl TokenStrings {
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+    }
+
+    #[inline]
+    fn get<'py>(&mut self, py: Python<'py>, t: &str) -> Bound<'py, PyString> {
+        let b = t.as_bytes();
+        if b.len() < 16 {
+            let mut buf = [0u8; 16];
+            buf[..b.len()].copy_from_slice(b);
+            buf[15] = b.len() as u8;
+            return self
+                .short
+                .entry(u128::from_le_bytes(buf))
+                .or_insert_with(|| PyString::new(py, t).unbind())
+                .bind(py)
+                .clone();
+        }
+        match self.long.get(t) {
+            Some(s) => s.bind(py).clone(),
+            None => {
+                let s = PyString::new(py, t);
+                self.long.insert(t.to_string(), s.clone().unbind());
+                s
+            }
+        }
+    }
 }
 
 /// Cap on `PyAnalyzer::strings` (cleared when reached).
@@ -198,7 +242,8 @@ fn resolve_stopwords(lang: Language, sw: &Bound<'_, PyAny>) -> PyResult<(StopWor
 impl PyAnalyzer {
     #[new]
     #[pyo3(signature = (language="auto", mode="default", hmm=true, stopwords=None, stemmer=None,
-                        lowercase=true, keep_punctuation=false, user_dict=None, char_ngrams=None))]
+                        lowercase=true, keep_punctuation=false, user_dict=None, char_ngrams=None,
+                        tokenizer=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -211,8 +256,10 @@ impl PyAnalyzer {
         keep_punctuation: bool,
         user_dict: Option<PathBuf>,
         char_ngrams: Option<&Bound<'_, PyAny>>,
+        tokenizer: Option<&str>,
     ) -> PyResult<Self> {
         let lang = Language::parse(language).map_err(to_py)?;
+        let tok = an::Tokenizer::parse(tokenizer.unwrap_or("default")).map_err(to_py)?;
         let cut = CutMode::parse(mode).map_err(to_py)?;
         // densparse.Analyzer (Python) passes every argument, "auto" included;
         // here a missing argument means None.
@@ -252,6 +299,7 @@ impl PyAnalyzer {
         };
         let mut a = an::Analyzer::new(lang, cut, hmm, lowercase, keep_punctuation, sw, stem);
         a.char_ngrams = ngrams;
+        a.tokenizer = tok;
         if let Some(p) = &user_dict {
             if lang == Language::En {
                 return Err(PyValueError::new_err(
@@ -273,11 +321,12 @@ impl PyAnalyzer {
         config.set_item("keep_punctuation", keep_punctuation)?;
         config.set_item("user_dict", user_dict.as_ref().map(|p| p.display().to_string()))?;
         config.set_item("char_ngrams", ngrams)?;
+        config.set_item("tokenizer", tok.name())?;
         config.set_item("added_words", PyList::empty(py))?;
         Ok(PyAnalyzer {
             inner: Arc::new(RwLock::new(a)),
             config: config.unbind(),
-            strings: std::sync::Mutex::new(StrMap::default()),
+            strings: std::sync::Mutex::new(TokenStrings::default()),
         })
     }
 
@@ -296,17 +345,7 @@ impl PyAnalyzer {
             if cache.len() >= STRING_CACHE {
                 cache.clear();
             }
-            a.tokenize_into(&text, &mut |t| {
-                let s = match cache.get(t) {
-                    Some(s) => s.bind(py).clone(),
-                    None => {
-                        let s = PyString::new(py, t);
-                        cache.insert(t.to_string(), s.clone().unbind());
-                        s
-                    }
-                };
-                out.push(s);
-            });
+            a.tokenize_into(&text, &mut |t| out.push(cache.get(py, t)));
             return PyList::new(py, out);
         }
         let inner = self.inner.clone();

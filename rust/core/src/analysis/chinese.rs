@@ -19,10 +19,19 @@
 //!    characters only where no longer word starts and the previous word does
 //!    not cover them, and joins runs of ASCII alphanumerics. We walk Python's
 //!    DAG ourselves with dictionary look-ups.
+//! 5. HMM probabilities: jieba-rs's built-in model rounds the emission
+//!    log-probabilities to 6 decimals, which flips near-ties (`常在较陡峭的`:
+//!    the two best paths of `常在较` differ by 1.5e-7). We load Python's own
+//!    tables at full precision (`jieba_hmm.model`); jieba-rs's Viterbi and
+//!    route already add in Python's order (`V + trans + emit`,
+//!    `log(freq) - logtotal + route`) and break ties as Python's tuple `max`.
 
 use std::io::BufRead;
 
-use jieba_rs::Jieba;
+use jieba_rs::{HmmModel, Jieba};
+
+/// Python jieba 0.42.1's HMM tables, every float as Python's `repr`.
+const JIEBA_HMM: &str = include_str!("jieba_hmm.model");
 
 use crate::error::{Error, Result};
 
@@ -62,6 +71,35 @@ fn is_han_default(c: char) -> bool {
 #[inline]
 fn is_wider_han(c: char) -> bool {
     (c as u32) >= 0x3400 && !matches!(c, '\u{4E00}'..='\u{9FD5}') && crate::analysis::is_han(c)
+}
+
+/// Could `text` hold a [`is_wider_han`] character? A byte scan (no UTF-8
+/// decoding) for the lead bytes of U+3400..U+4DFF, U+9FD6..U+9FFF,
+/// U+F900..U+FAFF and planes 2-3; false positives are settled by the caller.
+#[inline]
+fn may_have_wider_han(text: &str) -> bool {
+    let b = text.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        if c >= 0xE3 {
+            let c1 = b.get(i + 1).copied().unwrap_or(0);
+            let hit = match c {
+                0xE3 => c1 >= 0x90,
+                0xE4 => c1 < 0xB8,
+                0xE9 => c1 == 0xBF && b.get(i + 2).copied().unwrap_or(0) >= 0x96,
+                0xEF => (0xA4..=0xAB).contains(&c1),
+                0xF0 => (0xA0..=0xB3).contains(&c1),
+                _ => false,
+            };
+            if hit {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Python's `str.isspace()` set, used by `re_skip_default = (\r\n|\s)`.
@@ -136,8 +174,11 @@ impl Default for Segmenter {
 impl Segmenter {
     /// The default jieba dictionary (the `dict.txt` shipped with jieba 0.42.1).
     pub fn new() -> Self {
+        let mut jieba = Jieba::new();
+        let model = HmmModel::load(&mut JIEBA_HMM.as_bytes()).expect("the embedded HMM model parses");
+        jieba.set_hmm_model(model);
         Segmenter {
-            jieba: Jieba::new(),
+            jieba,
             max_word_chars: 16,
         }
     }
@@ -245,13 +286,14 @@ impl Segmenter {
         let mut pieces: Vec<&'a str> = Vec::new();
         // jieba-rs's own blocks equal Python's unless the text has Han
         // characters outside U+4E00..U+9FD5; then one call does the whole text.
-        let whole = !text.chars().any(is_wider_han);
-        let blocks: Box<dyn Iterator<Item = (&'a str, bool)>> = if whole {
-            Box::new(std::iter::once((text, true)))
+        let whole = !(may_have_wider_han(text) && text.chars().any(is_wider_han));
+        // No boxed iterator: one allocation per short text shows in profiles.
+        let (one, many) = if whole {
+            (Some((text, true)), None)
         } else {
-            Box::new(runs(text, is_han_default))
+            (None, Some(runs(text, is_han_default)))
         };
-        for (run, is_han) in blocks {
+        for (run, is_han) in one.into_iter().chain(many.into_iter().flatten()) {
             if is_han {
                 for tok in self.jieba.cut(run, hmm) {
                     let w = tok.word;
@@ -400,6 +442,10 @@ mod tests {
             ["版本", "3.6", ".", "3", "发布", "了"]
         );
         assert_eq!(
+            cut(&s, "常在较陡峭的", CutMode::Precise, true),
+            ["常", "在", "较", "陡峭", "的"]
+        );
+        assert_eq!(
             cut(&s, "COVID-19疫情期间", CutMode::Precise, true),
             ["COVID", "-", "19", "疫情", "期间"]
         );
@@ -428,6 +474,19 @@ mod tests {
             cut(&s, "我来到北京清华大学", CutMode::Full, false),
             ["我", "来到", "北京", "清华", "清华大学", "华大", "大学"]
         );
+    }
+
+    #[test]
+    fn wider_han_prefilter_has_no_false_negatives() {
+        for cp in 0..0x40000u32 {
+            if let Some(c) = char::from_u32(cp) {
+                if is_wider_han(c) {
+                    let t = format!("a{c}b");
+                    assert!(may_have_wider_han(&t), "{cp:#x}");
+                }
+            }
+        }
+        assert!(!may_have_wider_han("中文，标点。「引号」ＡＢＣ"));
     }
 
     #[test]

@@ -31,8 +31,11 @@ pub const STEMMERS: &[(&str, Algorithm)] = &[
 /// A Snowball stemmer with its name kept for saving and display.
 pub struct NamedStemmer {
     pub name: String,
-    stemmer: Stemmer,
-    /// Index in `STEMMERS`: the key of this algorithm's per-thread stem cache.
+    /// rust-stemmers for the other languages; English is our own Snowball 3
+    /// port ([`super::porter2`]), rust-stemmers' English being an older Snowball.
+    stemmer: Option<Stemmer>,
+    /// Index in `STEMMERS` (`STEMMERS.len()` for `english_legacy`): the key of
+    /// this algorithm's per-thread stem cache.
     algo: usize,
 }
 
@@ -44,7 +47,7 @@ thread_local! {
     /// Zipfian, so most tokens are stemmed once per thread (bm25s likewise
     /// stems each distinct word once).
     static STEMS: std::cell::RefCell<Vec<StrMap<Box<str>, Box<str>>>> =
-        std::cell::RefCell::new((0..STEMMERS.len()).map(|_| StrMap::default()).collect());
+        std::cell::RefCell::new((0..=STEMMERS.len()).map(|_| StrMap::default()).collect());
 }
 
 impl NamedStemmer {
@@ -55,20 +58,31 @@ impl NamedStemmer {
         } else {
             lower.as_str()
         };
+        if key == "english_legacy" {
+            // rust-stemmers' older Snowball English, for indexes built with it.
+            return Ok(NamedStemmer {
+                name: key.to_string(),
+                stemmer: Some(Stemmer::create(Algorithm::English)),
+                algo: STEMMERS.len(),
+            });
+        }
         let idx = STEMMERS.iter().position(|(n, _)| *n == key).ok_or_else(|| {
             let names: Vec<&str> = STEMMERS.iter().map(|(n, _)| *n).collect();
             Error::invalid(format!("unknown stemmer {name:?}; available: {}", names.join(", ")))
         })?;
         Ok(NamedStemmer {
             name: key.to_string(),
-            stemmer: Stemmer::create(STEMMERS[idx].1),
+            stemmer: (key != "english").then(|| Stemmer::create(STEMMERS[idx].1)),
             algo: idx,
         })
     }
 
     #[inline]
     pub fn stem<'a>(&self, word: &'a str) -> std::borrow::Cow<'a, str> {
-        self.stemmer.stem(word)
+        match &self.stemmer {
+            Some(s) => s.stem(word),
+            None => super::porter2::stem(word).map_or(std::borrow::Cow::Borrowed(word), std::borrow::Cow::Owned),
+        }
     }
 
     /// Stem `word` and pass the stem to `f`, through the per-thread cache.
@@ -84,11 +98,157 @@ impl NamedStemmer {
             if cache.len() >= STEM_CACHE {
                 cache.clear();
             }
-            let s: Box<str> = self.stemmer.stem(word).into();
+            let s: Box<str> = self.stem(word).into();
             f(&s);
             cache.insert(word.into(), s);
         })
     }
+}
+
+/// How Latin-script text is cut into words (`Analyzer(tokenizer=...)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tokenizer {
+    /// bm25s's splitting (`(?u)\b\w\w+\b`: maximal runs of letters, digits
+    /// and `_`) plus dotted acronyms and decimals joined: `U.S.` -> `us`,
+    /// `i.e.` -> `ie`, `2.5` stays `2.5`.
+    Default,
+    /// Exactly bm25s's default token pattern: runs of `\w`; apostrophes,
+    /// dots, commas and hyphens split (`don't` -> `don` `t`, `2.5` -> `2` `5`).
+    Bm25s,
+    /// Unicode (UAX #29) words, which keep `don't`, `3.14`, `1,000` and `U.S`
+    /// whole: densparse's splitting before 0.x, kept for indexes built with it.
+    Uax29,
+}
+
+impl Tokenizer {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "default" => Ok(Tokenizer::Default),
+            "bm25s" => Ok(Tokenizer::Bm25s),
+            "uax29" => Ok(Tokenizer::Uax29),
+            _ => Err(Error::invalid(format!(
+                "unknown tokenizer {s:?}: expected \"default\", \"bm25s\" or \"uax29\""
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tokenizer::Default => "default",
+            Tokenizer::Bm25s => "bm25s",
+            Tokenizer::Uax29 => "uax29",
+        }
+    }
+}
+
+/// Python's `\w`: letters, digits and `_`.
+#[inline]
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Is the character at byte `i` of `text` a `\w`, and how long is it?
+#[inline]
+fn word_char_at(text: &str, i: usize) -> (bool, usize) {
+    let c = text.as_bytes()[i];
+    if c < 0x80 {
+        (c.is_ascii_alphanumeric() || c == b'_', 1)
+    } else {
+        let ch = text[i..].chars().next().unwrap_or(' ');
+        (is_word_char(ch), ch.len_utf8())
+    }
+}
+
+/// Byte spans of the maximal runs of `\w` in a text.
+struct RunSpans<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl Iterator for RunSpans<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let n = self.text.len();
+        let mut i = self.pos;
+        while i < n {
+            let (w, len) = word_char_at(self.text, i);
+            if w {
+                break;
+            }
+            i += len;
+        }
+        if i >= n {
+            self.pos = n;
+            return None;
+        }
+        let start = i;
+        while i < n {
+            let (w, len) = word_char_at(self.text, i);
+            if !w {
+                break;
+            }
+            i += len;
+        }
+        self.pos = i;
+        Some((start, i))
+    }
+}
+
+/// Maximal runs of `\w` in `text` (what bm25s's `\b\w\w+\b` finds, before
+/// its two-character minimum, which the analyzer applies). With `join`,
+/// single letters joined by dots (`U.S.`, `e.g.`, `U.S.A`) come out as one
+/// word of their letters (`US`, `eg`, `USA`) and digit runs joined by dots as
+/// one number (`2.5`, `3.11`, `1.2.3`).
+pub fn word_runs(text: &str, join: bool, emit: &mut dyn FnMut(&str)) {
+    let spans = RunSpans { text, pos: 0 };
+    if !join {
+        for (s, e) in spans {
+            emit(&text[s..e]);
+        }
+        return;
+    }
+    let b = text.as_bytes();
+    // The compound being read: its first byte, the end of its last run, how
+    // many runs, and for an acronym its letters.
+    let mut acro = String::new();
+    let (mut start, mut end, mut parts) = (0usize, 0usize, 0usize);
+    let mut number = false;
+    let flush = |acro: &str, start: usize, end: usize, parts: usize, number: bool, emit: &mut dyn FnMut(&str)| {
+        if parts == 1 || (parts > 1 && number) {
+            emit(&text[start..end]);
+        } else if parts > 1 {
+            emit(acro);
+        }
+    };
+    for (s, e) in spans {
+        let run = &text[s..e];
+        let mut cs = run.chars();
+        let c = cs.next().unwrap_or(' ');
+        let letter = cs.next().is_none() && c.is_alphabetic();
+        let digits = run.bytes().all(|x| x.is_ascii_digit());
+        let dot_before = parts > 0 && s == end + 1 && b[end] == b'.';
+        if dot_before && ((letter && !number) || (digits && number)) {
+            if letter {
+                acro.push(c);
+            }
+            end = e;
+            parts += 1;
+            continue;
+        }
+        flush(&acro, start, end, parts, number, emit);
+        parts = 0;
+        if (letter || digits) && b.get(e) == Some(&b'.') {
+            acro.clear();
+            if letter {
+                acro.push(c);
+            }
+            (start, end, parts, number) = (s, e, 1, digits);
+            continue;
+        }
+        emit(run);
+    }
+    flush(&acro, start, end, parts, number, emit);
 }
 
 /// Every UAX #29 segment of `text` that is a word (letters, digits, or both,
@@ -197,6 +357,38 @@ mod tests {
             .map(String::from)
             .collect();
         assert_eq!(fast, slow);
+    }
+
+    fn runs(text: &str, acronyms: bool) -> Vec<String> {
+        let mut v = Vec::new();
+        word_runs(text, acronyms, &mut |w| v.push(w.to_string()));
+        v
+    }
+
+    #[test]
+    fn bm25s_runs() {
+        // Python: re.findall(r"\w+", text), the runs `\b\w\w+\b` filters by length.
+        assert_eq!(
+            runs("It's 2.5 mg/kg (1,000 U.S. pts), i.e. don't x_y café-au-lait", false),
+            [
+                "It", "s", "2", "5", "mg", "kg", "1", "000", "U", "S", "pts", "i", "e", "don", "t", "x_y", "café",
+                "au", "lait"
+            ]
+        );
+    }
+
+    #[test]
+    fn acronyms_joined() {
+        assert_eq!(
+            runs("the U.S. and U.K, e.g. p.m. U.S.A was a.b.c.d. J. K. Rowling", true),
+            ["the", "US", "and", "UK", "eg", "pm", "USA", "was", "abcd", "J", "K", "Rowling"]
+        );
+        assert_eq!(runs("a.", true), ["a"]);
+        assert_eq!(runs("é.ü. x", true), ["éü", "x"]);
+        assert_eq!(
+            runs("2.5 a.5 v3.11 1,000.5 1.2.3. x", true),
+            ["2.5", "a", "5", "v3", "11", "1", "000.5", "1.2.3", "x"]
+        );
     }
 
     #[test]

@@ -1,20 +1,22 @@
 //! Text analysis: text -> tokens for BM25 and keyword extraction.
 //!
 //! Chinese goes through jieba (identical to Python jieba, see [`chinese`]),
-//! Latin script through UAX #29 words, lowercasing, stopwords and a Snowball
-//! stemmer ([`english`]). `Language::Auto` sends runs of Han characters to
+//! Latin script through words ([`english::Tokenizer`]: bm25s's `\w` runs with
+//! dotted acronyms and decimals joined by default), lowercasing, stopwords and
+//! a Snowball stemmer ([`porter2`] for English, the stems of PyStemmer 3.x). `Language::Auto` sends runs of Han characters to
 //! jieba and everything else to the Latin pipeline, so mixed text such as
 //! `Python 3.11 的新特性` gives sensible tokens for every part.
 
 pub mod chinese;
 pub mod english;
 pub mod keywords;
+pub mod porter2;
 pub mod stopwords;
 
 use rayon::prelude::*;
 
 pub use chinese::{CutMode, Segmenter};
-pub use english::NamedStemmer;
+pub use english::{NamedStemmer, Tokenizer};
 pub use stopwords::StopWords;
 
 use crate::error::{Error, Result};
@@ -70,6 +72,9 @@ pub struct Analyzer {
     /// characters (e.g. 1..=2: unigrams and bigrams). Bridges the vocabulary
     /// gap between colloquial and formal Chinese (+0.05 nDCG@10 on STARD).
     pub char_ngrams: Option<(usize, usize)>,
+    /// How Latin-script text is cut into words (UAX #29 words whenever
+    /// `keep_punctuation` is set).
+    pub tokenizer: Tokenizer,
     segmenter: Segmenter,
 }
 
@@ -99,6 +104,7 @@ impl Analyzer {
             stopwords,
             stemmer,
             char_ngrams: None,
+            tokenizer: Tokenizer::Default,
             segmenter,
         }
     }
@@ -194,22 +200,28 @@ impl Analyzer {
     }
 
     fn jieba_words(&self, text: &str, emit: &mut dyn FnMut(&str)) {
-        self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
-            if w.chars().all(char::is_whitespace) {
-                return;
-            }
-            if !w.chars().any(char::is_alphanumeric) {
-                if self.keep_punctuation {
+        if self.keep_punctuation && !self.lowercase && self.stemmer.is_none() && self.stopwords.is_empty() {
+            // The jieba-compatible configuration: every token but whitespace, as is.
+            return self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
+                if !w.chars().all(char::is_whitespace) {
                     emit(w);
                 }
-                return;
-            }
+            });
+        }
+        self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
+            // Han first: most tokens are, and the Unicode class look-ups
+            // below are slow for them.
             if w.chars().any(is_han) {
                 self.with_case(w, &mut |tok| {
                     if !self.stopwords.contains(tok) {
                         emit(tok);
                     }
                 });
+            } else if w.chars().all(char::is_whitespace) {
+            } else if !w.chars().any(char::is_alphanumeric) {
+                if self.keep_punctuation {
+                    emit(w);
+                }
             } else {
                 self.latin_word(w, emit);
             }
@@ -217,6 +229,10 @@ impl Analyzer {
     }
 
     fn latin(&self, text: &str, emit: &mut dyn FnMut(&str)) {
+        if !self.keep_punctuation && self.tokenizer != Tokenizer::Uax29 {
+            let acronyms = self.tokenizer == Tokenizer::Default;
+            return english::word_runs(text, acronyms, &mut |w| self.latin_word(w, emit));
+        }
         english::words(text, self.keep_punctuation, &mut |w, is_word| {
             if is_word {
                 self.latin_word(w, emit);
@@ -229,7 +245,15 @@ impl Analyzer {
     /// `w`, lowercased when the analyzer lowercases (allocating only if needed).
     #[inline]
     fn with_case(&self, w: &str, f: &mut dyn FnMut(&str)) {
-        if self.lowercase && w.chars().any(char::is_uppercase) {
+        if self.lowercase
+            && w.chars().any(|c| {
+                if c.is_ascii() {
+                    c.is_ascii_uppercase()
+                } else {
+                    !is_han(c) && c.is_uppercase()
+                }
+            })
+        {
             f(&w.to_lowercase());
         } else {
             f(w);
@@ -279,6 +303,24 @@ mod tests {
     fn english_pipeline() {
         let a = analyzer(Language::En);
         assert_eq!(a.tokenize("The Running dogs, of Europe!"), ["run", "dog", "europ"]);
+        // Stopwords after splitting (`it` of `It's`), acronyms joined, numbers
+        // and contractions split as bm25s splits them.
+        assert_eq!(
+            a.tokenize("It's the U.S. organism, i.e. 2.5 or 1,000 don't"),
+            ["us", "organism", "ie", "2.5", "000", "don"]
+        );
+    }
+
+    #[test]
+    fn bm25s_and_uax29_tokenizers() {
+        let mut a = analyzer(Language::En);
+        a.tokenizer = Tokenizer::Bm25s;
+        assert_eq!(
+            a.tokenize("It's the U.S. organism, i.e. 2.5 or 1,000"),
+            ["organism", "000"]
+        );
+        a.tokenizer = Tokenizer::Uax29;
+        assert_eq!(a.tokenize("It's the U.S. 2.5 or 1,000"), ["it", "u.", "2.5", "1,000"]);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl StopWords {
 
     #[inline]
     pub fn contains(&self, w: &str) -> bool {
-        self.words.contains(w)
+        !self.words.is_empty() && self.words.contains(w)
     }
 
     pub fn len(&self) -> usize {
