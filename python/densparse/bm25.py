@@ -13,7 +13,14 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import check_k, check_mask, check_opt_positive
+from densparse._checks import (
+    check_choice,
+    check_k,
+    check_mask,
+    check_opt_positive,
+    check_path,
+    check_real,
+)
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 
@@ -140,13 +147,15 @@ class BM25:
         delta: float = 0.5,
         analyzer: Optional[Analyzer] = None,
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(
-                f"unknown BM25 method {method!r}: expected one of {', '.join(METHODS)}"
-            )
+        check_choice(method, METHODS, "BM25 method")
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a densparse.Analyzer, not {type(analyzer).__name__}")
-        self.method, self.k1, self.b, self.delta = method, float(k1), float(b), float(delta)
+        self.method = method
+        self.k1, self.b, self.delta = (
+            check_real(k1, "k1"),
+            check_real(b, "b"),
+            check_real(delta, "delta"),
+        )
         self.analyzer = analyzer if analyzer is not None else Analyzer()
         self._index: Optional[_core.BM25Index] = None
 
@@ -347,13 +356,13 @@ class BM25:
         meta = json.dumps(
             {"format": _FORMAT, "version": _core.__version__, "analyzer": cfg}, ensure_ascii=False
         )
-        self._idx.save(os.fspath(path), meta)
+        self._idx.save(check_path(path), meta)
         log.info("saved BM25 index to %s", path)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], mmap: bool = True) -> BM25:
         """Load an index saved by :meth:`save` (memory-mapped by default)."""
-        idx = _core.BM25Index.load(os.fspath(path), mmap=mmap)
+        idx = _core.BM25Index.load(check_path(path), mmap=bool(mmap))
         try:
             meta = json.loads(idx.meta)
             if meta.get("format") != _FORMAT:
