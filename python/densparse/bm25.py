@@ -119,6 +119,13 @@ def _analyzer_from_config(cfg: dict) -> Analyzer:
     return a
 
 
+def _sequence(x: object, what: str) -> list:
+    """A list of items (a bare str, bytes or dict is refused: it would be taken item by item)."""
+    if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__iter__"):
+        raise TypeError(f"{what} must be a list, not {type(x).__name__}")
+    return list(x)  # type: ignore[call-overload]
+
+
 class BM25:
     """A BM25 index over a corpus of texts or token lists.
 
@@ -169,7 +176,7 @@ class BM25:
         """
         if isinstance(corpus, (str, bytes)):
             raise TypeError("corpus must be a list of texts or of token lists, not a single string")
-        corpus = list(corpus)
+        corpus = _sequence(corpus, "corpus")
         if not corpus:
             raise ValueError("cannot index an empty corpus: give at least one document")
         enabled = wants_progress(show_progress, len(corpus))
@@ -325,6 +332,10 @@ class BM25:
         """Document frequency in this index of each token (0 if absent): the
         per-segment part of :attr:`GlobalStats.df`."""
         idx = self._idx
+        tokens = _sequence(tokens, "tokens")
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens[{i}] must be a str, not {type(t).__name__}")
         return {t: idx.df(t) for t in tokens}
 
     # ------------------------------------------------------------ sparse vectors
@@ -333,10 +344,12 @@ class BM25:
         (term ids int64, weights float32) with weight = idf * tf part. The dot
         product with :meth:`encode_queries` is the BM25 score (for bm25l and
         bm25+, minus a per-query constant that does not change rankings)."""
+        texts = _sequence(texts, "texts")
         return self._idx.document_vectors([self._doc_tokens(t, i) for i, t in enumerate(texts)])
 
     def encode_queries(self, texts: Sequence[Query]) -> list[SparseVector]:
         """Queries as sparse vectors: (term ids int64, counts float32)."""
+        texts = _sequence(texts, "texts")
         return self._idx.query_vectors([self._doc_tokens(t, i) for i, t in enumerate(texts)])
 
     def _doc_tokens(self, t: Query, i: int) -> list[str]:

@@ -98,7 +98,7 @@ fn with_progress<T: Send>(
         done.fetch_add(n, Ordering::Relaxed);
     };
     let Some(cb) = progress else {
-        return Ok(py.guarded(|| work(&tick))?);
+        return py.guarded(|| work(&tick));
     };
     let cb = cb.clone().unbind();
     let mut reported = 0usize;

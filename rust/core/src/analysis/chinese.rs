@@ -405,9 +405,11 @@ fn parse_user_dict_line(line: &str) -> std::result::Result<Option<DictEntry>, St
         // One field after the word: digits are a frequency, anything else must be a tag.
         [w, f] if is_freq(f) => Some((w.to_string(), Some(freq(f)?), None)),
         [w, t] if is_tag(t) => Some((w.to_string(), None, Some(t.to_string()))),
-        [_, x] => return Err(format!(
+        [_, x] => {
+            return Err(format!(
             "{x:?} is neither a frequency (digits) nor a tag (lowercase ASCII letters); expected `word [freq] [tag]`"
-        )),
+        ))
+        }
         [w, f, t] => Some((w.to_string(), Some(freq(f)?), Some(tag(t)?))),
         _ => {
             return Err(format!(
