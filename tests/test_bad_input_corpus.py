@@ -5,7 +5,8 @@ types, NaN, inf, negative, 2**64, empty, a 10 MB string, a lone surrogate, neste
 Each call must give a result or a clean ``Exception`` subclass: never PanicException or
 InternalError, never an abort, crash or hang, and never an exception that shows the library
 tripped over the value (AttributeError, IndexError, OverflowError, ...). A ValueError /
-TypeError must name the argument. The calls run in subprocesses (batched per entry point)
+TypeError must name the argument (known gaps: tests/fixtures/bad_input_unnamed.txt, which may
+only shrink). The calls run in subprocesses (batched per entry point)
 under a time limit, so a crash or hang fails the case that was running, not the test run.
 """
 
@@ -150,6 +151,7 @@ def run_group(names: list[str], timeout: float) -> tuple[list[dict], str]:
             [sys.executable, str(WORKER), *names],
             capture_output=True,
             text=True,
+            errors="replace",  # the CLI echoes undecodable arguments
             timeout=timeout,
             env=env,
             cwd=scratch,
@@ -182,6 +184,11 @@ def unnamed_baseline() -> set[str]:
     return {line for line in UNNAMED_BASELINE.read_text(encoding="utf-8").splitlines() if line}
 
 
+# Their valid call needs a model on disk, which the corpus does not have: every case fails on
+# the model path first, so only "clean exception, no crash" is checked for them.
+NO_VALID_CALL = {"Encoder.from_pretrained", "Reranker.from_pretrained"}
+
+
 def names_argument(message: str, param: str) -> bool:
     m = message.lower()
     return param.lower() in m or param.rstrip("s").lower() in m
@@ -203,6 +210,7 @@ def test_abusive_values(names: list[str]) -> None:
             out.startswith(("raised ValueError", "raised TypeError"))
             and not names_argument(out, x["param"])
             and x["case"] not in known_unnamed
+            and x["case"].split("(")[0] not in NO_VALID_CALL
         ):
             bad.append(f"{x['case']}: does not name {x['param']!r}: {out}")
     done = sum("case" in x for x in lines)
