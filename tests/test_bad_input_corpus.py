@@ -195,7 +195,7 @@ def names_argument(message: str, param: str) -> bool:
 
 
 @pytest.mark.parametrize("names", GROUPS, ids=[g[0] for g in GROUPS])
-def test_abusive_values(names: list[str]) -> None:
+def test_abusive_values(names: list[str], tmp_path: Path) -> None:
     lines, problem = run_group(names, timeout=120)
     assert not problem, problem
     bad = []
@@ -214,5 +214,8 @@ def test_abusive_values(names: list[str]) -> None:
         ):
             bad.append(f"{x['case']}: does not name {x['param']!r}: {out}")
     done = sum("case" in x for x in lines)
+    if names != ["cli"]:  # every parameter of every entry point got every value
+        eps = worker.entry_points(worker.Fixture(tmp_path))
+        assert done == sum(len(eps[n][1]) for n in names) * len(worker.abusive_values())
     assert done > 0
     assert not bad, f"{len(bad)} of {done} cases:\n" + "\n".join(bad)
