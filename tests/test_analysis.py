@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -254,6 +255,56 @@ def test_user_dict_and_add_word(tmp_path):
         jieba.del_word("是石")
         jieba.del_word("韩玉赏鉴")
         jieba.del_word("石墨烯")
+
+
+# jieba 0.42.1's own parse of a user-dictionary line (jieba/__init__.py, re_userdict).
+JIEBA_USERDICT = re.compile("^(.+?)( [0-9]+)?( [a-z]+)?$", re.U)
+
+# Lines both accept (single spaces, as jieba's regex needs): (line, word, freq, tag).
+ACCEPTED_LINES = [
+    ("韩玉赏鉴", "韩玉赏鉴", None, None),
+    ("石墨烯 3", "石墨烯", "3", None),
+    ("是石 200000 n", "是石", "200000", "n"),
+    ("京华大 nz", "京华大", None, "nz"),
+    ("\ufeff大酒 0", "大酒", "0", None),
+]
+
+
+def test_user_dict_accepts_what_jieba_reads_alike(tmp_path):
+    text = "韩玉赏鉴的是石墨烯材料，京华大酒店"
+    d = tmp_path / "user.txt"
+    d.write_text("\n".join(line for line, *_ in ACCEPTED_LINES) + "\n\n", encoding="utf-8")
+    for line, *want in ACCEPTED_LINES:
+        got = [g.strip() if g else g for g in JIEBA_USERDICT.match(line.lstrip("\ufeff")).groups()]
+        assert got == want, line
+    a = Analyzer(language="zh", stopwords=None, lowercase=False, keep_punctuation=True, user_dict=d)
+    jieba.load_userdict(str(d))
+    try:
+        assert a.tokenize(text) == jieba_ref(text, "default", True)
+        assert "韩玉赏鉴" in a.tokenize(text)
+    finally:
+        for _, word, *_ in ACCEPTED_LINES:
+            jieba.del_word(word)
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("词 5x", "neither a frequency"),
+        ("词 -5", "neither a frequency"),
+        ("词 N", "neither a frequency"),
+        ("词 x n", "frequency"),
+        ("词 5 NR", "tag"),
+        ("词 5 n extra", "4 fields"),
+        ("New York City", "3 fields|frequency"),
+        ("词 99999999999999999999999", "too large"),
+    ],
+)
+def test_user_dict_malformed_line_names_file_and_line(tmp_path, line, message):
+    d = tmp_path / "user.txt"
+    d.write_text("好词 3\n\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"user\.txt: line 3: .*({message})"):
+        Analyzer(language="zh", user_dict=d)
 
 
 def test_bad_arguments():

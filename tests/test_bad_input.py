@@ -109,3 +109,14 @@ def test_huge_sizes_mean_everything(bm, coll) -> None:
     got = bm.search([["apple"]], k=3, threads=10_000)
     np.testing.assert_array_equal(got[0], bm.search([["apple"]], k=3, threads=1)[0])
     assert fuse([([1, 2], [0.5, 0.4])], top_k=2**64).ids.tolist() == [1, 2]
+
+
+def test_internal_error_is_an_ordinary_exception() -> None:
+    # A Rust panic surfaces as InternalError (rust/python/src/guard.rs), which `except
+    # Exception` catches, unlike PyO3's PanicException (a BaseException).
+    import densparse
+
+    assert "InternalError" in densparse.__all__
+    assert issubclass(densparse.InternalError, RuntimeError)
+    assert issubclass(densparse.InternalError, Exception)
+    assert "bug" in (densparse.InternalError.__doc__ or "")

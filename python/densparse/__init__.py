@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from densparse._core import CorruptIndexError, __version__
+from densparse._core import CorruptIndexError, InternalError, __version__
 from densparse.analysis import Analyzer
 from densparse.bm25 import BM25
 from densparse.collection import Collection, Hit
@@ -36,6 +36,7 @@ __all__ = [
     "Encoder",
     "FusedResult",
     "Hit",
+    "InternalError",
     "Reranker",
     "SparseIndex",
     "__version__",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
 from typing import Any, Optional
 
 import numpy as np
@@ -28,7 +30,46 @@ def check_opt_positive(x: Any, what: str) -> Optional[int]:
         raise TypeError(f"{what} must be an int or None, not {type(x).__name__}")
     if x < 1:
         raise ValueError(f"{what} must be >= 1 (or None), got {x}")
-    return int(x)
+    # Larger values ask for "all" (threads are capped at the cores): clipped like k.
+    return min(int(x), MAX_K)
+
+
+def check_real(x: Any, what: str) -> float:
+    """``x`` (an int or float, not a bool) as a float; the range is checked by its user."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a number, not {type(x).__name__}")
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"{what}={x} is out of range") from None
+
+
+def check_choice(x: Any, choices: Collection[str], what: str) -> str:
+    """``x`` as one of the strings ``choices``."""
+    if not isinstance(x, str):
+        raise TypeError(
+            f"{what} must be a str, one of {', '.join(choices)}; not {type(x).__name__}"
+        )
+    if x not in choices:
+        raise ValueError(f"unknown {what} {x!r}: expected one of {', '.join(choices)}")
+    return x
+
+
+def check_path(path: Any, what: str = "path") -> str:
+    """``path`` (str, bytes or os.PathLike) as a str the operating system can take."""
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{what} must be a str or os.PathLike, not {type(path).__name__}") from None
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    try:
+        os.fsencode(p)
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {p!r} cannot be encoded as a file name") from None
+    if "\0" in p:
+        raise ValueError(f"{what} contains a NUL character")
+    return p
 
 
 def check_mask(mask: Any) -> Optional[np.ndarray]:

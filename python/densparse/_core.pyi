@@ -18,6 +18,7 @@ __all__ = [
     "BM25Index",
     "CorruptIndexError",
     "DenseIndexCore",
+    "InternalError",
     "ReaderPin",
     "RecordStore",
     "RecordStoreWriter",
@@ -50,6 +51,10 @@ __version__: str
 
 class CorruptIndexError(ValueError):
     """An index file is corrupt, truncated or not of the expected kind."""
+
+class InternalError(RuntimeError):
+    """An internal error (a bug) in densparse: a check inside the Rust core failed.
+    Please report it with the call that raised it."""
 
 @disjoint_base
 class Analyzer:

@@ -7,6 +7,10 @@ from collections.abc import Sequence
 from typing import Optional, Union
 
 from densparse import _core
+from densparse._checks import check_k, check_path
+
+#: Largest word frequency (jieba's totals are sums of them).
+MAX_FREQ = 2**40
 
 StopwordsArg = Union[str, Sequence[str], None]
 
@@ -68,7 +72,22 @@ class Analyzer(_core.Analyzer):
             stemmer,
             lowercase,
             keep_punctuation,
-            None if user_dict is None else os.fspath(user_dict),
+            None if user_dict is None else check_path(user_dict, "user_dict"),
             char_ngrams,
             tokenizer,
         )
+
+    def keywords(self, text: str, k: int = 10, method: str = "tfidf") -> list[tuple[str, float]]:
+        """Top-k keywords with weights, as ``jieba.analyse`` (``"tfidf"``: extract_tags;
+        ``"textrank"``). ``k >= 1``; a larger k than there are words gives them all."""
+        return super().keywords(text, check_k(k), method)
+
+    def add_word(self, word: str, freq: Optional[int] = None, tag: Optional[str] = None) -> int:
+        """Add a word to the segmentation dictionary (``jieba.add_word``); ``freq=None``
+        uses :meth:`suggest_freq`. Returns the frequency used."""
+        if freq is not None:
+            if isinstance(freq, bool) or not isinstance(freq, int):
+                raise TypeError(f"freq must be an int or None, not {type(freq).__name__}")
+            if not 0 <= freq <= MAX_FREQ:
+                raise ValueError(f"freq must be between 0 and {MAX_FREQ}, got {freq}")
+        return super().add_word(word, freq, tag)

@@ -13,7 +13,14 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import check_k, check_mask, check_opt_positive
+from densparse._checks import (
+    check_choice,
+    check_k,
+    check_mask,
+    check_opt_positive,
+    check_path,
+    check_real,
+)
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 
@@ -119,6 +126,13 @@ def _analyzer_from_config(cfg: dict) -> Analyzer:
     return a
 
 
+def _sequence(x: object, what: str) -> list:
+    """A list of items (a bare str, bytes or dict is refused: it would be taken item by item)."""
+    if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__iter__"):
+        raise TypeError(f"{what} must be a list, not {type(x).__name__}")
+    return list(x)  # type: ignore[call-overload]
+
+
 class BM25:
     """A BM25 index over a corpus of texts or token lists.
 
@@ -147,13 +161,15 @@ class BM25:
         delta: float = 0.5,
         analyzer: Optional[Analyzer] = None,
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(
-                f"unknown BM25 method {method!r}: expected one of {', '.join(METHODS)}"
-            )
+        check_choice(method, METHODS, "BM25 method")
         if analyzer is not None and not isinstance(analyzer, Analyzer):
             raise TypeError(f"analyzer must be a densparse.Analyzer, not {type(analyzer).__name__}")
-        self.method, self.k1, self.b, self.delta = method, float(k1), float(b), float(delta)
+        self.method = method
+        self.k1, self.b, self.delta = (
+            check_real(k1, "k1"),
+            check_real(b, "b"),
+            check_real(delta, "delta"),
+        )
         self.analyzer = analyzer if analyzer is not None else Analyzer()
         self._index: Optional[_core.BM25Index] = None
 
@@ -167,7 +183,7 @@ class BM25:
         """
         if isinstance(corpus, (str, bytes)):
             raise TypeError("corpus must be a list of texts or of token lists, not a single string")
-        corpus = list(corpus)
+        corpus = _sequence(corpus, "corpus")
         if not corpus:
             raise ValueError("cannot index an empty corpus: give at least one document")
         enabled = wants_progress(show_progress, len(corpus))
@@ -328,6 +344,10 @@ class BM25:
         """Document frequency in this index of each token (0 if absent): the
         per-segment part of :attr:`GlobalStats.df`."""
         idx = self._idx
+        tokens = _sequence(tokens, "tokens")
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens[{i}] must be a str, not {type(t).__name__}")
         return {t: idx.df(t) for t in tokens}
 
     # ------------------------------------------------------------ sparse vectors
@@ -336,10 +356,12 @@ class BM25:
         (term ids int64, weights float32) with weight = idf * tf part. The dot
         product with :meth:`encode_queries` is the BM25 score (for bm25l and
         bm25+, minus a per-query constant that does not change rankings)."""
+        texts = _sequence(texts, "texts")
         return self._idx.document_vectors([self._doc_tokens(t, i) for i, t in enumerate(texts)])
 
     def encode_queries(self, texts: Sequence[Query]) -> list[SparseVector]:
         """Queries as sparse vectors: (term ids int64, counts float32)."""
+        texts = _sequence(texts, "texts")
         return self._idx.query_vectors([self._doc_tokens(t, i) for i, t in enumerate(texts)])
 
     def _doc_tokens(self, t: Query, i: int) -> list[str]:
@@ -359,13 +381,13 @@ class BM25:
         meta = json.dumps(
             {"format": _FORMAT, "version": _core.__version__, "analyzer": cfg}, ensure_ascii=False
         )
-        self._idx.save(os.fspath(path), meta)
+        self._idx.save(check_path(path), meta)
         log.info("saved BM25 index to %s", path)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], mmap: bool = True) -> BM25:
         """Load an index saved by :meth:`save` (memory-mapped by default)."""
-        idx = _core.BM25Index.load(os.fspath(path), mmap=mmap)
+        idx = _core.BM25Index.load(check_path(path), mmap=bool(mmap))
         try:
             meta = json.loads(idx.meta)
             if meta.get("format") != _FORMAT:

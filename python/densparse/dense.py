@@ -10,12 +10,14 @@ from typing import Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import check_k, check_mask, check_opt_positive
+from densparse._checks import check_choice, check_k, check_mask, check_opt_positive, check_path
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16", "int8")
 METRICS = ("ip", "cosine")
+#: Largest vector dimension (the index files' limit too).
+MAX_DIM = 1 << 20
 _FLOATS = (np.float32, np.float16, np.float64)
 ArrayLike = Union[np.ndarray, Sequence[float], Sequence[Sequence[float]]]
 
@@ -88,10 +90,10 @@ class DenseIndex:
             raise TypeError(f"dim must be an int, not {type(dim).__name__}")
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}: expected one of {', '.join(METRICS)}")
+        if dim > MAX_DIM:
+            raise ValueError(f"dim must be <= {MAX_DIM}, got {dim}")
+        check_choice(dtype, DTYPES, "dtype")
+        check_choice(metric, METRICS, "metric")
         self._core = _core.DenseIndexCore(int(dim), dtype, metric)
 
     @classmethod
@@ -215,7 +217,7 @@ class DenseIndex:
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Save to one file (temporary file + rename: never half-written). Removed
         vectors are not written."""
-        self._core.save(os.fspath(path))
+        self._core.save(check_path(path))
         log.info("saved dense index (%d vectors) to %s", len(self), path)
 
     @classmethod
@@ -223,7 +225,7 @@ class DenseIndex:
         """Load an index saved by :meth:`save`. With ``mmap=True`` the vectors are
         searched in place from the memory-mapped file (zero copy). A corrupt,
         truncated or foreign file raises :class:`densparse.CorruptIndexError`."""
-        return cls._wrap(_core.DenseIndexCore.load(os.fspath(path), mmap=bool(mmap)))
+        return cls._wrap(_core.DenseIndexCore.load(check_path(path), mmap=bool(mmap)))
 
 
 def _maxsim_args(query_vecs: ArrayLike, doc_vecs_list: Sequence[ArrayLike]):

@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import check_k, check_mask, check_opt_positive
+from densparse._checks import check_choice, check_k, check_mask, check_opt_positive, check_path
 
 DTYPES = ("float32", "float16", "uint8")
 SearchResult = tuple[np.ndarray, np.ndarray]
@@ -120,8 +120,7 @@ class SparseIndex:
     """
 
     def __init__(self, dtype: str = "float32", doc_top_n: Optional[int] = None) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+        check_choice(dtype, DTYPES, "dtype")
         self._idx = _core.SparseIndex(dtype, check_opt_positive(doc_top_n, "doc_top_n"))
 
     @classmethod
@@ -247,13 +246,13 @@ class SparseIndex:
     # ------------------------------------------------------------ persistence
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Save to one file (temporary file then rename: never half-written)."""
-        self._idx.save(os.fspath(path))
+        self._idx.save(check_path(path))
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], mmap: bool = True) -> SparseIndex:
         """Load an index saved by :meth:`save` (memory-mapped by default).
         Raises CorruptIndexError for a corrupt, truncated or foreign file."""
-        return cls._wrap(_core.SparseIndex.load(os.fspath(path), mmap=bool(mmap)))
+        return cls._wrap(_core.SparseIndex.load(check_path(path), mmap=bool(mmap)))
 
     # ------------------------------------------------------------ facts
     def __len__(self) -> int:

@@ -46,6 +46,7 @@ from densparse.collection.segment import (
     digests_of,
     fsync_path,
 )
+from densparse.dense import MAX_DIM
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,12 @@ class Collection:
         for name, x, hi in (("k1", k1, math.inf), ("b", b, 1.0), ("delta", delta, math.inf)):
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= hi:
                 raise ValueError(f"{name} must be a number in [0, {hi}], got {x!r}")
-        if dense_dim is not None and (isinstance(dense_dim, bool) or int(dense_dim) < 1):
-            raise ValueError(f"dense_dim must be a positive int or None, got {dense_dim!r}")
+        if dense_dim is not None and (
+            isinstance(dense_dim, bool)
+            or not isinstance(dense_dim, (int, np.integer))
+            or not 1 <= dense_dim <= MAX_DIM
+        ):
+            raise ValueError(f"dense_dim must be an int in [1, {MAX_DIM}] or None: {dense_dim!r}")
         if dense_dtype not in ("float32", "float16", "int8"):
             raise ValueError(f"dense_dtype must be float32, float16 or int8, not {dense_dtype!r}")
         if metric not in ("ip", "cosine"):

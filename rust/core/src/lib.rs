@@ -18,6 +18,8 @@ pub mod dense;
 pub mod dtype;
 pub mod error;
 pub mod fusion;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod mask;
 pub mod parallel;

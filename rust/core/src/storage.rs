@@ -20,7 +20,7 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"DENSPRSE";
-const HEADER_LEN: usize = 40;
+pub const HEADER_LEN: usize = 40;
 const ENTRY_LEN: usize = 24;
 
 /// File bytes, read into memory or memory-mapped.

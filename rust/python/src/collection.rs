@@ -16,6 +16,7 @@ use densparse_core::collection::{merge_policy, store, SearchRequest, SegmentRead
 use densparse_core::sparse::{Csr, SparseVec};
 
 use crate::dense::PyDenseIndex;
+use crate::guard::Guarded;
 use crate::records::{parse_filter, PyRecordStore};
 use crate::sparse::PySparseIndex;
 use crate::{to_py, PyAnalyzer, PyBm25Index};
@@ -136,7 +137,7 @@ impl PySnapshot {
             }
         };
         let snap = self.inner.clone();
-        let bm25_tokens = text.map(|t| py.allow_threads(|| snap.analyzer().tokenize(&t)));
+        let bm25_tokens = text.map(|t| py.guarded(|| snap.analyzer().tokenize(&t))).transpose()?;
         Ok(SearchRequest {
             bm25_tokens,
             dense: dense.map(|d| d.as_array().to_vec()),
@@ -178,7 +179,7 @@ impl PySnapshot {
     ) -> PyResult<Vec<(&'static str, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)>> {
         let req = self.request(py, text, dense, sparse, filter, per_route, bm25_stats)?;
         let snap = self.inner.clone();
-        let lists = py.allow_threads(|| snap.route_lists(&req)).map_err(to_py)?;
+        let lists = py.guarded(|| snap.route_lists(&req))?.map_err(to_py)?;
         Ok(lists
             .into_iter()
             .map(|(r, h)| {
@@ -213,10 +214,10 @@ impl PySnapshot {
         let params = crate::fusion::params(fusion, rrf_k, weights, normalization, None)?;
         let snap = self.inner.clone();
         let (routes, hits) = py
-            .allow_threads(|| {
+            .guarded(|| {
                 let lists = snap.route_lists(&req)?;
                 Ok((names(&lists), fuse_lists(&lists, &params, top)?))
-            })
+            })?
             .map_err(to_py)?;
         let n = hits.len();
         let w = routes.len();
@@ -235,7 +236,7 @@ impl PySnapshot {
     /// BM25 statistics of the live documents for `tokens`: (rows, total tokens, {token: df}).
     fn bm25_stats<'py>(&self, py: Python<'py>, tokens: Vec<String>) -> PyResult<(u64, u64, Bound<'py, PyDict>)> {
         let snap = self.inner.clone();
-        let s = py.allow_threads(|| snap.bm25_stats(&tokens)).map_err(to_py)?;
+        let s = py.guarded(|| snap.bm25_stats(&tokens))?.map_err(to_py)?;
         stats_tuple(py, s)
     }
 
@@ -247,7 +248,7 @@ impl PySnapshot {
     /// (segment index, document) of the live document with this id, or None.
     fn find(&self, py: Python<'_>, id: String) -> PyResult<Option<(usize, usize)>> {
         let snap = self.inner.clone();
-        py.allow_threads(|| snap.find(&id)).map_err(to_py)
+        py.guarded(|| snap.find(&id))?.map_err(to_py)
     }
 
     /// `find` for many ids: (segment indices, documents), int64, -1 where not found.
@@ -258,7 +259,7 @@ impl PySnapshot {
         ids: Vec<String>,
     ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
         let snap = self.inner.clone();
-        let found = py.allow_threads(|| snap.find_many(&ids)).map_err(to_py)?;
+        let found = py.guarded(|| snap.find_many(&ids))?.map_err(to_py)?;
         let (segs, docs): (Vec<i64>, Vec<i64>) = found
             .into_iter()
             .map(|f| f.map_or((-1, -1), |(s, d)| (s as i64, d as i64)))
@@ -288,7 +289,7 @@ fn to_text(m: &serde_json::Map<String, serde_json::Value>) -> String {
 /// The committed manifest of the collection at `path`, checked, as JSON text.
 #[pyfunction]
 fn manifest_read(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    py.allow_threads(|| store::read_manifest(&path))
+    py.guarded(|| store::read_manifest(&path))?
         .map(|m| to_text(&m))
         .map_err(to_py)
 }
@@ -304,7 +305,7 @@ fn manifest_parse(path: PathBuf, raw: &[u8]) -> PyResult<String> {
 #[pyfunction]
 fn manifest_write(py: Python<'_>, path: PathBuf, manifest: &str) -> PyResult<String> {
     let m = manifest_map(manifest)?;
-    py.allow_threads(|| store::write_manifest(&path, &m))
+    py.guarded(|| store::write_manifest(&path, &m))?
         .map(|m| to_text(&m))
         .map_err(to_py)
 }
@@ -312,7 +313,7 @@ fn manifest_write(py: Python<'_>, path: PathBuf, manifest: &str) -> PyResult<Str
 /// `{"size", "crc32"[, "check": "header"]}` of a file, as JSON text.
 #[pyfunction]
 fn file_digest_entry(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    py.allow_threads(|| store::digest_entry(&path))
+    py.guarded(|| store::digest_entry(&path))?
         .map(|v| v.to_string())
         .map_err(to_py)
 }
@@ -321,14 +322,14 @@ fn file_digest_entry(py: Python<'_>, path: PathBuf) -> PyResult<String> {
 #[pyfunction]
 fn check_file(py: Python<'_>, path: PathBuf, expected: &str) -> PyResult<()> {
     let v: serde_json::Value = serde_json::from_str(expected).unwrap_or(serde_json::Value::Null);
-    py.allow_threads(|| store::check_file(&path, &v)).map_err(to_py)
+    py.guarded(|| store::check_file(&path, &v))?.map_err(to_py)
 }
 
 /// Retire unheld generations and delete files no remaining generation names.
 #[pyfunction]
 fn collect_garbage(py: Python<'_>, path: PathBuf, manifest: &str) -> PyResult<()> {
     let m = manifest_map(manifest)?;
-    py.allow_threads(|| store::collect_garbage(&path, &m)).map_err(to_py)
+    py.guarded(|| store::collect_garbage(&path, &m))?.map_err(to_py)
 }
 
 /// Indices of the segments to merge next (see `merge_policy`).
@@ -386,7 +387,7 @@ fn wrap_pin(p: Option<store::ReaderPin>) -> Option<PyReaderPin> {
 /// Pin `generation` (None when it is retired).
 #[pyfunction]
 fn pin_generation(py: Python<'_>, path: PathBuf, generation: i64) -> PyResult<Option<PyReaderPin>> {
-    py.allow_threads(|| store::pin_generation(&path, generation))
+    py.guarded(|| store::pin_generation(&path, generation))?
         .map(wrap_pin)
         .map_err(to_py)
 }
@@ -394,7 +395,7 @@ fn pin_generation(py: Python<'_>, path: PathBuf, generation: i64) -> PyResult<Op
 /// The current manifest (JSON text) and a pin on its generation (None for version 1).
 #[pyfunction]
 fn open_pinned(py: Python<'_>, path: PathBuf) -> PyResult<(String, Option<PyReaderPin>)> {
-    let (m, pin) = py.allow_threads(|| store::open_pinned(&path)).map_err(to_py)?;
+    let (m, pin) = py.guarded(|| store::open_pinned(&path))?.map_err(to_py)?;
     Ok((to_text(&m), wrap_pin(pin)))
 }
 
@@ -409,9 +410,7 @@ impl PyWriterLock {
     /// Take the lock without waiting; None when another writer holds it.
     #[staticmethod]
     fn try_acquire(py: Python<'_>, path: PathBuf) -> PyResult<Option<PyWriterLock>> {
-        let l = py
-            .allow_threads(|| store::WriterLock::try_acquire(&path))
-            .map_err(to_py)?;
+        let l = py.guarded(|| store::WriterLock::try_acquire(&path))?.map_err(to_py)?;
         Ok(l.map(|l| PyWriterLock {
             lock: Mutex::new(Some(l)),
         }))

@@ -14,6 +14,7 @@ use densparse_core::dense::{self, DenseIndex, Dtype, Metric, Rows, DTYPES, F16};
 use densparse_core::mask::DocMask;
 use densparse_core::Error;
 
+use crate::guard::Guarded;
 use crate::to_py;
 
 type Hits<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
@@ -113,7 +114,7 @@ impl PyDenseIndex {
         };
         let inner = self.inner.clone();
         let out = py
-            .allow_threads(|| inner.write().unwrap_or_else(|e| e.into_inner()).add_rows(rows, ids_s))
+            .guarded(|| inner.write().unwrap_or_else(|e| e.into_inner()).add_rows(rows, ids_s))?
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, out.into_iter().map(|i| i as i64).collect()))
     }
@@ -142,7 +143,7 @@ impl PyDenseIndex {
         };
         let inner = self.inner.clone();
         let hits = py
-            .allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).search(q, k, m, threads))
+            .guarded(|| inner.read().unwrap_or_else(|e| e.into_inner()).search(q, k, m, threads))?
             .map_err(to_py)?;
         let nq = hits.len();
         let kk = hits.first().map_or(0, |h| h.len());
@@ -164,13 +165,13 @@ impl PyDenseIndex {
     fn remove(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
         let ids = slice1(&ids, "ids")?;
         let inner = self.inner.clone();
-        py.allow_threads(|| {
+        py.guarded(|| {
             let mut g = inner.write().unwrap_or_else(|e| e.into_inner());
             if let Some(id) = g.first_missing(ids) {
                 return Err(Failure::Missing(id));
             }
             g.remove(ids).map_err(Failure::Core)
-        })
+        })?
         .map_err(fail)
     }
 
@@ -179,21 +180,21 @@ impl PyDenseIndex {
         let ids = slice1(&ids, "ids")?;
         let inner = self.inner.clone();
         let (v, dim) = py
-            .allow_threads(|| {
+            .guarded(|| {
                 let g = inner.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(id) = g.first_missing(ids) {
                     return Err(Failure::Missing(id));
                 }
                 g.get(ids).map(|v| (v, g.dim())).map_err(Failure::Core)
-            })
+            })?
             .map_err(fail)?;
         Ok(Array2::from_shape_vec((ids.len(), dim), v).unwrap().into_pyarray(py))
     }
 
     /// Drop removed rows from storage now.
-    fn compact(&self, py: Python<'_>) {
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
         let inner = self.inner.clone();
-        py.allow_threads(|| inner.write().unwrap_or_else(|e| e.into_inner()).compact());
+        py.guarded(|| inner.write().unwrap_or_else(|e| e.into_inner()).compact())
     }
 
     /// Live ids in insertion order.
@@ -208,14 +209,14 @@ impl PyDenseIndex {
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let inner = self.inner.clone();
-        py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).save(&path))
+        py.guarded(|| inner.read().unwrap_or_else(|e| e.into_inner()).save(&path))?
             .map_err(to_py)
     }
 
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py.allow_threads(|| DenseIndex::load(&path, mmap)).map_err(to_py)?;
+        let idx = py.guarded(|| DenseIndex::load(&path, mmap))?.map_err(to_py)?;
         Ok(PyDenseIndex {
             inner: Arc::new(RwLock::new(idx)),
         })
@@ -295,9 +296,7 @@ fn maxsim<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let docs = doc_arrays(doc_vecs)?;
     let (q, ds, dim) = maxsim_inputs(&query_vecs, &docs)?;
-    let s = py
-        .allow_threads(|| dense::maxsim(q, &ds, dim, threads))
-        .map_err(to_py)?;
+    let s = py.guarded(|| dense::maxsim(q, &ds, dim, threads))?.map_err(to_py)?;
     Ok(PyArray1::from_vec(py, s))
 }
 
@@ -314,7 +313,7 @@ fn maxsim_rerank<'py>(
     let docs = doc_arrays(doc_vecs)?;
     let (q, ds, dim) = maxsim_inputs(&query_vecs, &docs)?;
     let (order, s) = py
-        .allow_threads(|| dense::maxsim_rerank(q, &ds, dim, k, threads))
+        .guarded(|| dense::maxsim_rerank(q, &ds, dim, k, threads))?
         .map_err(to_py)?;
     Ok((
         PyArray1::from_vec(py, order.into_iter().map(|i| i as i64).collect()),
@@ -327,7 +326,7 @@ fn maxsim_rerank<'py>(
 #[pyo3(signature = (data, threads=None))]
 fn _dense_stream_sum(py: Python<'_>, data: PyReadonlyArray1<'_, f32>, threads: Option<usize>) -> PyResult<f64> {
     let d = slice1(&data, "data")?;
-    py.allow_threads(|| dense::stream_sum(d, threads)).map_err(to_py)
+    py.guarded(|| dense::stream_sum(d, threads))?.map_err(to_py)
 }
 
 /// Name of the dot-product kernels chosen for this CPU.

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 use densparse_core::fusion::{self, BatchRoute, Fused, FusionParams, Method, Route};
 
+use crate::guard::Guarded;
 use crate::to_py;
 
 type FusedPy<'py> = (
@@ -58,7 +59,7 @@ fn fuse<'py>(
             })
         })
         .collect::<PyResult<_>>()?;
-    let f = py.allow_threads(|| fusion::fuse(&rs, &p)).map_err(to_py)?;
+    let f = py.guarded(|| fusion::fuse(&rs, &p))?.map_err(to_py)?;
     Ok(to_numpy(py, f))
 }
 
@@ -93,7 +94,7 @@ fn fuse_batch<'py>(
             width,
         });
     }
-    let out = py.allow_threads(|| fusion::fuse_batch(&rs, &p)).map_err(to_py)?;
+    let out = py.guarded(|| fusion::fuse_batch(&rs, &p))?.map_err(to_py)?;
     Ok(out.into_iter().map(|f| to_numpy(py, f)).collect())
 }
 

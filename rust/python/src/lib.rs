@@ -23,8 +23,11 @@ use densparse_core::Error;
 mod collection;
 mod dense;
 mod fusion;
+mod guard;
 mod records;
 mod sparse;
+
+use guard::{Guarded, InternalError};
 
 /// Texts up to this many bytes are tokenized without releasing the GIL.
 const SHORT_TEXT: usize = 4096;
@@ -100,12 +103,12 @@ fn with_progress<T: Send>(
         done.fetch_add(n, Ordering::Relaxed);
     };
     let Some(cb) = progress else {
-        return Ok(py.allow_threads(|| work(&tick)));
+        return py.guarded(|| work(&tick));
     };
     let cb = cb.clone().unbind();
     let mut reported = 0usize;
     let mut cb_err: Option<PyErr> = None;
-    let result = py.allow_threads(|| {
+    let result = py.guarded(|| {
         std::thread::scope(|s| {
             let h = s.spawn(|| {
                 let r = work(&tick);
@@ -130,7 +133,7 @@ fn with_progress<T: Send>(
             }
             h.join().expect("worker thread panicked")
         })
-    });
+    })?;
     match cb_err {
         Some(e) => Err(e),
         None => Ok(result),
@@ -147,7 +150,9 @@ fn read_with_gil<'a>(py: Python<'_>, lock: &'a RwLock<an::Analyzer>) -> RwLockRe
         match lock.try_read() {
             Ok(g) => return g,
             Err(TryLockError::Poisoned(e)) => return e.into_inner(),
-            Err(TryLockError::WouldBlock) => py.allow_threads(std::thread::yield_now),
+            Err(TryLockError::WouldBlock) => {
+                let _ = py.guarded(std::thread::yield_now);
+            }
         }
     }
 }
@@ -161,6 +166,9 @@ pub struct PyAnalyzer {
     /// Python str objects of tokens seen by `tokenize`: making a str is most
     /// of a short call's cost, and vocabularies repeat. Only touched with the GIL.
     strings: std::sync::Mutex<TokenStrings>,
+    /// The keyword extractor (its IDF table is large): built on this analyzer's
+    /// first `keywords` call and owned by it, so no state is shared between analyzers.
+    keywords: Arc<OnceLock<KeywordExtractor>>,
 }
 
 /// Python str objects of tokens. Tokens of up to 15 bytes (nearly all) are
@@ -327,6 +335,7 @@ impl PyAnalyzer {
             inner: Arc::new(RwLock::new(a)),
             config: config.unbind(),
             strings: std::sync::Mutex::new(TokenStrings::default()),
+            keywords: Arc::default(),
         })
     }
 
@@ -349,7 +358,7 @@ impl PyAnalyzer {
             return PyList::new(py, out);
         }
         let inner = self.inner.clone();
-        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize(&text));
+        let toks = py.guarded(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize(&text))?;
         PyList::new(py, toks)
     }
 
@@ -357,7 +366,7 @@ impl PyAnalyzer {
     fn tokenize_batch<'py>(&self, py: Python<'py>, texts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let texts = str_list(texts, "texts")?;
         let inner = self.inner.clone();
-        let toks = py.allow_threads(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize_batch(&texts));
+        let toks = py.guarded(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize_batch(&texts))?;
         // Words repeat across a batch: make each distinct one a Python str once.
         let mut interned: StrMap<&str, Bound<'py, PyString>> = StrMap::default();
         let lists = toks
@@ -386,13 +395,12 @@ impl PyAnalyzer {
         }
         let k = usize::try_from(k).unwrap_or(usize::MAX);
         let m = KeywordMethod::parse(method).map_err(to_py)?;
-        let inner = self.inner.clone();
-        Ok(py.allow_threads(|| {
-            static EXTRACTOR: OnceLock<KeywordExtractor> = OnceLock::new();
-            let ex = EXTRACTOR.get_or_init(KeywordExtractor::default);
+        let (inner, keywords) = (self.inner.clone(), self.keywords.clone());
+        py.guarded(|| {
+            let ex = keywords.get_or_init(KeywordExtractor::default);
             let a = inner.read().unwrap_or_else(|e| e.into_inner());
             ex.extract(a.segmenter(), &text, k, m)
-        }))
+        })
     }
 
     /// Add a word to the segmentation dictionary (jieba.add_word). Returns the frequency used.
@@ -400,7 +408,7 @@ impl PyAnalyzer {
     fn add_word(&self, py: Python<'_>, word: &str, freq: Option<usize>, tag: Option<&str>) -> PyResult<usize> {
         let inner = self.inner.clone();
         let f = py
-            .allow_threads(|| {
+            .guarded(|| {
                 let mut a = inner.write().unwrap_or_else(|e| e.into_inner());
                 if a.language == Language::En {
                     return Err(Error::invalid(
@@ -408,7 +416,7 @@ impl PyAnalyzer {
                     ));
                 }
                 a.segmenter_mut().add_word(word, freq, tag)
-            })
+            })?
             .map_err(to_py)?;
         let cfg = self.config.bind(py);
         if let Some(list) = cfg.get_item("added_words")? {
@@ -668,7 +676,7 @@ impl PyBm25Index {
         let stats = stats_arg(global_stats)?;
         let inner = self.inner.clone();
         let s = py
-            .allow_threads(|| inner.get_scores_opts(&inner.query(&toks), stats.as_ref()))
+            .guarded(|| inner.get_scores_opts(&inner.query(&toks), stats.as_ref()))?
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, s))
     }
@@ -691,7 +699,7 @@ impl PyBm25Index {
         let stats = stats_arg(global_stats)?;
         let inner = self.inner.clone();
         let k = k.min(inner.n_docs());
-        let hits = py.allow_threads(|| -> Result<_, Error> {
+        let hits = py.guarded(|| -> Result<_, Error> {
             let pool = thread_pool(threads)?;
             let pool = pool.as_deref();
             let queries: Vec<Query> = qs.iter().map(|q| inner.query(q)).collect();
@@ -703,7 +711,7 @@ impl PyBm25Index {
                 stats: stats.as_ref(),
             };
             inner.search_batch_opts(&queries, k, &opts, pool)
-        });
+        })?;
         Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
     }
 
@@ -726,7 +734,7 @@ impl PyBm25Index {
         let a = Self::analyzer_of(analyzer);
         let inner = self.inner.clone();
         let k = k.min(inner.n_docs());
-        let hits = py.allow_threads(|| -> Result<_, Error> {
+        let hits = py.guarded(|| -> Result<_, Error> {
             use rayon::prelude::*;
             let pool = thread_pool(threads)?;
             let pool = pool.as_deref();
@@ -752,7 +760,7 @@ impl PyBm25Index {
                 stats: stats.as_ref(),
             };
             inner.search_batch_opts(&queries, k, &opts, pool)
-        });
+        })?;
         Ok(hits_to_numpy(py, hits.map_err(to_py)?, k))
     }
 
@@ -760,10 +768,10 @@ impl PyBm25Index {
     fn document_vectors<'py>(&self, py: Python<'py>, docs: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let docs = token_lists(docs, "documents")?;
         let inner = self.inner.clone();
-        let v = py.allow_threads(|| {
+        let v = py.guarded(|| {
             use rayon::prelude::*;
             docs.par_iter().map(|d| inner.document_vector(d)).collect::<Vec<_>>()
-        });
+        })?;
         sparse_to_py(py, v)
     }
 
@@ -779,14 +787,14 @@ impl PyBm25Index {
     fn save(&self, py: Python<'_>, path: PathBuf, meta: &str) -> PyResult<()> {
         let inner = self.inner.clone();
         let meta = meta.to_string();
-        py.allow_threads(|| inner.save_with_meta(&path, &meta)).map_err(to_py)
+        py.guarded(|| inner.save_with_meta(&path, &meta))?.map_err(to_py)
     }
 
     /// Load a saved index; with mmap=True the postings are memory-mapped.
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py.allow_threads(|| Bm25Index::load(&path, mmap)).map_err(to_py)?;
+        let idx = py.guarded(|| Bm25Index::load(&path, mmap))?.map_err(to_py)?;
         Ok(PyBm25Index { inner: Arc::new(idx) })
     }
 
@@ -809,13 +817,13 @@ impl PyBm25Index {
             owned.push((idx.inner.clone(), m));
         }
         let merged = py
-            .allow_threads(|| {
+            .guarded(|| {
                 let args: Vec<_> = owned
                     .iter()
                     .map(|(i, m)| (&**i, m.as_deref().map(densparse_core::mask::DocMask::new)))
                     .collect();
                 Bm25Index::merge(&args)
-            })
+            })?
             .map_err(to_py)?;
         Ok(PyBm25Index {
             inner: Arc::new(merged),
@@ -890,6 +898,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     records::register(m)?;
     collection::register(m)?;
     m.add("CorruptIndexError", m.py().get_type::<CorruptIndexError>())?;
+    m.add("InternalError", m.py().get_type::<InternalError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     dense::register(m)?;
     Ok(())

@@ -13,6 +13,7 @@ use serde_json::{Map, Number, Value};
 use densparse_core::collection::records::{Record, RecordStore, RecordStoreWriter};
 use densparse_core::collection::{file_digest, Filter, SpecError, SpecValue};
 
+use crate::guard::Guarded;
 use crate::to_py;
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -209,7 +210,7 @@ fn validate_filter(spec: &Bound<'_, PyAny>) -> PyResult<()> {
 /// (size in bytes, CRC-32 as zlib.crc32) of a file, for a manifest.
 #[pyfunction(name = "file_digest")]
 fn py_file_digest(py: Python<'_>, path: PathBuf) -> PyResult<(u64, u32)> {
-    py.allow_threads(|| file_digest(&path)).map_err(to_py)
+    py.guarded(|| file_digest(&path))?.map_err(to_py)
 }
 
 /// Sparse term ids from an int array or sequence, checked to fit u32.
@@ -311,7 +312,7 @@ impl PyRecordStoreWriter {
             .inner
             .take()
             .ok_or_else(|| PyValueError::new_err("this RecordStoreWriter is finished"))?;
-        let store = py.allow_threads(|| w.finish()).map_err(to_py)?;
+        let store = py.guarded(|| w.finish())?.map_err(to_py)?;
         Ok(PyRecordStore { inner: Arc::new(store) })
     }
 }
@@ -357,19 +358,19 @@ impl PyRecordStore {
     #[pyo3(signature = (path, mmap = true, verify = false))]
     fn open(py: Python<'_>, path: PathBuf, mmap: bool, verify: bool) -> PyResult<Self> {
         let s = py
-            .allow_threads(|| RecordStore::open_with(&path, mmap, verify))
+            .guarded(|| RecordStore::open_with(&path, mmap, verify))?
             .map_err(to_py)?;
         Ok(PyRecordStore { inner: Arc::new(s) })
     }
 
     /// Write the store to ``path`` atomically (fsynced).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.allow_threads(|| self.inner.save(&path)).map_err(to_py)
+        py.guarded(|| self.inner.save(&path))?.map_err(to_py)
     }
 
     /// Check the whole file against the CRC in its header (CorruptIndexError if not).
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
-        py.allow_threads(|| self.inner.verify()).map_err(to_py)
+        py.guarded(|| self.inner.verify())?.map_err(to_py)
     }
 
     #[getter]
@@ -402,11 +403,11 @@ impl PyRecordStore {
     #[pyo3(signature = (docs = None))]
     fn ids(&self, py: Python<'_>, docs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         let docs = self.docs(docs)?;
-        py.allow_threads(|| {
+        py.guarded(|| {
             docs.iter()
                 .map(|&d| self.inner.id(d).map(String::from))
                 .collect::<Result<_, _>>()
-        })
+        })?
         .map_err(to_py)
     }
 
@@ -418,11 +419,11 @@ impl PyRecordStore {
     /// Document of each id (-1 where absent), as int64.
     fn docs_of<'py>(&self, py: Python<'py>, ids: Vec<String>) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let out = py
-            .allow_threads(|| {
+            .guarded(|| {
                 ids.iter()
                     .map(|i| self.inner.doc_of(i).map(|d| d.map_or(-1, |d| d as i64)))
                     .collect::<Result<Vec<_>, _>>()
-            })
+            })?
             .map_err(to_py)?;
         Ok(out.into_pyarray(py))
     }
@@ -436,11 +437,11 @@ impl PyRecordStore {
     #[pyo3(signature = (docs = None))]
     fn texts(&self, py: Python<'_>, docs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         let docs = self.docs(docs)?;
-        py.allow_threads(|| {
+        py.guarded(|| {
             docs.iter()
                 .map(|&d| self.inner.text(d).map(String::from))
                 .collect::<Result<_, _>>()
-        })
+        })?
         .map_err(to_py)
     }
 
@@ -465,11 +466,11 @@ impl PyRecordStore {
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let docs = self.docs(docs)?;
         let out = py
-            .allow_threads(|| {
+            .guarded(|| {
                 docs.iter()
                     .map(|&d| self.inner.n_views(d).map(|v| v as i64))
                     .collect::<Result<Vec<_>, _>>()
-            })
+            })?
             .map_err(to_py)?;
         Ok(out.into_pyarray(py))
     }
@@ -518,7 +519,7 @@ impl PyRecordStore {
     fn filter<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<bool>>> {
         let f = parse_filter(spec)?;
         let bits = py
-            .allow_threads(|| f.eval(&self.inner).map(|b| b.to_bools()))
+            .guarded(|| f.eval(&self.inner).map(|b| b.to_bools()))?
             .map_err(to_py)?;
         Ok(bits.into_pyarray(py))
     }

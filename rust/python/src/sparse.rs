@@ -15,6 +15,7 @@ use densparse_core::mask::DocMask;
 use densparse_core::sparse::{search::thread_pool, Csr, Dtype, Hits, SearchOptions, SparseIndex, SparseVec, DTYPES};
 use densparse_core::Error;
 
+use crate::guard::Guarded;
 use crate::to_py;
 
 /// An integer array borrowed from numpy without a copy.
@@ -61,14 +62,14 @@ fn csr_rows(
     macro_rules! go {
         ($p:expr, $i:expr) => {{
             let (ps, is) = (slice($p, "indptr")?, slice($i, "indices")?);
-            py.allow_threads(|| {
+            py.guarded(|| {
                 Csr {
                     indptr: ps,
                     indices: is,
                     values: v,
                 }
                 .rows(top_n, what)
-            })
+            })?
             .map_err(to_py)
         }};
     }
@@ -130,14 +131,14 @@ fn dict_rows(py: Python<'_>, dicts: &Bound<'_, PyAny>, top_n: Option<usize>, wha
         }
         indptr.push(indices.len() as i64);
     }
-    py.allow_threads(|| {
+    py.guarded(|| {
         Csr {
             indptr: &indptr,
             indices: &indices,
             values: &values,
         }
         .rows(top_n, what)
-    })
+    })?
     .map_err(to_py)
 }
 
@@ -196,7 +197,7 @@ impl PySparseIndex {
         ids: Option<Vec<i64>>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let out = py
-            .allow_threads(|| self.write().add_rows(rows, ids.as_deref()))
+            .guarded(|| self.write().add_rows(rows, ids.as_deref()))?
             .map_err(to_py)?;
         Ok(PyArray1::from_vec(py, out.into_iter().map(|i| i as i64).collect()))
     }
@@ -232,13 +233,13 @@ impl PySparseIndex {
             query_cut,
         };
         let (hits, kk) = py
-            .allow_threads(|| -> Result<_, Error> {
+            .guarded(|| -> Result<_, Error> {
                 let pool = thread_pool(threads)?;
                 let pool = pool.as_deref();
                 let idx = self.read();
                 let kk = opts.k.min(idx.len());
                 Ok((idx.search_batch(&queries, &opts, mask_slice, pool)?, kk))
-            })
+            })?
             .map_err(to_py)?;
         Ok(hits_to_numpy(py, hits, kk))
     }
@@ -334,30 +335,30 @@ impl PySparseIndex {
     /// Remove documents by id; KeyError (index unchanged) if one is unknown.
     fn remove(&self, py: Python<'_>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
         let ids = ids.as_array().to_vec();
-        py.allow_threads(|| {
+        py.guarded(|| {
             let mut idx = self.write();
             if let Some(&bad) = ids.iter().find(|&&i| i < 0 || !idx.contains(i as u64)) {
                 return Err(PyKeyError::new_err(format!("id {bad} is not in the index")));
             }
             idx.remove(&ids).map_err(to_py)
-        })
+        })?
     }
 
     /// Rewrite the postings without removed documents (also merges segments).
-    fn compact(&self, py: Python<'_>) {
-        py.allow_threads(|| self.write().compact())
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        py.guarded(|| self.write().compact())
     }
 
     /// Stored (dequantised) vectors of documents: [(term ids int64, weights float32)].
     fn get<'py>(&self, py: Python<'py>, ids: PyReadonlyArray1<'_, i64>) -> PyResult<Bound<'py, PyList>> {
         let ids = ids.as_array().to_vec();
-        let rows = py.allow_threads(|| {
+        let rows = py.guarded(|| {
             let idx = self.read();
             if let Some(&bad) = ids.iter().find(|&&i| i < 0 || !idx.contains(i as u64)) {
                 return Err(PyKeyError::new_err(format!("id {bad} is not in the index")));
             }
             idx.get(&ids).map_err(to_py)
-        })?;
+        })??;
         let items: Vec<Bound<'_, PyTuple>> = rows
             .into_iter()
             .map(|(t, w)| {
@@ -376,26 +377,26 @@ impl PySparseIndex {
 
     /// Testing hook: segments up to `rows` rows are searched term at a time,
     /// larger ones with MaxScore (0 forces MaxScore everywhere). Same results.
-    fn _set_dense_rows(&self, py: Python<'_>, rows: usize) {
-        py.allow_threads(|| self.write().set_dense_rows(rows))
+    fn _set_dense_rows(&self, py: Python<'_>, rows: usize) -> PyResult<()> {
+        py.guarded(|| self.write().set_dense_rows(rows))
     }
 
     /// Live ids in insertion order.
-    fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        let v = py.allow_threads(|| self.read().ids());
-        PyArray1::from_vec(py, v.into_iter().map(|i| i as i64).collect())
+    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let v = py.guarded(|| self.read().ids())?;
+        Ok(PyArray1::from_vec(py, v.into_iter().map(|i| i as i64).collect()))
     }
 
     /// Save atomically (temporary file, then rename).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.allow_threads(|| self.read().save(&path)).map_err(to_py)
+        py.guarded(|| self.read().save(&path))?.map_err(to_py)
     }
 
     /// Load a saved index; with mmap=True the postings are memory-mapped.
     #[staticmethod]
     #[pyo3(signature = (path, mmap=true))]
     fn load(py: Python<'_>, path: PathBuf, mmap: bool) -> PyResult<Self> {
-        let idx = py.allow_threads(|| SparseIndex::load(&path, mmap)).map_err(to_py)?;
+        let idx = py.guarded(|| SparseIndex::load(&path, mmap))?.map_err(to_py)?;
         let (dtype, doc_top_n) = (idx.dtype(), idx.doc_top_n());
         Ok(PySparseIndex {
             inner: Arc::new(RwLock::new(idx)),
@@ -404,8 +405,8 @@ impl PySparseIndex {
         })
     }
 
-    fn __len__(&self, py: Python<'_>) -> usize {
-        py.allow_threads(|| self.read().len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        py.guarded(|| self.read().len())
     }
 
     #[getter]
@@ -419,13 +420,13 @@ impl PySparseIndex {
     }
 
     #[getter]
-    fn vocab_size(&self, py: Python<'_>) -> usize {
-        py.allow_threads(|| self.read().vocab_size())
+    fn vocab_size(&self, py: Python<'_>) -> PyResult<usize> {
+        py.guarded(|| self.read().vocab_size())
     }
 
     /// Sizes: documents, rows, removed, segments, vocabulary, postings, bytes.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = py.allow_threads(|| self.read().stats());
+        let s = py.guarded(|| self.read().stats())?;
         let d = PyDict::new(py);
         d.set_item("n_docs", s.n_docs)?;
         d.set_item("n_rows", s.n_rows)?;

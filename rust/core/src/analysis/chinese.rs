@@ -207,26 +207,24 @@ impl Segmenter {
     }
 
     /// Load a user dictionary: one `word [freq] [tag]` per line, as
-    /// `jieba.load_userdict` reads it.
+    /// `jieba.load_userdict` reads it (fields separated by whitespace; blank
+    /// lines skipped). A line jieba would read as something else than its
+    /// fields is refused with the file and line: a frequency that is not
+    /// digits, a tag that is not lowercase ASCII letters (jieba's
+    /// `^(.+?)( [0-9]+)?( [a-z]+)?$` would fold such fields into the word), or
+    /// more than three fields (a word with a space, which segmentation never
+    /// produces). All lines are checked before any word is added.
     pub fn load_user_dict<R: BufRead>(&mut self, reader: R, source: &str) -> Result<()> {
+        let mut entries = Vec::new();
         for (no, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| Error::invalid(format!("{source}: line {}: {e}", no + 1)))?;
-            let line = line.trim_start_matches('\u{feff}').trim();
-            if line.is_empty() {
-                continue;
+            let at = |msg: String| Error::invalid(format!("{source}: line {}: {msg}", no + 1));
+            let line = line.map_err(|e| at(e.to_string()))?;
+            if let Some(e) = parse_user_dict_line(&line).map_err(at)? {
+                entries.push(e);
             }
-            // As jieba: the word may contain spaces; freq and tag are the
-            // trailing fields when they look like them.
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let (word, freq, tag) = match parts.as_slice() {
-                [w] => (w.to_string(), None, None),
-                [init @ .., f] if f.parse::<usize>().is_ok() => (init.join(" "), f.parse::<usize>().ok(), None),
-                [init @ .., f, t] if f.parse::<usize>().is_ok() && !init.is_empty() => {
-                    (init.join(" "), f.parse::<usize>().ok(), Some(*t))
-                }
-                _ => (parts.join(" "), None, None),
-            };
-            self.add_word(&word, freq, tag)?;
+        }
+        for (word, freq, tag) in entries {
+            self.add_word(&word, freq, tag.as_deref())?;
         }
         Ok(())
     }
@@ -417,9 +415,85 @@ impl Segmenter {
     }
 }
 
+/// A user-dictionary entry: word, frequency, tag.
+type DictEntry = (String, Option<usize>, Option<String>);
+
+/// One user-dictionary line as (word, frequency, tag); `None` for a blank line.
+fn parse_user_dict_line(line: &str) -> std::result::Result<Option<DictEntry>, String> {
+    let line = line.trim_start_matches('\u{feff}').trim();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let is_freq = |f: &str| f.bytes().all(|b| b.is_ascii_digit());
+    let is_tag = |t: &str| t.bytes().all(|b| b.is_ascii_lowercase());
+    let freq = |f: &str| -> std::result::Result<usize, String> {
+        if !is_freq(f) {
+            return Err(format!(
+                "the frequency {f:?} is not a non-negative whole number (expected `word [freq] [tag]`)"
+            ));
+        }
+        f.parse::<usize>()
+            .map_err(|_| format!("the frequency {f} is too large"))
+    };
+    let tag = |t: &str| -> std::result::Result<String, String> {
+        if !is_tag(t) {
+            return Err(format!(
+                "the tag {t:?} is not lowercase ASCII letters (expected `word [freq] [tag]`)"
+            ));
+        }
+        Ok(t.to_string())
+    };
+    Ok(match fields.as_slice() {
+        [] => None,
+        [w] => Some((w.to_string(), None, None)),
+        // One field after the word: digits are a frequency, anything else must be a tag.
+        [w, f] if is_freq(f) => Some((w.to_string(), Some(freq(f)?), None)),
+        [w, t] if is_tag(t) => Some((w.to_string(), None, Some(t.to_string()))),
+        [_, x] => {
+            return Err(format!(
+            "{x:?} is neither a frequency (digits) nor a tag (lowercase ASCII letters); expected `word [freq] [tag]`"
+        ))
+        }
+        [w, f, t] => Some((w.to_string(), Some(freq(f)?), Some(tag(t)?))),
+        _ => {
+            return Err(format!(
+                "{} fields, expected `word [freq] [tag]` (a word cannot contain spaces)",
+                fields.len()
+            ))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_dict_lines() {
+        let ok = |l: &str| parse_user_dict_line(l).unwrap();
+        assert_eq!(ok("  "), None);
+        assert_eq!(ok("\u{feff}词"), Some(("词".into(), None, None)));
+        assert_eq!(ok("词 5"), Some(("词".into(), Some(5), None)));
+        assert_eq!(ok("词 nr"), Some(("词".into(), None, Some("nr".into()))));
+        assert_eq!(ok("词 5 nr "), Some(("词".into(), Some(5), Some("nr".into()))));
+        for (line, what) in [
+            ("词 5x", "\"5x\" is neither"),
+            ("词 -5", "\"-5\" is neither"),
+            ("词 x n", "frequency \"x\""),
+            ("词 5 N", "tag \"N\""),
+            ("词 5 n extra", "4 fields"),
+            ("词 99999999999999999999999", "too large"),
+        ] {
+            let e = parse_user_dict_line(line).unwrap_err();
+            assert!(e.contains(what), "{line:?}: {e}");
+        }
+        let mut s = Segmenter::empty();
+        let e = s
+            .load_user_dict("好 3\n\n坏 x y\n".as_bytes(), "d.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("d.txt: line 3: "), "{e}");
+        // Nothing was added from a refused file.
+        assert!(!s.has_word("好"));
+    }
 
     fn cut(s: &Segmenter, t: &str, m: CutMode, hmm: bool) -> Vec<String> {
         s.cut(t, m, hmm)

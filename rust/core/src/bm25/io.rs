@@ -12,7 +12,7 @@ use crate::hash::StrMap;
 use super::{Bm25Index, Method, Params, TermInfo};
 use crate::error::{Error, Result};
 use crate::postings::{validate_term, PostingsStore, Tf, TAIL_PAD};
-use crate::storage::{Cursor, FileReader, FileWriter, PutLe};
+use crate::storage::{Blob, Cursor, FileReader, FileWriter, PutLe};
 
 pub const KIND: &str = "BM25";
 pub const VERSION: u32 = 1;
@@ -70,7 +70,18 @@ impl Bm25Index {
 
     /// Load an index; with `mmap` the postings stay in the page cache instead of being read.
     pub fn load(path: &Path, mmap: bool) -> Result<Self> {
-        let r = FileReader::open(path, KIND, VERSION, mmap)?;
+        Self::from_reader(FileReader::open(path, KIND, VERSION, mmap)?)
+    }
+
+    /// An index from the bytes of a file (checksum checked, nothing mapped).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let path = Path::new("<in-memory BM25 index>");
+        Self::from_reader(FileReader::from_blob(path, Blob::Owned(bytes), KIND, VERSION, true)?)
+    }
+
+    fn from_reader(r: FileReader) -> Result<Self> {
+        let path = r.path.clone();
+        let path = path.as_path();
         let bad = |what: &str| Error::corrupt(path, format!("corrupt BM25 index: {what}"));
 
         let mut c = Cursor::new(r.bytes("params")?);
@@ -92,6 +103,10 @@ impl Bm25Index {
             delta: delta as f32,
         };
         params.validate().map_err(|_| bad("parameters out of range"))?;
+        // Documents are numbered by u32 (the postings' doc ids).
+        if n_docs > u32::MAX as u64 {
+            return Err(bad("document count out of range"));
+        }
         let n_docs = n_docs as usize;
         let meta = String::from_utf8(r.bytes("meta")?.to_vec()).map_err(|_| bad("meta is not UTF-8"))?;
 
@@ -108,15 +123,21 @@ impl Bm25Index {
         let mut vocab = Vec::with_capacity(nv);
         let mut term_ids = StrMap::default();
         term_ids.reserve(nv);
+        if offs[0] != 0 {
+            return Err(bad("vocab offsets"));
+        }
         for i in 0..nv {
-            let (s, e) = (offs[i] as usize, offs[i + 1] as usize);
-            if s > e {
+            // Ascending and inside the text (the last one is its length).
+            let (s, e) = (offs[i], offs[i + 1]);
+            if s > e || e > text.len() as u64 {
                 return Err(bad("vocab offsets"));
             }
-            let w = std::str::from_utf8(&text[s..e])
+            let w = std::str::from_utf8(&text[s as usize..e as usize])
                 .map_err(|_| bad("vocab is not UTF-8"))?
                 .to_string();
-            term_ids.insert(w.clone(), i as u32);
+            if term_ids.insert(w.clone(), i as u32).is_some() {
+                return Err(bad("a word appears twice in the vocabulary"));
+            }
             vocab.push(w);
         }
 
@@ -126,14 +147,16 @@ impl Bm25Index {
             return Err(bad("postings too short"));
         }
         let tb = r.bytes("terms")?;
-        if tb.len() != nv * 24 {
+        if Some(tb.len()) != nv.checked_mul(24) {
             return Err(bad("term table size"));
         }
         let mut terms = Vec::with_capacity(nv);
         let mut c = Cursor::new(tb);
         for _ in 0..nv {
-            let (df, nb, off, mx) = (c.u32().unwrap(), c.u32().unwrap(), c.u64().unwrap(), c.u32().unwrap());
-            c.u32();
+            let (Some(df), Some(nb), Some(off), Some(mx), Some(_)) = (c.u32(), c.u32(), c.u64(), c.u32(), c.u32())
+            else {
+                return Err(bad("term table size"));
+            };
             if df as usize > n_docs {
                 return Err(bad("document frequency above the document count"));
             }
@@ -153,7 +176,7 @@ impl Bm25Index {
             terms.push(info);
         }
         let db = r.bytes("doclens")?;
-        if db.len() != n_docs * 4 || n_docs == 0 {
+        if Some(db.len()) != n_docs.checked_mul(4) || n_docs == 0 {
             return Err(bad("document lengths"));
         }
         let doc_lens: Vec<u32> = db

@@ -544,7 +544,7 @@ impl Bm25Index {
 
     /// Term-at-a-time into a per-thread accumulator, then top-k over the
     /// documents touched.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn search_dense(&self, q: &Query, k: usize) -> Hits {
         let k = k.min(self.n_docs());
         let plan = self.plan(q, None).expect("local statistics are consistent");
@@ -601,7 +601,7 @@ impl Bm25Index {
         hits
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn search_maxscore(&self, q: &Query, k: usize) -> Hits {
         let k = k.min(self.n_docs());
         let plan = self.plan(q, None).expect("local statistics are consistent");

@@ -421,8 +421,8 @@ impl Snapshot {
                 let d = d.read().unwrap_or_else(|e| e.into_inner());
                 let kr = kr.min(d.len());
                 // All cores: one large segment is a long scan, and rayon nests it under the
-            // parallel loop over segments.
-            let mut r = d.search(q, kr, mask.map(DocMask::new), None)?;
+                // parallel loop over segments.
+                let mut r = d.search(q, kr, mask.map(DocMask::new), None)?;
                 Ok(r.pop().unwrap_or_default())
             },
             |s| {

@@ -97,7 +97,18 @@ impl DenseIndex {
 
     /// Load a saved index; with `mmap` the vectors stay in the mapped file.
     pub fn load(path: &Path, mmap: bool) -> Result<Self> {
-        let r = FileReader::open(path, KIND, VERSION, mmap)?;
+        Self::from_reader(FileReader::open(path, KIND, VERSION, mmap)?)
+    }
+
+    /// An index from the bytes of a file (checksum checked, nothing mapped).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let path = Path::new("<in-memory dense index>");
+        Self::from_reader(FileReader::from_blob(path, Blob::Owned(bytes), KIND, VERSION, true)?)
+    }
+
+    fn from_reader(r: FileReader) -> Result<Self> {
+        let path = r.path.clone();
+        let path = path.as_path();
         let bad = |what: &str| Error::corrupt(path, format!("corrupt dense index: {what}"));
         let mut c = Cursor::new(r.bytes("params")?);
         let (Some(dim), Some(dt), Some(mt), Some(_), Some(rows), Some(next_id)) =

@@ -79,6 +79,8 @@ pub trait Payload: Copy {
     fn decode(&self, data: &[u8], width: u8, n: usize, out: &mut [Self::Value; BLOCK]);
     /// Whether a stored block width is one this payload writes.
     fn valid_width(&self, width: u8) -> bool;
+    /// Whether a decoded value is one this payload writes, under the term's bound.
+    fn valid_value(&self, v: Self::Value, term_bound: f32) -> bool;
 }
 
 /// BM25 term frequencies (>= 1), stored as tf - 1 at the block's own width.
@@ -108,6 +110,11 @@ impl Payload for Tf {
 
     fn valid_width(&self, width: u8) -> bool {
         width <= 32
+    }
+
+    /// A term frequency is at least 1 (a stored tf - 1 of all ones wraps to 0).
+    fn valid_value(&self, tf: u32, _: f32) -> bool {
+        tf >= 1
     }
 }
 
@@ -211,6 +218,10 @@ impl Payload for Weights {
     fn valid_width(&self, width: u8) -> bool {
         width == self.bits()
     }
+
+    fn valid_value(&self, w: f32, term_bound: f32) -> bool {
+        w.is_finite() && w > 0.0 && w <= term_bound
+    }
 }
 
 /// One block header, read field by field where it lies in the store.
@@ -307,10 +318,13 @@ pub fn encode_term<P: Payload>(
     (n_blocks as u32, term_bound)
 }
 
-/// Check a term region's headers against the store, so that a damaged file
-/// gives an error at load instead of a panic at search time: sizes, widths,
-/// data inside the store, block last doc ids increasing, block bounds finite
-/// and within `[0, term_bound]`. Returns the term's last doc id.
+/// Check a term region against the store, so that a damaged file gives an
+/// error at load instead of a panic or a wrong answer at search time: sizes,
+/// widths, data inside the store, block bounds finite and within
+/// `[0, term_bound]`; then every block decoded: doc ids strictly increasing
+/// across the term, each block's last one equal to its header's (cursors skip
+/// and stop by the headers), values valid for the payload. Returns the term's
+/// last doc id.
 pub fn validate_term<P: Payload>(
     store: &[u8],
     t: TermRef,
@@ -333,24 +347,46 @@ pub fn validate_term<P: Payload>(
     }
     let mut count = 0usize;
     let mut last = 0u32;
+    let mut docs = [0u32; BLOCK];
+    let mut values = [P::Value::default(); BLOCK];
     for bi in 0..n_blocks {
         let h = Header::at(store, offset, bi);
         if h.doc_bits() > 32 || !payload.valid_width(h.value_bits()) {
             return Err("bad bit width".into());
         }
+        if h.count() > BLOCK {
+            return Err("block longer than a block".into());
+        }
         let b = h.bound();
         if !(b.is_finite() && (0.0..=term_bound).contains(&b)) {
             return Err("bad block bound".into());
+        }
+        // Data before the headers' end would be read as headers too; offsets are u32, no overflow.
+        if offset + h.data() < hdr_end {
+            return Err("block data overlaps the headers".into());
         }
         let end = offset + h.data() + h.doc_bytes() + h.value_bytes();
         if end + TAIL_PAD > store.len() {
             return Err("postings data past end".into());
         }
-        if bi > 0 && h.last() <= last {
-            return Err("block last doc ids not increasing".into());
+        let base = last;
+        let n = decode_block(store, offset, h, base, payload, &mut docs, &mut values);
+        let mut prev = base;
+        for (i, &d) in docs[..n].iter().enumerate() {
+            // Strictly increasing; only a term's very first doc id may be 0 (a zero gap).
+            if (d <= prev && !(bi == 0 && i == 0)) || d < prev {
+                return Err("doc ids not increasing".into());
+            }
+            prev = d;
         }
-        last = h.last();
-        count += h.count();
+        if prev != h.last() {
+            return Err("block last doc id does not match its postings".into());
+        }
+        if !values[..n].iter().all(|&v| payload.valid_value(v, term_bound)) {
+            return Err("stored value out of range".into());
+        }
+        last = prev;
+        count += n;
     }
     if count != df {
         return Err("posting count does not match document frequency".into());

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::{Dtype, Segment, SparseIndex, TermMeta, DTYPES};
 use crate::error::{Error, Result};
-use crate::postings::{for_each_block, validate_term, PostingsStore, HEADER, TAIL_PAD};
+use crate::postings::{validate_term, PostingsStore, HEADER, TAIL_PAD};
 use crate::storage::{Blob, Cursor, FileReader, FileWriter, PutLe};
 
 pub const KIND: &str = "sparse";
@@ -95,7 +95,18 @@ impl SparseIndex {
 
     /// Load an index; with `mmap` the postings stay in the page cache instead of being read.
     pub fn load(path: &Path, mmap: bool) -> Result<Self> {
-        let r = FileReader::open(path, KIND, VERSION, mmap)?;
+        Self::from_reader(FileReader::open(path, KIND, VERSION, mmap)?)
+    }
+
+    /// An index from the bytes of a file (checksum checked, nothing mapped).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        let path = Path::new("<in-memory sparse index>");
+        Self::from_reader(FileReader::from_blob(path, Blob::Owned(bytes), KIND, VERSION, true)?)
+    }
+
+    fn from_reader(r: FileReader) -> Result<Self> {
+        let path = r.path.clone();
+        let path = path.as_path();
         let bad = |what: &str| Error::corrupt(path, format!("corrupt sparse index: {what}"));
         let mut c = Cursor::new(r.bytes("config")?);
         let vals: Option<Vec<u64>> = (|| {
@@ -162,7 +173,7 @@ impl SparseIndex {
         let prange = r.range("postings")?;
         let sb = r.bytes("segments")?;
         let tb = r.bytes("terms")?;
-        if sb.len() != n_segs * 40 || tb.len() % 32 != 0 {
+        if Some(sb.len()) != n_segs.checked_mul(40) || !tb.len().is_multiple_of(32) {
             return Err(bad("segment or term table size"));
         }
         let mut sc = Cursor::new(sb);
@@ -171,13 +182,12 @@ impl SparseIndex {
         let mut expect_term = 0u64;
         let mut expect_off = 0u64;
         for _ in 0..n_segs {
-            let (base, nr) = (sc.u32().unwrap() as u64, sc.u32().unwrap() as u64);
-            let (nt, ft, off, len) = (
-                sc.u64().unwrap(),
-                sc.u64().unwrap(),
-                sc.u64().unwrap(),
-                sc.u64().unwrap(),
-            );
+            let (Some(base), Some(nr), Some(nt), Some(ft), Some(off), Some(len)) =
+                (sc.u32(), sc.u32(), sc.u64(), sc.u64(), sc.u64(), sc.u64())
+            else {
+                return Err(bad("segment table"));
+            };
+            let (base, nr) = (base as u64, nr as u64);
             if base != expect_base || nr == 0 || ft != expect_term || off != expect_off || (len as usize) < TAIL_PAD {
                 return Err(bad("segment table"));
             }
@@ -194,7 +204,7 @@ impl SparseIndex {
             ));
         }
         if expect_base as usize != n_rows
-            || expect_term as usize * 32 != tb.len()
+            || expect_term.checked_mul(32) != Some(tb.len() as u64)
             || expect_off as usize != prange.len()
         {
             return Err(bad("segments do not cover the rows, terms and postings"));
@@ -202,10 +212,12 @@ impl SparseIndex {
         let mut tc = Cursor::new(tb);
         let mut all_terms = Vec::with_capacity(tb.len() / 32);
         for _ in 0..tb.len() / 32 {
-            let (term, df, nb) = (tc.u32().unwrap(), tc.u32().unwrap(), tc.u32().unwrap());
-            tc.u32();
-            let off = tc.u64().unwrap();
-            let (mx, sc) = (f32::from_bits(tc.u32().unwrap()), f32::from_bits(tc.u32().unwrap()));
+            let (Some(term), Some(df), Some(nb), Some(_), Some(off), Some(mx), Some(sc)) =
+                (tc.u32(), tc.u32(), tc.u32(), tc.u32(), tc.u64(), tc.u32(), tc.u32())
+            else {
+                return Err(bad("term table size"));
+            };
+            let (mx, sc) = (f32::from_bits(mx), f32::from_bits(sc));
             all_terms.push(TermMeta {
                 term,
                 df,
@@ -253,20 +265,8 @@ impl SparseIndex {
                 if last >= n_rows {
                     return Err(bad("posting names a document past the segment"));
                 }
-                // Every posting: increasing doc ids inside the segment, weights finite and > 0.
-                let mut prev: Option<u32> = None;
-                let mut okay = true;
-                for_each_block(bytes, m.postings(), m.weights(dtype), |docs, ws| {
-                    for (&d, &w) in docs.iter().zip(ws) {
-                        if prev.is_some_and(|p| d <= p) || d >= n_rows || !(w.is_finite() && w > 0.0 && w <= m.max) {
-                            okay = false;
-                        }
-                        prev = Some(d);
-                    }
-                });
-                if !okay || prev != Some(last) {
-                    return Err(bad("postings do not decode to increasing documents with valid weights"));
-                }
+                // validate_term decoded every posting: doc ids increase up to `last`, which is
+                // inside the segment, and weights are finite, > 0 and within the term's bound.
             }
             segments.push(Segment {
                 base,

@@ -1,0 +1,6 @@
+#![no_main]
+//! See densparse_core::fuzzing::sparse_file: must never panic, whatever the bytes.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| densparse_core::fuzzing::sparse_file(data));
