@@ -128,6 +128,7 @@ def entry_points(f: Fixture) -> dict[str, tuple[Callable[[], Any], dict[str, Any
                 "keep_punctuation": False,
                 "user_dict": None,
                 "char_ngrams": None,
+                "tokenizer": "default",
             },
         ),
         "Analyzer.tokenize": (lambda: f.en, {"text": "apple pie"}),
@@ -212,8 +213,10 @@ def entry_points(f: Fixture) -> dict[str, tuple[Callable[[], Any], dict[str, Any
                 "normalization": "minmax",
                 "rerank": None,
                 "rerank_candidates": 10,
+                "bm25_stats": None,
             },
         ),
+        "Collection.bm25_statistics": (f.coll, {"query": "apple"}),
         "Collection.merge": (f.coll, {"max_segments": 1, "background": False}),
         "fuse": (
             lambda: densparse.fuse,

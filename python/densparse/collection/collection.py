@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import MAX_K
+from densparse._checks import MAX_K, check_path
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 from densparse.bm25 import METHODS, _analyzer_from_config
@@ -166,20 +166,33 @@ class Collection:
                 see :mod:`densparse.collection.merge_policy`) keeps merging cheap.
             auto_merge: merge in a background thread after writes (else call :meth:`merge`).
         """
-        path = Path(path)
+        path = Path(check_path(path))
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise FileExistsError(f"{path} exists and is not an empty directory")
         if bm25_method not in METHODS:
             raise ValueError(f"unknown BM25 method {bm25_method!r}: expected one of {METHODS}")
         for name, x, hi in (("k1", k1, math.inf), ("b", b, 1.0), ("delta", delta, math.inf)):
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= hi:
-                raise ValueError(f"{name} must be a number in [0, {hi}], got {x!r}")
+            if (
+                isinstance(x, bool)
+                or not isinstance(x, (int, float))
+                or not 0 <= x <= hi
+                or not math.isfinite(x)
+            ):
+                raise ValueError(f"{name} must be a finite number in [0, {hi}], got {x!r}")
         if dense_dim is not None and (
             isinstance(dense_dim, bool)
             or not isinstance(dense_dim, (int, np.integer))
             or not 1 <= dense_dim <= MAX_DIM
         ):
             raise ValueError(f"dense_dim must be an int in [1, {MAX_DIM}] or None: {dense_dim!r}")
+        if colbert_dim is not None and (
+            isinstance(colbert_dim, bool)
+            or not isinstance(colbert_dim, (int, np.integer))
+            or not 1 <= colbert_dim <= MAX_DIM
+        ):
+            raise ValueError(
+                f"colbert_dim must be an int in [1, {MAX_DIM}] or None: {colbert_dim!r}"
+            )
         if dense_dtype not in ("float32", "float16", "int8"):
             raise ValueError(f"dense_dtype must be float32, float16 or int8, not {dense_dtype!r}")
         if metric not in ("ip", "cosine"):
@@ -254,7 +267,7 @@ class Collection:
         writer lock, so any number of processes can search while one writes.
         ``encoder="saved"`` loads the encoder the collection was created with (if any);
         pass another Encoder or path, or ``None`` for none."""
-        path = Path(path)
+        path = Path(check_path(path))
         writer = pin = None
         if readonly:
             manifest, pin = store.open_pinned(path)
@@ -586,6 +599,10 @@ class Collection:
             if colbert.ndim != 2 or not np.isfinite(colbert).all():
                 raise ValueError("colbert query must be a finite 2-D array [m, d]")
         if weights is not None:
+            if not isinstance(weights, Mapping):
+                raise TypeError(
+                    f"weights must be a dict {{route: weight}}, not {type(weights).__name__}"
+                )
             unknown = set(weights) - {"bm25", "dense", "sparse", "colbert"}
             if unknown:
                 raise ValueError(f"weights for unknown routes {sorted(unknown)}")

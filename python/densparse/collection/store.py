@@ -82,7 +82,7 @@ def read_manifest(path: Path) -> dict:
 def write_manifest(path: Path, manifest: dict[str, Any]) -> dict:
     """Commit ``manifest`` (version 2, checksummed): the generation copy, then the switch.
     Returns the manifest as written."""
-    return json.loads(_core.manifest_write(path, json.dumps(manifest)))
+    return json.loads(_core.manifest_write(path, json.dumps(manifest, allow_nan=False)))
 
 
 # ---------------------------------------------------------------- deletion marks
