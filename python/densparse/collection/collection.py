@@ -399,6 +399,21 @@ class Collection:
             "uncommitted_changes": self._dirty,
         }
 
+    def bm25_statistics(self, query: Union[str, Sequence[str]]) -> tuple[int, int, dict[str, int]]:
+        """Exact BM25 statistics of the live documents for a query: ``(rows, total_tokens,
+        {token: document frequency})``, where rows are the texts BM25 indexes (a document's
+        text and each of its views) and ``query`` is a text (analysed with the collection's
+        analyzer) or its tokens. Summed over several collections (the shards of one corpus)
+        they are the statistics of their union: pass the sums to :meth:`search`'s
+        ``bm25_stats`` and every collection scores BM25 as one index over all of them."""
+        if isinstance(query, str):
+            tokens = self._cfg.analyzer.tokenize(query)
+        elif isinstance(query, Sequence) and all(isinstance(t, str) for t in query):
+            tokens = list(query)
+        else:
+            raise TypeError("query must be a str or a sequence of str tokens")
+        return routes.bm25_counts(self._parts, tokens, self._cfg.analyzer)
+
     def __repr__(self) -> str:
         return f"Collection({str(self.path)!r}, documents={len(self)}, segments={len(self._parts)})"
 
@@ -451,6 +466,7 @@ class Collection:
         normalization: str = "minmax",
         rerank: Optional[Any] = None,
         rerank_candidates: int = 100,
+        bm25_stats: Optional[tuple[int, int, Mapping[str, int]]] = None,
     ) -> list[Hit]:
         """Exact top-k documents, optionally re-scored by a cross-encoder.
 
@@ -475,6 +491,10 @@ class Collection:
                 with ``text`` as the query and the best ``k`` returned by that score (ties
                 keep the fused order). Needs ``text=``.
             rerank_candidates: how many fused hits the reranker re-scores (at least k).
+            bm25_stats: ``(rows, total_tokens, {token: df})`` to score BM25 with instead of
+                this collection's own statistics: the sums of :meth:`bm25_statistics` over
+                the shards of a corpus make every shard score as one index over all of them.
+                It must give a df for every query token.
 
         A document's route score is the max over its views (text and extra texts); so is
         its rerank score.
@@ -543,6 +563,8 @@ class Collection:
             colbert = np.asarray(colbert, dtype=np.float32)
             if colbert.ndim != 2 or not np.isfinite(colbert).all():
                 raise ValueError("colbert query must be a finite 2-D array [m, d]")
+        if bm25_stats is not None:
+            bm25_stats = _check_bm25_stats(bm25_stats)
         if weights is not None:
             unknown = set(weights) - {"bm25", "dense", "sparse", "colbert"}
             if unknown:
@@ -559,9 +581,22 @@ class Collection:
         lists: dict[str, routes.Hits] = {}
         if wanted["bm25"]:
             tokens = self._cfg.analyzer.tokenize(text)
+            given = None
+            if bm25_stats is not None and tokens:
+                rows, total, df = bm25_stats
+                missing = sorted(set(tokens) - set(df))
+                if missing:
+                    raise ValueError(f"bm25_stats has no df for the query tokens {missing}")
+                given = (rows, total / rows, {t: df[t] for t in set(tokens)})
             lists["bm25"] = (
                 routes.bm25_route(
-                    parts, masks, tokens, n, self._cfg.bm25_params["method"], self._cfg.analyzer
+                    parts,
+                    masks,
+                    tokens,
+                    n,
+                    self._cfg.bm25_params["method"],
+                    self._cfg.analyzer,
+                    given,
                 )
                 if tokens
                 else routes.EMPTY
@@ -1032,3 +1067,25 @@ class Collection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_bm25_stats(stats: Any) -> tuple[int, int, dict[str, int]]:
+    """``(rows, total_tokens, {token: df})`` checked: a clear error before any work."""
+    if not isinstance(stats, (tuple, list)) or len(stats) != 3:
+        raise TypeError("bm25_stats must be a (rows, total_tokens, {token: df}) tuple")
+    rows, total, df = stats
+    for name, x in (("rows", rows), ("total_tokens", total)):
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0:
+            raise ValueError(f"bm25_stats {name} must be an int >= 0, got {x!r}")
+    if rows < 1:
+        raise ValueError("bm25_stats rows must be >= 1 (no live documents to score)")
+    if not isinstance(df, Mapping):
+        raise TypeError(f"bm25_stats df must be a mapping, not {type(df).__name__}")
+    out = {}
+    for t, v in df.items():
+        if not isinstance(t, str):
+            raise TypeError(f"bm25_stats df keys must be str tokens, got {t!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= rows:
+            raise ValueError(f"bm25_stats df[{t!r}] must be an int in [0, rows], got {v!r}")
+        out[t] = int(v)
+    return int(rows), int(total), out

@@ -111,15 +111,11 @@ def merge_hits(per_segment: Sequence[tuple[Part, Hits]], k: int) -> Hits:
     return docnos[order], scores[order]
 
 
-def bm25_stats(
-    parts: Sequence[Part], tokens: list[str], analyzer: Analyzer
-) -> Optional[tuple[int, float, dict]]:
-    """Collection-wide BM25 statistics over the rows of live documents (documents, average
-    length, df per query token), so that every segment scores exactly as one index built
-    over the live documents would (Lucene and tantivy count deleted documents until a
-    merge). None for a single segment without deletions (its own statistics are exact)."""
-    if len(parts) == 1 and parts[0].n_live == parts[0].seg.n_docs:
-        return None
+def bm25_counts(
+    parts: Sequence[Part], tokens: Sequence[str], analyzer: Analyzer
+) -> tuple[int, int, dict[str, int]]:
+    """Rows of live documents, their total number of tokens, and df per token over them:
+    sums over collections (shards) give the statistics of their union."""
     n, total = 0, 0
     df = dict.fromkeys(set(tokens), 0)
     for p in parts:
@@ -131,6 +127,19 @@ def bm25_stats(
             total -= gone.tokens
         for t in df:
             df[t] += p.seg.bm25.df(t) - (gone.df.get(t, 0) if gone else 0)
+    return n, total, df
+
+
+def bm25_stats(
+    parts: Sequence[Part], tokens: list[str], analyzer: Analyzer
+) -> Optional[tuple[int, float, dict]]:
+    """Collection-wide BM25 statistics over the rows of live documents (documents, average
+    length, df per query token), so that every segment scores exactly as one index built
+    over the live documents would (Lucene and tantivy count deleted documents until a
+    merge). None for a single segment without deletions (its own statistics are exact)."""
+    if len(parts) == 1 and parts[0].n_live == parts[0].seg.n_docs:
+        return None
+    n, total, df = bm25_counts(parts, tokens, analyzer)
     return n, total / n, df
 
 
@@ -141,8 +150,12 @@ def bm25_route(
     k: int,
     method: str,
     analyzer: Analyzer,
+    stats: Optional[tuple[int, float, dict]] = None,
 ) -> Hits:
-    stats = bm25_stats(parts, tokens, analyzer)
+    """``stats``: (rows, average length, df per token) to score with instead of the
+    collection's own (e.g. statistics summed over the shards of a sharded collection)."""
+    if stats is None:
+        stats = bm25_stats(parts, tokens, analyzer)
     positive_only = method in _ZERO_FOR_NO_MATCH
     out = []
     for p, m in zip(parts, masks):
