@@ -166,7 +166,7 @@ def build_collection(
         fn_kwargs={"n_shards": shards, "id_column": id_column},
     )
     built = (
-        assigned.groupby(SHARD_COLUMN)
+        assigned.groupby(SHARD_COLUMN, num_partitions=shards)
         .map_groups(
             _build_group,
             batch_format="pyarrow",

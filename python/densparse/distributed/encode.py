@@ -124,12 +124,17 @@ def encode(
     Returns:
         A lazy ``ray.data.Dataset``: every input column plus the vectors.
     """
-    ray()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if "encode_batch_size" in encode_kwargs:
         encode_kwargs["batch_size"] = encode_kwargs.pop("encode_batch_size")
     model = str(getattr(model, "model_dir", model))
+    r = ray()
+    if isinstance(concurrency, tuple):
+        lo, hi = concurrency
+        compute = r.data.ActorPoolStrategy(min_size=lo, max_size=hi)
+    else:
+        compute = r.data.ActorPoolStrategy(size=concurrency)
     args: dict[str, Any] = {"num_gpus": num_gpus}
     if num_cpus is not None:
         args["num_cpus"] = num_cpus
@@ -148,6 +153,6 @@ def encode(
             else (None if num_cpus is None else max(1, int(num_cpus))),
             "provider": provider,
         },
-        concurrency=concurrency,
+        compute=compute,
         **args,
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,9 @@ class _ShardActor:
     def sizes(self):
         return self.group.sizes()
 
+    def close(self) -> None:
+        self.group.close()
+
     def pid(self) -> int:
         return os.getpid()
 
@@ -67,6 +71,8 @@ class ShardedSearcher:
         num_cpus: CPUs Ray reserves per actor.
         readonly: open the shards without writer locks (no writes through this searcher).
         max_restarts, max_task_retries: Ray fault tolerance of the actors.
+        start_timeout_s: how long to wait for every actor to be up (TimeoutError after,
+            typically when the cluster lacks ``num_cpus`` for each of them).
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class ShardedSearcher:
         readonly: bool = True,
         max_restarts: int = 3,
         max_task_retries: int = 3,
+        start_timeout_s: float = 300,
     ) -> None:
         r = ray()
         self.path = Path(path).resolve()
@@ -97,7 +104,14 @@ class ShardedSearcher:
         ]
         self.actors = [cls.remote(str(self.path), ix, n, readonly) for ix in self.assignment]
         self._owner = {s: a for a, ix in zip(self.actors, self.assignment) for s in ix}
-        r.get([a.sizes.remote() for a in self.actors])  # wait until every actor is up
+        try:  # wait until every actor is up
+            r.get([a.sizes.remote() for a in self.actors], timeout=start_timeout_s)
+        except r.exceptions.GetTimeoutError:
+            self.close()
+            raise TimeoutError(
+                f"{len(self.assignment)} shard actors of {num_cpus} CPU(s) each did not start "
+                f"within {start_timeout_s} s: does the cluster have the CPUs free?"
+            ) from None
         log.info("serving %d shards of %s from %d actors", n, self.path, len(self.actors))
 
     def search_many(self, queries: Sequence[Any], k: int = 10, **kw: Any) -> list[list[Hit]]:
@@ -164,8 +178,11 @@ class ShardedSearcher:
         self._write("delete", [ids] if isinstance(ids, str) else list(ids))
 
     def close(self) -> None:
-        """Stop the actors (their shards close with them)."""
+        """Close the shards (releasing writer locks before this returns), stop the actors."""
         r = ray()
+        # ray.kill is asynchronous: close first, so the locks are free when this returns
+        with contextlib.suppress(Exception):
+            r.get([a.close.remote() for a in self.actors], timeout=60)
         for a in self.actors:
             r.kill(a, no_restart=True)
         self.actors = []
@@ -214,6 +231,7 @@ def search(
     batch_size: int = 256,
     concurrency: int = 1,
     shards_per_actor: int = 1,
+    num_cpus: float = 1,
     **kw: Any,
 ) -> Any:
     """Batch search: a Ray Dataset of ``(query_id, ids, scores)`` rows, best first.
@@ -226,20 +244,26 @@ def search(
     ``candidates``, ``rrf_k``, ``normalization`` as :meth:`densparse.Collection.search`.
 
     ``sharded``: a :class:`ShardedSearcher` (the Dataset is lazy and uses its actors), or a
-    path: then a read-only searcher with ``shards_per_actor`` is started, the result
+    path: then a read-only searcher with ``shards_per_actor`` (``num_cpus`` per actor) and
+    ``concurrency`` tasks merging batches is started, the result
     materialised and the actors stopped before this returns.
     """
-    ray()
+    r = ray()
     own = not isinstance(sharded, ShardedSearcher)
-    searcher = ShardedSearcher(sharded, shards_per_actor) if own else sharded
+    searcher = ShardedSearcher(sharded, shards_per_actor, num_cpus=num_cpus) if own else sharded
     try:
         out = queries.map_batches(
             _search_batch,
             batch_format="pyarrow",
             batch_size=batch_size,
-            fn_kwargs={"actors": searcher.actors, "id_column": id_column, "k": k, "kw": kw},
+            fn_kwargs={
+                "actors": searcher.actors,
+                "id_column": id_column,
+                "k": k,
+                "kw": {**kw, "mode": mode},
+            },
             num_cpus=0.1,  # the caller only merges: the actors do the scoring
-            concurrency=concurrency,
+            compute=r.data.TaskPoolStrategy(size=concurrency),
         )
         if own:
             out = out.materialize()
