@@ -71,6 +71,7 @@ def _create_shard(target: Path, settings: dict, records: list[dict]) -> dict[str
     with Collection.create(tmp, analyzer=analyzer, auto_merge=False, **kw) as col:
         if records:
             col.add(records, show_progress=False)
+        crash_once_for_tests("build")  # mid-build: a dead attempt leaves a partial tmp dir
         col.merge(max_segments=1)
         sizes = shard_sizes(col)
     if target.exists():
@@ -84,7 +85,6 @@ def _build_group(batch: Any, root: str, settings: dict, id_column: str, text_col
 
     shard = int(batch.column(SHARD_COLUMN)[0].as_py())
     t0 = time.perf_counter()
-    crash_once_for_tests("build")
     rows = batch.drop_columns([SHARD_COLUMN]).to_pylist()
     records = [to_record(r, id_column, text_column) for r in rows]
     sizes = _create_shard(Path(root) / mf.shard_name(shard), settings, records)
@@ -183,6 +183,8 @@ def build_collection(
     )
     del r
     got = {int(b["shard"]): b for b in built}
+    for leftover in path.glob("shard-*.tmp-*"):  # what attempts that died had written
+        shutil.rmtree(leftover, ignore_errors=True)
     entries = []
     for i in range(shards):
         if i not in got:  # no document hashed here: an empty shard
