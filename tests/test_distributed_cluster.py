@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,8 +61,18 @@ def two_nodes():
     if RAY is None:
         pytest.skip("the ray command is not installed")
     port = free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
+    # no auth token: a loopback-only test cluster, whose token would live in its temp dir
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    # Its own temp dir (short: it holds Unix sockets), so that the cluster's address file
+    # and logs never make a later ray.init() on this machine look for this cluster.
+    temp = tempfile.mkdtemp(prefix="dsray")
+    common = [
+        "--num-cpus=1",
+        "--node-ip-address=127.0.0.1",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+        "--block",
+    ]
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> None:
@@ -95,6 +106,7 @@ def two_nodes():
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_build_and_search_across_two_nodes(two_nodes, tmp_path: Path) -> None:
