@@ -90,11 +90,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--encode-n", type=int, default=512)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--probe-n", type=int, default=200_000, help="documents of the probe shard")
     p.add_argument("--out", type=Path, default=REPO / "benches" / "RESULTS.md")
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.n, args.encode_n, args.queries = args.n or 600, 64, 30
+        args.n, args.encode_n, args.queries, args.probe_n = args.n or 600, 64, 30, 20_000
     set_log_name("bench_distributed")
     logging.basicConfig(level=logging.WARNING)
     import ray
@@ -179,38 +180,58 @@ def main(argv: Optional[list[str]] = None) -> None:
                     )
                 )
                 log(f"latency {mode} done")
-            # per-shard figures: one shard's route calls, and the bytes of both rounds
-            g = sc._group
-            from densparse.distributed.merge import as_query
-
-            qs = [as_query(q) for q in queries]
-            per_shard_ms = {}
-            one_shard = type(g).__new__(type(g))
-            one_shard.path, one_shard.n_shards, one_shard.shards = (
-                g.path,
-                g.n_shards,
-                {0: g.shards[0]},
-            )
-            stats = [sc.bm25_statistics(q.text) for q in qs]
-            for route in ("bm25", "dense"):
-                ts = time_each(
-                    lambda i, route=route: one_shard.route_hits(
-                        [qs[i]], [stats[i]], 100, [[route]]
-                    ),
-                    list(range(len(qs))),
-                    10,
-                )
-                per_shard_ms[route] = 1000 * float(np.median(ts))
-            msg = []
-            for i, q in enumerate(qs[:50]):
-                r1 = len(pickle.dumps([q.text])) + len(pickle.dumps(one_shard.statistics([q.text])))
-                r2 = len(pickle.dumps(([q], [stats[i]], 100, [["bm25", "dense"]]))) + len(
-                    pickle.dumps(one_shard.route_hits([q], [stats[i]], 100, [["bm25", "dense"]]))
-                )
-                msg.append((r1, r2))
             searcher.close()
-            shard_docs = len(g.shards[0])
+            shard_docs = len(sc._group.shards[0])
             shard_bytes = dir_bytes(path / "shard-0000")
+        # ------------------------------------------------------------ one-shard scale probe
+        # The shards above are too small for their fixed costs not to dominate: one shard of
+        # --probe-n documents (30 pseudo-words each, 384-d vectors) gives the per-document cost
+        # of each route that the capacity plan scales, and the bytes both rounds move.
+        from densparse.distributed.merge import as_query
+        from densparse.distributed.shards import ShardGroup
+
+        probe_dir = work / "probe"
+        probe = densparse.Collection.create(probe_dir / "shard-0000", dense_dim=DIM)
+        prng = np.random.default_rng(7)
+        words = np.array([f"w{i}" for i in range(50_000)])
+        zipf = 1 / np.arange(1, 50_001)
+        zipf /= zipf.sum()
+        t0 = time.perf_counter()
+        for lo in range(0, args.probe_n, 20_000):
+            m = min(20_000, args.probe_n - lo)
+            vecs = unit_rows(prng, m, DIM)
+            toks = prng.choice(words, size=(m, 30), p=zipf)
+            batch = [
+                {"id": f"p{lo + i:09d}", "text": " ".join(toks[i]), "dense": vecs[i]}
+                for i in range(m)
+            ]
+            probe.add(batch, show_progress=False)
+        probe.merge(max_segments=1)
+        probe.close()
+        log(f"probe shard of {args.probe_n:,} documents in {time.perf_counter() - t0:.0f} s")
+        one_shard = ShardGroup(probe_dir, [0], 1)
+        qs = [
+            as_query({"text": " ".join(prng.choice(words, 4, p=zipf)), "dense": v})
+            for v in unit_rows(prng, 20 if args.quick else 100, DIM)
+        ]
+        stats = one_shard.statistics([q.text for q in qs])
+        per_shard_ms = {}
+        for route in ("bm25", "dense"):
+            ts = time_each(
+                lambda i, route=route: one_shard.route_hits([qs[i]], [stats[i]], 100, [[route]]),
+                list(range(len(qs))),
+                5,
+            )
+            per_shard_ms[route] = 1000 * float(np.median(ts))
+        msg = []
+        for i, q in enumerate(qs):
+            r1 = len(pickle.dumps([q.text])) + len(pickle.dumps(one_shard.statistics([q.text])))
+            r2 = len(pickle.dumps(([q], [stats[i]], 100, [["bm25", "dense"]]))) + len(
+                pickle.dumps(one_shard.route_hits([q], [stats[i]], 100, [["bm25", "dense"]]))
+            )
+            msg.append((r1, r2))
+        one_shard.close()
+        probe_docs, probe_bytes = args.probe_n, dir_bytes(probe_dir)
         lines = report(
             args,
             info,
@@ -224,6 +245,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             msg,
             shard_docs,
             shard_bytes,
+            probe_docs,
+            probe_bytes,
             t_start,
         )
     finally:
@@ -246,6 +269,8 @@ def report(
     msg,
     shard_docs,
     shard_bytes,
+    probe_docs,
+    probe_bytes,
     t_start,
 ) -> list[str]:
     n = len(docs)
@@ -305,24 +330,26 @@ def report(
     r1 = float(np.mean([m[0] for m in msg]))
     r2 = float(np.mean([m[1] for m in msg]))
     bpd = shard_bytes / max(shard_docs, 1)
-    dense_ms_per_m = per_shard_ms["dense"] / shard_docs * 1e6
-    bm25_ms_per_m = per_shard_ms["bm25"] / shard_docs * 1e6
+    dense_ms_per_m = per_shard_ms["dense"] / probe_docs * 1e6
+    bm25_ms_per_m = per_shard_ms["bm25"] / probe_docs * 1e6
     lines += [
-        "**Per shard** (shard 0, measured in this run)",
+        "**Per shard** (measured in this run: the SciFact shard 0 for bytes per real document; "
+        f"the one-shard probe of {probe_docs:,} documents of 30 pseudo-words and 384-d "
+        "vectors for the route costs and messages, 4-word queries, one thread)",
         "",
         md_table(
             ["figure", "value"],
             [
-                ["documents in the shard", f"{shard_docs:,}"],
-                ["disk bytes per document (mmap'd by the actor; RAM when hot)", fmt_num(bpd)],
+                [
+                    "SciFact shard 0: documents / disk bytes per document",
+                    f"{shard_docs:,} / {fmt_num(bpd)}",
+                ],
+                ["probe shard: disk bytes per document", fmt_num(probe_bytes / probe_docs)],
                 [
                     "BM25 route, top 100 with global statistics: median ms",
                     fmt_num(per_shard_ms["bm25"]),
                 ],
-                [
-                    "dense route (exact flat, 384-d), top 100: median ms",
-                    fmt_num(per_shard_ms["dense"]),
-                ],
+                ["dense route (exact flat), top 100: median ms", fmt_num(per_shard_ms["dense"])],
                 [
                     "bytes per query and shard, round 1 (statistics: request + reply, pickled)",
                     fmt_num(r1),
@@ -347,8 +374,9 @@ def capacity_plan(
     """100M chunks, from the per-shard figures: the dense route dominates (exact flat search
     scans every vector), so the shard size is set by a latency target per shard."""
     total = 100_000_000
-    per_shard = 2_000_000
-    shards = total // per_shard
+    target_ms = 100  # one core scans a shard's vectors in about this long
+    per_shard = max(500_000, int(target_ms / dense_ms_per_m * 1e6) // 500_000 * 500_000)
+    shards = -(-total // per_shard)
     mem_gb = per_shard * bpd / 1e9
     dense_ms = dense_ms_per_m * per_shard / 1e6
     bm25_ms = bm25_ms_per_m * per_shard / 1e6
@@ -358,7 +386,8 @@ def capacity_plan(
         "linearly in shard size: exact flat dense search and BM25 postings both cost time in "
         "proportion to the documents scanned)",
         "",
-        f"- Shards: {shards} of {per_shard:,} chunks (dense route measured at "
+        f"- Shards: {shards} of {per_shard:,} chunks, sized so that one core scans a shard's "
+        f"vectors in about {target_ms} ms (dense route measured at "
         f"{fmt_num(dense_ms_per_m)} ms per million 384-d vectors on one core: "
         f"{fmt_num(dense_ms)} ms per shard per query; BM25 {fmt_num(bm25_ms_per_m)} ms per "
         f"million documents here: {fmt_num(bm25_ms)} ms per shard, this corpus's query terms).",
