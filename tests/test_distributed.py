@@ -190,6 +190,10 @@ def test_manifest_checks_and_bad_input(corpus, tmp_path: Path) -> None:
             sc.search("apple", k=0)
         with pytest.raises(TypeError):
             sc.search_many([3])
+        with pytest.raises(TypeError):
+            sc._group.write("add", ["not a record"])
+        with pytest.raises(TypeError):
+            sc.delete([3])
     assert (
         dd.shard_of("abc", 7)
         == dd.shard_of("abc", 7)

@@ -149,7 +149,9 @@ class ShardedSearcher:
         r = ray()
         by_actor: dict[int, list] = {}
         for it in items:
-            doc_id = it if op == "delete" else (it.get("id") if isinstance(it, Mapping) else None)
+            if op != "delete" and not isinstance(it, Mapping):
+                raise TypeError(f"a record must be a mapping, not {type(it).__name__}")
+            doc_id = it if op == "delete" else it.get("id")
             by_actor.setdefault(id(self._owner[mf.shard_of(doc_id, self.n_shards)]), []).append(it)
         if op == "delete":  # an unknown id deletes nothing anywhere, as Collection.delete
             missing = [

@@ -142,6 +142,8 @@ class ShardGroup:
                 raise KeyError(f"unknown id(s): {', '.join(repr(u) for u in unknown[:5])}")
         by_shard: dict[int, list] = {}
         for it in items:
+            if op != "delete" and not isinstance(it, Mapping):
+                raise TypeError(f"a record must be a mapping, not {type(it).__name__}")
             doc_id = it if op == "delete" else it.get("id")
             s = mf.shard_of(doc_id, self.n_shards)
             if s not in self.shards:
