@@ -86,10 +86,23 @@ def two_nodes():
             )
         )
 
+    # Two raylets on one host must not hand out the same worker ports (both default to
+    # 10002-19999, and a worker whose port is taken never starts: the job hangs).
+    base = 20000 + (port % 200) * 100
     try:
-        start("--head", f"--port={port}", "--include-dashboard=false")
+        start(
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--min-worker-port={base}",
+            f"--max-worker-port={base + 49}",
+        )
         wait_for(lambda: port_open(port), 90, "the head node")
-        start(f"--address=127.0.0.1:{port}")
+        start(
+            f"--address=127.0.0.1:{port}",
+            f"--min-worker-port={base + 50}",
+            f"--max-worker-port={base + 99}",
+        )
         ray.init(address=f"127.0.0.1:{port}", log_to_driver=False, configure_logging=False)
         wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, 90, "the second node")
         ray.data.DataContext.get_current().enable_progress_bars = False
@@ -109,7 +122,30 @@ def two_nodes():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+class Deadline:
+    """Fail the test (SIGALRM) instead of hanging when the cluster stops making progress."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        def fire(*_: object) -> None:
+            raise TimeoutError(f"no result within {self.seconds} s on the two-node cluster")
+
+        self.old = signal.signal(signal.SIGALRM, fire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
 def test_build_and_search_across_two_nodes(two_nodes, tmp_path: Path) -> None:
+    with Deadline(400):
+        build_and_search(tmp_path)
+
+
+def build_and_search(tmp_path: Path) -> None:
     alive = [n for n in ray.nodes() if n["Alive"]]
     assert len(alive) == 2
     recs = synthetic_records(200, seed=21)
