@@ -68,7 +68,8 @@ class ShardedSearcher:
     Args:
         path: the sharded collection (on storage the actors' nodes can read).
         shards_per_actor: shards served by each actor.
-        num_cpus: CPUs Ray reserves per actor.
+        num_cpus: CPUs Ray reserves per actor, for its whole life: leave some free for the
+            Dataset tasks of :func:`search` and for writing its result.
         readonly: open the shards without writer locks (no writes through this searcher).
         max_restarts, max_task_retries: Ray fault tolerance of the actors.
         start_timeout_s: how long to wait for every actor to be up (TimeoutError after,
