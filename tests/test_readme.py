@@ -136,6 +136,15 @@ def _reranker_onnx(work: Path) -> Optional[str]:
     return None
 
 
+def _ray(work: Path) -> Optional[str]:
+    """Not a file: blocks that import densparse.distributed need Ray (the ray extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return "needs Ray (pip install 'densparse[ray]')"
+    return None
+
+
 #: name mentioned in a block -> function(workdir) making it (returns a reason to skip, or None)
 FIXTURES: dict[str, Callable[[Path], Optional[str]]] = {
     "my-dataset/": _my_dataset,
@@ -145,6 +154,7 @@ FIXTURES: dict[str, Callable[[Path], Optional[str]]] = {
     "reranker-onnx/": _reranker_onnx,
     # written by the README's `densparse finetune` command; if that was skipped, so is its use
     "runs/ft/onnx": lambda work: "needs the fine-tuned model of the skipped finetune command",
+    "densparse.distributed": _ray,
 }
 
 

@@ -527,9 +527,10 @@ class Collection:
                 with ``text`` as the query and the best ``k`` returned by that score (ties
                 keep the fused order). Needs ``text=``.
             rerank_candidates: how many fused hits the reranker re-scores (at least k).
-            bm25_stats: ``(rows, total tokens, {token: df})`` to score BM25 with instead of
-                this collection's own statistics, e.g. the sums of
-                :meth:`bm25_statistics` over the shards of a corpus.
+            bm25_stats: ``(rows, total_tokens, {token: df})`` to score BM25 with instead of
+                this collection's own statistics: the sums of :meth:`bm25_statistics` over
+                the shards of a corpus make every shard score as one index over all of them.
+                It must give a df for every query token.
 
         A document's route score is the max over its views (text and extra texts); so is
         its rerank score.
@@ -598,6 +599,8 @@ class Collection:
             colbert = np.asarray(colbert, dtype=np.float32)
             if colbert.ndim != 2 or not np.isfinite(colbert).all():
                 raise ValueError("colbert query must be a finite 2-D array [m, d]")
+        if bm25_stats is not None:
+            bm25_stats = _check_bm25_stats(bm25_stats)
         if weights is not None:
             if not isinstance(weights, Mapping):
                 raise TypeError(
@@ -620,6 +623,10 @@ class Collection:
             bm25_stats=bm25_stats,
         )
         names = [r for r in ("bm25", "dense", "sparse") if wanted[r]]
+        if bm25_stats is not None and wanted["bm25"]:
+            missing = sorted(set(self._cfg.analyzer.tokenize(text)) - set(bm25_stats[2]))
+            if missing:
+                raise ValueError(f"bm25_stats has no df for the query tokens {missing}")
         locate = self._locator(parts)
         if colbert is not None and mode == "hybrid":
             # ColBERT re-scores the routes' candidates, then joins the fusion.
@@ -1100,3 +1107,27 @@ class Collection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_bm25_stats(stats: Any) -> tuple[int, int, dict[str, int]]:
+    """``(rows, total_tokens, {token: df})`` checked: a clear error before any work."""
+    if not isinstance(stats, (tuple, list)) or len(stats) != 3:
+        raise TypeError("bm25_stats must be a (rows, total_tokens, {token: df}) tuple")
+    rows, total, df = stats
+    for name, x in (("rows", rows), ("total_tokens", total)):
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+            raise TypeError(f"bm25_stats {name} must be an int, not {type(x).__name__}")
+        if x < 0:
+            raise ValueError(f"bm25_stats {name} must be >= 0, got {x!r}")
+    if rows < 1:
+        raise ValueError("bm25_stats rows must be >= 1 (no live documents to score)")
+    if not isinstance(df, Mapping):
+        raise TypeError(f"bm25_stats df must be a mapping, not {type(df).__name__}")
+    out = {}
+    for t, v in df.items():
+        if not isinstance(t, str):
+            raise TypeError(f"bm25_stats df keys must be str tokens, got {t!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= rows:
+            raise ValueError(f"bm25_stats df[{t!r}] must be an int in [0, rows], got {v!r}")
+        out[t] = int(v)
+    return int(rows), int(total), out
