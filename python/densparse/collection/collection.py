@@ -912,6 +912,7 @@ class Collection:
                     self._digests[name] = p.seg.write(tmp)
                     os.replace(tmp, d)
                     wrote = True
+                    p = replace(p, cache={})  # its reader rebinds to the mapped files
                 elif BM25_FILE not in self._digests[name]:
                     # A version-1 segment: its index files are named from now on.
                     self._digests[name] = digests_of(d)

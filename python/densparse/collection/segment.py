@@ -222,10 +222,25 @@ class Segment:
                     os.fsync(f.fileno())
         fsync_path(directory)
         digests = digests_of(directory)
-        # Read the records from the file from now on: the in-memory copy built by
-        # build() is freed, so a long-running writer does not keep every record it added.
-        # (The mapping follows the file when the caller renames its directory.)
+        # Read records and indexes from the files from now on: the in-memory copies built
+        # by build() are freed, so a long-running writer does not keep in its heap every
+        # segment it added (the mappings follow the files when the caller renames their
+        # directory).
         self.records = _core.RecordStore.open(directory / RECORD_STORE, mmap=True)
+        self.bm25 = _core.BM25Index.load(str(directory / BM25_FILE), mmap=True)
+        if self.dense is not None:
+            from densparse.dense import DenseIndex
+
+            self.dense = DenseIndex.load(directory / DENSE_FILE, mmap=True)
+        if self.sparse is not None:
+            from densparse.sparse import SparseIndex
+
+            self.sparse = SparseIndex.load(directory / SPARSE_FILE, mmap=True)
+        if self.colbert is not None:
+            self.colbert = (
+                np.load(directory / COLBERT_FILE, mmap_mode="r", allow_pickle=False),
+                self.colbert[1],
+            )
         return digests
 
     @classmethod
