@@ -1015,42 +1015,21 @@ class Collection:
 
     def _merge(self, chosen: list[Part], name: str) -> None:
         log.info("merging %d segments (%d documents)", len(chosen), sum(p.n_live for p in chosen))
-        recs, origin = [], []
-        for p in chosen:
-            seg = p.seg
-            dense_rows: dict[int, np.ndarray] = {}
-            if seg.dense is not None and len(seg.dense):
-                rows = np.asarray(seg.dense.ids(), dtype=np.int64)
-                vecs = seg.dense.get(rows)
-                dense_rows = dict(zip(rows.tolist(), vecs))
-            for d in np.flatnonzero(p.live).tolist():
-                r0, r1 = int(seg.first_row[d]), int(seg.first_row[d + 1])
-                dv = [dense_rows[r] for r in range(r0, r1) if r in dense_rows]
-                recs.append(
-                    Record(
-                        id=seg.id(d),
-                        text=seg.text(d),
-                        views=seg.views(d),
-                        metadata=seg.metadata(d),
-                        dense=np.stack(dv) if dv else None,
-                        sparse=seg.sparse_vector(d),
-                        colbert=seg.colbert_of(d),
-                    )
-                )
-                origin.append((seg.name, d))
+        # (segment, its live documents) in order: the merged segment's documents
+        origin = [(p.seg.name, np.flatnonzero(p.live)) for p in chosen]
         merged = None
-        if recs:
-            # BM25 from the postings of the live rows (no text analysed again), in the
-            # order the records were gathered.
+        if any(len(docs) for _, docs in origin):
+            # BM25 from the postings of the live rows (no text analysed again), records
+            # and vectors copied, all in the same document order.
             bm25 = _core.BM25Index.merge([(p.seg.bm25, p.live[p.seg.row_doc]) for p in chosen])
-            merged = Segment.build(name, recs, self._cfg, bm25=bm25)
+            merged = Segment.merge(name, [(p.seg, p.live) for p in chosen], self._cfg, bm25)
         with self._lock:
             current = {p.seg.name: p for p in self._parts}
             if any(p.seg.name not in current for p in chosen):
                 # A source vanished meanwhile (all its documents deleted): redo next time.
                 log.info("merge abandoned: its segments changed meanwhile")
                 return
-            live = np.array([bool(current[s].live[d]) for s, d in origin], dtype=bool)
+            live = np.concatenate([current[s].live[docs] for s, docs in origin]).astype(bool)
             live.setflags(write=False)
             gone = {p.seg.name for p in chosen}
             out, placed = [], False

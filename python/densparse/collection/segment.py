@@ -67,6 +67,10 @@ def digests_of(directory: Path) -> dict[str, dict]:
     return {f: file_digest(directory / f) for f in _FILES if (directory / f).exists()}
 
 
+#: rows of dense vectors moved at a time by a merge
+_MERGE_CHUNK = 65536
+
+
 class Segment:
     """Immutable records + indexes. Build with :meth:`build`, or :meth:`load` from disk.
 
@@ -202,6 +206,69 @@ class Segment:
         for r in records:
             writer.add(r.id, r.text, r.views, r.metadata, r.sparse)
         return cls(name, writer.finish(), bm25, dense, sparse, colbert)
+
+    @classmethod
+    def merge(
+        cls,
+        name: str,
+        sources: Sequence[tuple[Segment, np.ndarray]],
+        cfg: BuildConfig,
+        bm25: _core.BM25Index,
+    ) -> Segment:
+        """One segment of the live documents of ``sources`` ((segment, live mask) pairs), in
+        order. Records are copied in Rust and vectors one source segment at a time, so
+        memory holds the new segment, never a Python object per document; ``bm25`` is the
+        BM25 index merged from the sources' postings."""
+        writer = _core.RecordStoreWriter()
+        dense = sparse = None
+        if cfg.dense_dim is not None:
+            from densparse.dense import DenseIndex
+
+            dense = DenseIndex(cfg.dense_dim, dtype=cfg.dense_dtype, metric=cfg.metric)
+        colbert: list[Optional[np.ndarray]] = []
+        with_colbert = any(seg.colbert is not None for seg, _ in sources)
+        sp_vecs: list[tuple[np.ndarray, np.ndarray]] = []
+        sp_ids: list[int] = []
+        row_base = doc_base = 0
+        for seg, live in sources:
+            docs = np.flatnonzero(live)
+            writer.add_from(seg.records, docs.astype(np.int64))
+            first = seg.first_row
+            starts, ends = first[docs], first[docs + 1]
+            counts = ends - starts  # each document's text row and view rows, in order
+            src_rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(
+                counts.sum(), dtype=np.int64
+            )
+            new_rows = row_base + np.arange(len(src_rows), dtype=np.int64)
+            if dense is not None and seg.dense is not None and len(seg.dense):
+                has = np.isin(src_rows, seg.dense.ids())
+                rows, ids = src_rows[has], new_rows[has]
+                for i in range(0, len(rows), _MERGE_CHUNK):
+                    chunk = slice(i, i + _MERGE_CHUNK)
+                    dense.add(seg.dense.get(rows[chunk]), ids=ids[chunk])
+            if seg.sparse is not None and len(seg.sparse):
+                # The vectors as added (the records keep them exactly; the index may round).
+                for j, d in enumerate(docs.tolist()):
+                    v = seg.sparse_vector(d)
+                    if v is not None:
+                        sp_vecs.append(v)
+                        sp_ids.append(doc_base + j)
+            if with_colbert:
+                colbert.extend(seg.colbert_of(d) for d in docs.tolist())
+            row_base += len(src_rows)
+            doc_base += len(docs)
+        if sp_vecs:
+            from densparse.sparse import SparseIndex
+
+            sparse = SparseIndex(dtype=cfg.sparse_dtype)
+            sparse.add(sp_vecs, ids=np.asarray(sp_ids, np.int64))
+        col = None
+        if with_colbert and any(v is not None for v in colbert):
+            lens = [0 if v is None else len(v) for v in colbert]
+            offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+            flat = np.concatenate([v for v in colbert if v is not None]).astype(np.float16)
+            col = (flat, offsets)
+        return cls(name, writer.finish(), bm25, dense, sparse, col)
 
     # ------------------------------------------------------------ persistence
     def write(self, directory: Path) -> dict[str, dict]:

@@ -302,6 +302,21 @@ impl PyRecordStoreWriter {
         self.writer()?.add(&rec).map_err(to_py)
     }
 
+    /// Append documents ``docs`` of ``store``, copied as stored (no Python objects per
+    /// record): how a merge carries records over.
+    fn add_from(&mut self, py: Python<'_>, store: &Bound<'_, PyRecordStore>, docs: &Bound<'_, PyAny>) -> PyResult<()> {
+        let src = store.get().inner.clone();
+        let docs = store.get().docs(Some(docs))?;
+        let w = self.writer()?;
+        py.guarded(|| -> Result<(), densparse_core::Error> {
+            for d in docs {
+                w.add(&src.record(d)?)?;
+            }
+            Ok(())
+        })?
+        .map_err(to_py)
+    }
+
     fn __len__(&mut self) -> PyResult<usize> {
         Ok(self.writer()?.len())
     }
