@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from densparse import _core
-from densparse._checks import MAX_K, check_path
+from densparse._checks import MAX_K, check_choice, check_k, check_path
 from densparse._progress import Progress, wants_progress
 from densparse.analysis import Analyzer
 from densparse.bm25 import METHODS, _analyzer_from_config
@@ -108,9 +108,7 @@ class Collection:
                 self._live_digests[(s["name"], s["live"])] = s["live_digest"]
         self._readonly = readonly
         self.autocommit = autocommit
-        if max_segments < 1:
-            raise ValueError("max_segments must be >= 1")
-        self.max_segments = max_segments
+        self.max_segments = check_k(max_segments, "max_segments")
         self.auto_merge = auto_merge
         self.encoder: Any = None  # set by create/open: computes vectors from text
         self._lock = threading.RLock()  # writers only; readers use the published snapshot
@@ -167,10 +165,10 @@ class Collection:
             auto_merge: merge in a background thread after writes (else call :meth:`merge`).
         """
         path = Path(check_path(path))
+        check_k(max_segments, "max_segments")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise FileExistsError(f"{path} exists and is not an empty directory")
-        if bm25_method not in METHODS:
-            raise ValueError(f"unknown BM25 method {bm25_method!r}: expected one of {METHODS}")
+        check_choice(bm25_method, METHODS, "bm25_method")
         for name, x, hi in (("k1", k1, math.inf), ("b", b, 1.0), ("delta", delta, math.inf)):
             if (
                 isinstance(x, bool)
@@ -193,14 +191,9 @@ class Collection:
             raise ValueError(
                 f"colbert_dim must be an int in [1, {MAX_DIM}] or None: {colbert_dim!r}"
             )
-        if dense_dtype not in ("float32", "float16", "int8"):
-            raise ValueError(f"dense_dtype must be float32, float16 or int8, not {dense_dtype!r}")
-        if metric not in ("ip", "cosine"):
-            raise ValueError(f"metric must be 'ip' or 'cosine', not {metric!r}")
-        if sparse_dtype not in ("float32", "float16", "uint8"):
-            raise ValueError(
-                f"sparse_dtype must be float32, float16 or uint8, not {sparse_dtype!r}"
-            )
+        check_choice(dense_dtype, ("float32", "float16", "int8"), "dense_dtype")
+        check_choice(metric, ("ip", "cosine"), "metric")
+        check_choice(sparse_dtype, ("float32", "float16", "uint8"), "sparse_dtype")
         enc = None
         if encoder is not None:
             enc = load_encoder(encoder)
@@ -268,6 +261,7 @@ class Collection:
         ``encoder="saved"`` loads the encoder the collection was created with (if any);
         pass another Encoder or path, or ``None`` for none."""
         path = Path(check_path(path))
+        check_k(max_segments, "max_segments")
         writer = pin = None
         if readonly:
             manifest, pin = store.open_pinned(path)
