@@ -7,23 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.test_collection import WORDS as ALL_WORDS
 
 from densparse import BM25, Analyzer, Collection
 
-WORDS = [
-    "apple",
-    "banana",
-    "cherry",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-]
+WORDS = ALL_WORDS[:12]
 
 
 def texts(n: int, seed: int) -> list[str]:
