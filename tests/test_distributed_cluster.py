@@ -103,7 +103,14 @@ def two_nodes():
             f"--min-worker-port={base + 50}",
             f"--max-worker-port={base + 99}",
         )
-        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False, configure_logging=False)
+        # The driver on loopback too: with the host's own address it owns objects that the
+        # loopback workers cannot reach (OwnerDiedError, or a build that never finishes).
+        ray.init(
+            address=f"127.0.0.1:{port}",
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            configure_logging=False,
+        )
         wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, 90, "the second node")
         ray.data.DataContext.get_current().enable_progress_bars = False
         yield
@@ -140,6 +147,22 @@ class Deadline:
         signal.signal(signal.SIGALRM, self.old)
 
 
+# The cluster test runs in an interpreter of its own: after an earlier ray.init() in the same
+# process (the other distributed tests), Ray Data's process-wide state left the first task of
+# the build on the two-node cluster waiting for ever (seen in a full CI run).
+IN_CHILD = os.environ.get("DENSPARSE_TWO_NODE_CHILD") == "1"
+
+
+@pytest.mark.skipif(IN_CHILD, reason="this is the wrapper; the test itself runs in this child")
+def test_two_nodes_in_a_fresh_interpreter() -> None:
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]
+    env = dict(os.environ, DENSPARSE_TWO_NODE_CHILD="1")
+    r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-6000:] + r.stderr[-3000:]
+
+
+@pytest.mark.skipif(not IN_CHILD, reason="run in its own interpreter by the wrapper above")
 def test_build_and_search_across_two_nodes(two_nodes, tmp_path: Path) -> None:
     with Deadline(400):
         build_and_search(tmp_path)
