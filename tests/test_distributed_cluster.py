@@ -74,6 +74,7 @@ def two_nodes():
         "--block",
     ]
     procs: list[subprocess.Popen] = []
+    saved_auth = os.environ.get("RAY_AUTH_MODE")
 
     def start(*args: str) -> None:
         procs.append(
@@ -103,8 +104,11 @@ def two_nodes():
             f"--min-worker-port={base + 50}",
             f"--max-worker-port={base + 99}",
         )
-        # The driver on loopback too: with the host's own address it owns objects that the
-        # loopback workers cannot reach (OwnerDiedError, or a build that never finishes).
+        # The driver on loopback too, and without auth like the nodes: an earlier ray.init()
+        # in this process leaves RAY_AUTH_MODE=token in os.environ, and a driver with it
+        # owns objects that the nodes' workers cannot fetch (OwnerDiedError, or a build that
+        # never finishes, seen in a full CI run).
+        os.environ["RAY_AUTH_MODE"] = "disabled"
         ray.init(
             address=f"127.0.0.1:{port}",
             _node_ip_address="127.0.0.1",
@@ -117,6 +121,10 @@ def two_nodes():
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        if saved_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_auth
         for p in reversed(procs):  # the worker node first, then the head
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
@@ -157,7 +165,7 @@ IN_CHILD = os.environ.get("DENSPARSE_TWO_NODE_CHILD") == "1"
 def test_two_nodes_in_a_fresh_interpreter() -> None:
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__]
-    env = dict(os.environ, DENSPARSE_TWO_NODE_CHILD="1")
+    env = dict(os.environ, DENSPARSE_TWO_NODE_CHILD="1", RAY_AUTH_MODE="disabled")
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-6000:] + r.stderr[-3000:]
 
