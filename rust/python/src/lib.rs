@@ -631,7 +631,7 @@ impl PyBm25Index {
         let a = Self::analyzer_of(analyzer);
         let idx = with_progress(py, progress, |tick| {
             let a = a.read().unwrap_or_else(|e| e.into_inner());
-            Bm25Index::build(params, texts.len(), |i, emit| a.tokenize_into(&texts[i], emit), tick)
+            Bm25Index::build_texts(params, &texts, &a, tick)
         })?
         .map_err(to_py)?;
         Ok(PyBm25Index { inner: Arc::new(idx) })

@@ -229,17 +229,42 @@ impl Analyzer {
     }
 
     fn latin(&self, text: &str, emit: &mut dyn FnMut(&str)) {
+        self.latin_segments(text, &mut |seg, is_word| self.segment_tokens(seg, is_word, emit));
+    }
+
+    /// The Latin pipeline's cut: words (and, with `keep_punctuation`,
+    /// punctuation, flagged `false`) before case, stopwords and stemming.
+    fn latin_segments(&self, text: &str, emit: &mut dyn FnMut(&str, bool)) {
         if !self.keep_punctuation && self.tokenizer != Tokenizer::Uax29 {
             let acronyms = self.tokenizer == Tokenizer::Default;
-            return english::word_runs(text, acronyms, &mut |w| self.latin_word(w, emit));
+            return english::word_runs(text, acronyms, &mut |w| emit(w, true));
         }
-        english::words(text, self.keep_punctuation, &mut |w, is_word| {
-            if is_word {
-                self.latin_word(w, emit);
-            } else {
-                emit(w);
-            }
-        });
+        english::words(text, self.keep_punctuation, emit);
+    }
+
+    /// Whether this analyzer's output is, segment by segment, a function of
+    /// each segment from [`Self::segments`] (and its word flag) alone. A
+    /// caller that meets a segment again may then reuse its tokens: indexing
+    /// memoizes them, one hash look-up per word instead of case, stopword and
+    /// stem look-ups. Not for Chinese, whose segmentation depends on the run.
+    pub fn per_segment(&self) -> bool {
+        self.language == Language::En
+    }
+
+    /// Cut `text` into the segments of [`Self::per_segment`] (Latin words,
+    /// and punctuation flagged `false` when kept). Only for such analyzers.
+    pub fn segments(&self, text: &str, emit: &mut dyn FnMut(&str, bool)) {
+        debug_assert!(self.per_segment());
+        self.latin_segments(text, emit);
+    }
+
+    /// The tokens of one segment from [`Self::segments`].
+    pub fn segment_tokens(&self, seg: &str, is_word: bool, emit: &mut dyn FnMut(&str)) {
+        if is_word {
+            self.latin_word(seg, emit);
+        } else {
+            emit(seg);
+        }
     }
 
     /// `w`, lowercased when the analyzer lowercases (allocating only if needed).

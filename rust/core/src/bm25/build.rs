@@ -1,9 +1,9 @@
 //! Building an index: tokens -> vocabulary -> per-term postings, in parallel.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 
-use crate::hash::StrMap;
+use crate::analysis::Analyzer;
+use crate::hash::{Interner, StrMap};
 
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
@@ -16,50 +16,105 @@ fn chunk_size(n_docs: usize) -> usize {
 }
 
 /// One chunk's documents as (local term id, tf) lists plus its local vocabulary.
+#[derive(Default)]
 struct ChunkCounts {
-    /// Local vocabulary: word -> local id (ids in order of first appearance).
-    words: StrMap<Box<str>, u32>,
-    doc_terms: Vec<Vec<(u32, u32)>>,
+    /// Local vocabulary: ids in order of first appearance.
+    words: Interner,
+    /// Every document's (local id, tf) pairs, end to end, in first-seen order.
+    terms: Vec<(u32, u32)>,
+    /// Where each document's pairs end in `terms`.
+    ends: Vec<usize>,
     doc_lens: Vec<u32>,
+}
+
+/// Counts a chunk's tokens document by document. Term frequencies live in a
+/// dense array over local ids (no hashing per token beyond the vocabulary).
+#[derive(Default)]
+struct Counter {
+    c: ChunkCounts,
+    counts: Vec<u32>,
+    order: Vec<u32>,
+    len: u32,
+}
+
+impl Counter {
+    /// The local id of `t`, new ones numbered in order of first appearance.
+    #[inline]
+    fn id(&mut self, t: &str) -> u32 {
+        let (id, new) = self.c.words.intern(t);
+        if new {
+            self.counts.push(0);
+        }
+        id
+    }
+
+    #[inline]
+    fn add(&mut self, id: u32) {
+        self.len += 1;
+        let n = &mut self.counts[id as usize];
+        if *n == 0 {
+            self.order.push(id);
+        }
+        *n += 1;
+    }
+
+    fn end_doc(&mut self) {
+        for &id in &self.order {
+            let n = &mut self.counts[id as usize];
+            self.c.terms.push((id, *n));
+            *n = 0;
+        }
+        self.order.clear();
+        self.c.ends.push(self.c.terms.len());
+        self.c.doc_lens.push(self.len);
+        self.len = 0;
+    }
+
+    fn finish(self) -> ChunkCounts {
+        self.c
+    }
 }
 
 fn count_chunk(
     range: std::ops::Range<usize>,
     tokens_of: &(impl Fn(usize, &mut dyn FnMut(&str)) + Sync),
 ) -> ChunkCounts {
-    let mut local: StrMap<Box<str>, u32> = StrMap::default();
-    let mut doc_terms = Vec::with_capacity(range.len());
-    let mut doc_lens = Vec::with_capacity(range.len());
-    let mut tf: FxHashMap<u32, u32> = FxHashMap::default();
-    let mut order: Vec<u32> = Vec::new();
+    let mut c = Counter::default();
     for i in range {
-        tf.clear();
-        order.clear();
-        let mut len = 0u32;
         tokens_of(i, &mut |t: &str| {
-            len += 1;
-            let id = match local.get(t) {
-                Some(&id) => id,
-                None => {
-                    let id = local.len() as u32;
-                    local.insert(t.into(), id);
-                    id
-                }
-            };
-            let e = tf.entry(id).or_insert(0);
-            if *e == 0 {
-                order.push(id);
-            }
-            *e += 1;
+            let id = c.id(t);
+            c.add(id);
         });
-        doc_terms.push(order.iter().map(|id| (*id, tf[id])).collect());
-        doc_lens.push(len);
+        c.end_doc();
     }
-    ChunkCounts {
-        words: local,
-        doc_terms,
-        doc_lens,
+    c.finish()
+}
+
+/// [`count_chunk`] for an analyzer whose tokens are a function of each
+/// segment: a segment's local ids are computed once per chunk and reused.
+/// Words are Zipfian, so most tokens cost one hash look-up.
+fn count_chunk_memo<S: AsRef<str>>(range: std::ops::Range<usize>, texts: &[S], a: &Analyzer) -> ChunkCounts {
+    let mut c = Counter::default();
+    // Per word flag: the segments met, and each one's ids in `seg_ids`.
+    let mut memo: [(Interner, Vec<(u32, u32)>); 2] = Default::default();
+    let mut seg_ids: Vec<u32> = Vec::new();
+    for text in &texts[range] {
+        a.segments(text.as_ref(), &mut |seg, is_word| {
+            let (segs, spans) = &mut memo[is_word as usize];
+            let (i, new) = segs.intern(seg);
+            if new {
+                let s = seg_ids.len() as u32;
+                a.segment_tokens(seg, is_word, &mut |t| seg_ids.push(c.id(t)));
+                spans.push((s, seg_ids.len() as u32));
+            }
+            let (s, e) = spans[i as usize];
+            for &id in &seg_ids[s as usize..e as usize] {
+                c.add(id);
+            }
+        });
+        c.end_doc();
     }
+    c.finish()
 }
 
 impl Bm25Index {
@@ -69,6 +124,34 @@ impl Bm25Index {
         params: Params,
         n_docs: usize,
         tokens_of: impl Fn(usize, &mut dyn FnMut(&str)) + Sync,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Self> {
+        Self::build_chunked(params, n_docs, |r| count_chunk(r, &tokens_of), progress)
+    }
+
+    /// Build from texts analysed with `a` (in parallel, as [`Self::build`]).
+    pub fn build_texts<S: AsRef<str> + Sync>(
+        params: Params,
+        texts: &[S],
+        a: &Analyzer,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Self> {
+        if a.per_segment() {
+            Self::build_chunked(params, texts.len(), |r| count_chunk_memo(r, texts, a), progress)
+        } else {
+            Self::build(
+                params,
+                texts.len(),
+                |i, emit| a.tokenize_into(texts[i].as_ref(), emit),
+                progress,
+            )
+        }
+    }
+
+    fn build_chunked(
+        params: Params,
+        n_docs: usize,
+        count: impl Fn(std::ops::Range<usize>) -> ChunkCounts + Sync,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Self> {
         params.validate()?;
@@ -86,7 +169,7 @@ impl Bm25Index {
             .into_par_iter()
             .map(|r| {
                 let n = r.len();
-                let c = count_chunk(r, &tokens_of);
+                let c = count(r);
                 progress(n);
                 c
             })
@@ -97,11 +180,10 @@ impl Bm25Index {
         let mut vocab: Vec<String> = Vec::new();
         let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(chunks.len());
         for c in &chunks {
-            let mut local: Vec<(&str, u32)> = c.words.iter().map(|(w, &id)| (&**w, id)).collect();
-            local.sort_unstable_by_key(|e| e.1);
-            let remap = local
-                .into_iter()
-                .map(|(w, _)| match term_ids.get(w) {
+            let remap = c
+                .words
+                .iter()
+                .map(|w| match term_ids.get(w) {
                     Some(&id) => id,
                     None => {
                         let id = vocab.len() as u32;
@@ -121,10 +203,8 @@ impl Bm25Index {
         let v = vocab.len();
         let mut df = vec![0u32; v];
         for (c, remap) in chunks.iter().zip(&remaps) {
-            for terms in &c.doc_terms {
-                for &(t, _) in terms {
-                    df[remap[t as usize] as usize] += 1;
-                }
+            for &(t, _) in &c.terms {
+                df[remap[t as usize] as usize] += 1;
             }
         }
         let mut start = Vec::with_capacity(v + 1);
@@ -139,13 +219,15 @@ impl Bm25Index {
         let mut post_tfs = vec![0u32; acc];
         let mut doc = 0u32;
         for (c, remap) in chunks.iter().zip(&remaps) {
-            for terms in &c.doc_terms {
-                for &(t, tf) in terms {
+            let mut from = 0;
+            for &end in &c.ends {
+                for &(t, tf) in &c.terms[from..end] {
                     let g = remap[t as usize] as usize;
                     post_docs[fill[g]] = doc;
                     post_tfs[fill[g]] = tf;
                     fill[g] += 1;
                 }
+                from = end;
                 doc += 1;
             }
         }

@@ -452,3 +452,96 @@ fn merged_indexes_equal_one_build_over_the_live_documents() {
     }
     assert!(Bm25Index::merge(&[]).is_err());
 }
+
+/// Indexing texts memoizes each segment's tokens per chunk; the index must be
+/// the one built from the analyzer's own token stream, byte for byte, for
+/// every configuration that memoizes (and the ones that do not).
+#[test]
+fn build_texts_equals_build_from_tokens() {
+    use crate::analysis::{CutMode, Language, NamedStemmer, StopWords, Tokenizer};
+    let pieces = [
+        "The",
+        "the",
+        "Running",
+        "run",
+        "dogs",
+        "U.S.",
+        "e.g.",
+        "2.5",
+        "1,000",
+        "don't",
+        "It's",
+        "café",
+        "Ünïcode",
+        "x",
+        "__",
+        "_a",
+        "a_b",
+        "...",
+        "!",
+        "(",
+        "—",
+        "3.11",
+        "i.e",
+        "CAFÉ",
+        "naïve",
+        "organisms",
+        "dog's",
+        "a",
+    ];
+    let mut r = Lcg(5);
+    // More documents than one chunk holds, so chunks and their memos differ.
+    let texts: Vec<String> = (0..1500)
+        .map(|_| {
+            let n = 1 + r.next() % 40;
+            let mut t = String::new();
+            for _ in 0..n {
+                t.push_str(pieces[(r.next() % pieces.len() as u64) as usize]);
+                t.push_str(if r.next() % 5 == 0 { "," } else { " " });
+            }
+            t
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = |idx: &Bm25Index, name: &str| {
+        let p = dir.path().join(name);
+        idx.save(&p).unwrap();
+        std::fs::read(&p).unwrap()
+    };
+    for language in [Language::En, Language::Auto] {
+        for tokenizer in [Tokenizer::Default, Tokenizer::Bm25s, Tokenizer::Uax29] {
+            for (lowercase, punct, stem, stop) in [
+                (true, false, true, true),
+                (false, false, false, false),
+                (true, true, true, false),
+                (false, true, false, true),
+            ] {
+                let mut a = crate::analysis::Analyzer::new(
+                    language,
+                    CutMode::Search,
+                    true,
+                    lowercase,
+                    punct,
+                    if stop {
+                        StopWords::english()
+                    } else {
+                        StopWords::from_words(Vec::<String>::new())
+                    },
+                    stem.then(|| NamedStemmer::new("english").unwrap()),
+                );
+                a.tokenizer = tokenizer;
+                let via_texts = Bm25Index::build_texts(Params::default(), &texts, &a, &|_| {}).unwrap();
+                let via_tokens = Bm25Index::build(
+                    Params::default(),
+                    texts.len(),
+                    |i, emit| a.tokenize(&texts[i]).iter().for_each(|t| emit(t)),
+                    &|_| {},
+                )
+                .unwrap();
+                let what = format!("{language:?} {tokenizer:?} {lowercase} {punct} {stem} {stop}");
+                assert!(via_texts.vocab_size() > 10, "{what}");
+                assert!(bytes(&via_texts, "a") == bytes(&via_tokens, "b"), "{what}");
+            }
+        }
+    }
+}
