@@ -497,7 +497,7 @@ fn build_texts_equals_build_from_tokens() {
             let mut t = String::new();
             for _ in 0..n {
                 t.push_str(pieces[(r.next() % pieces.len() as u64) as usize]);
-                t.push_str(if r.next() % 5 == 0 { "," } else { " " });
+                t.push_str(if r.next().is_multiple_of(5) { "," } else { " " });
             }
             t
         })
