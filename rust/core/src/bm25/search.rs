@@ -641,6 +641,8 @@ impl Bm25Index {
         // The last block-max check that passed: it holds for every doc below
         // `passed_until` while the threshold (and so the essential set) stays.
         let mut passed_until = 0u32;
+        // Per term, the block its bound was last read from (targets only grow).
+        let mut hints = vec![0usize; m];
         let mut passed_theta = f64::NAN;
         loop {
             let mut d = END;
@@ -709,7 +711,7 @@ impl Bm25Index {
                 // (read from headers, nothing decoded) plus the others' bounds.
                 let rest = if i > 0 { prefix[i - 1] - base } else { 0.0 };
                 let t = &mut terms[i];
-                if score + t.1 * bm.map(t.2.bound_at(d)) + rest <= theta {
+                if score + t.1 * bm.map(t.2.bound_at_from(&mut hints[i], d)) + rest <= theta {
                     alive = false;
                     break;
                 }

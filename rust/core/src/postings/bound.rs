@@ -30,6 +30,25 @@ impl<P: Payload> Cursor<'_, P> {
         self.header(bi).bound()
     }
 
+    /// [`Self::bound_at`] for increasing targets: `hint` remembers the block
+    /// reached (start it at 0), so headers are walked once per query however
+    /// many targets are asked about while the cursor stays behind.
+    #[inline]
+    pub fn bound_at_from(&self, hint: &mut usize, target: u32) -> f32 {
+        if self.doc == END || self.doc > target {
+            return 0.0;
+        }
+        let mut bi = (*hint).max(self.block);
+        while bi < self.n_blocks && self.header(bi).last() < target {
+            bi += 1;
+        }
+        *hint = bi;
+        if bi == self.n_blocks {
+            return 0.0;
+        }
+        self.header(bi).bound()
+    }
+
     /// For a cursor at doc >= `target`: (bound of this term for every doc from
     /// `target` up to the returned boundary, the boundary). At `target`
     /// itself that is the current block's bound up to its last doc; past it,
