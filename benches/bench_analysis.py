@@ -7,8 +7,10 @@ analyzers) on the BEIR-format sets in the shared data folder.
     python3 benches/bench_analysis.py --sections seg   # or: quality
 
 Results go to ``--out`` (benches/RESULTS.md) between ``<!-- bench_analysis:start -->`` and
-``<!-- bench_analysis:end -->``; the rest of that file is kept. Timings are medians of
-``--reps`` runs; nothing is asserted (tests/test_quality.py and tests/test_analysis.py do).
+``<!-- bench_analysis:end -->``; the rest of that file is kept, and so is a section of that
+block not run this time. Timings are medians of ``--reps`` rounds (segmentation: each round
+times every library once, in turn); nothing is asserted (tests/test_quality.py and
+tests/test_analysis.py do).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench_analysis:start -->", "<!-- bench_analysis:end -->"
+SEG_TITLE = "### Chinese segmentation (jieba precise mode, HMM on, one thread)"
+QUALITY_TITLE = "### BM25 quality by analyzer (BEIR-format sets in the shared data folder)"
+TITLES = {"seg": SEG_TITLE, "quality": QUALITY_TITLE}
 
 
 def log(msg: str) -> None:
@@ -39,15 +44,6 @@ def md_table(head: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
-
-
-def timed(fn, reps: int) -> float:
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -86,26 +82,45 @@ def section_seg(args: argparse.Namespace) -> str:
         an.tokenize(t)
     fresh = [seg() for _ in range(args.reps)]
 
+    def copies() -> list[str]:
+        # New str objects: CPython keeps a str's UTF-8 once an extension asks for
+        # it, so a pass over strs already seen would skip that work.
+        return [t.encode().decode() for t in base]
+
+    cold_texts: dict[str, list[str]] = {}
+
     def dens_cold() -> None:
         tok = fresh.pop().tokenize
-        for t in base:
+        for t in cold_texts["d"]:
             tok(t)
+
+    def rjieba_cold() -> None:
+        for t in cold_texts["r"]:
+            rjieba.cut(t)
 
     runs = [
         ("jieba.lcut (HMM), per text", mb, lambda: [jieba.lcut(t) for t in base]),
         ("rjieba.cut (hmm=True), per text", big_mb, lambda: [rjieba.cut(t) for t in big]),
         ("densparse tokenize, per text", big_mb, lambda: [an.tokenize(t) for t in big]),
-        ("rjieba.cut, one pass over distinct texts", mb, lambda: [rjieba.cut(t) for t in base]),
+        ("rjieba.cut, one pass over distinct texts", mb, rjieba_cold),
         ("densparse tokenize, fresh analyzer, one pass", mb, dens_cold),
     ]
+    # Rounds of every run in turn: load from other jobs on the machine then
+    # weighs on all of them alike instead of on whichever ran during a burst.
+    times: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    for r in range(args.reps):
+        log(f"seg: round {r + 1} of {args.reps}")
+        cold_texts.update(d=copies(), r=copies())
+        for name, _, fn in runs:
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
     rates = {}
     rows = []
-    for name, size, fn in runs:
-        log(f"seg: {name}")
-        reps = args.reps
-        s = timed(fn, reps)
+    for name, size, _ in runs:
+        s = statistics.median(times[name])
         rates[name] = size / s
-        rows.append([name, f"{size:.2f}", str(reps), f"{s:.3f}", f"{size / s:.2f}"])
+        rows.append([name, f"{size:.2f}", str(args.reps), f"{s:.3f}", f"{size / s:.2f}"])
     load = os.getloadavg()
     j = [[w for w in jieba.lcut(t) if w.strip()] for t in base]
     dd = [an.tokenize(t) for t in base]
@@ -113,13 +128,15 @@ def section_seg(args: argparse.Namespace) -> str:
     per = rates["densparse tokenize, per text"]
     cold = rates["densparse tokenize, fresh analyzer, one pass"]
     md = [
-        "### Chinese segmentation (jieba precise mode, HMM on, one thread)",
+        SEG_TITLE,
         "",
+        f"Command: `python3 benches/bench_analysis.py --sections seg --reps {args.reps}`. "
         "Input: STARD titles, article texts and questions "
         f"({len(base):,} distinct texts, {mb:.2f} MB), "
         f"repeated to {big_mb:.2f} MB for rjieba and densparse; one call per text. densparse: "
         '`Analyzer(language="zh", mode="default", hmm=True, stopwords=None, lowercase=False, '
-        "keep_punctuation=True)`. Load average during the run: "
+        "keep_punctuation=True)`. The runs take turns, one round of all five per rep; "
+        "the one-pass runs get new str objects each round. Load average during the run: "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (2-core machine shared with other jobs).",
         "",
         md_table(["Run", "MB", "reps", "median s", "MB/s"], rows),
@@ -212,8 +229,9 @@ def section_quality(args: argparse.Namespace) -> str:
             )
             log(f"quality: {name} {split} {vname}: {m}")
     md = [
-        "### BM25 quality by analyzer (BEIR-format sets in the shared data folder)",
+        QUALITY_TITLE,
         "",
+        f"Command: `python3 benches/bench_analysis.py --sections quality --reps {args.reps}`. "
         "BM25 Lucene variant, k1 1.2, b 0.75 in both libraries; SciFact documents are title + text "
         "(BEIR convention), STARD documents the article text. No NFCorpus-style set exists in the "
         "shared data folder, so SciFact's train split (809 queries) serves as a second English "
@@ -222,6 +240,15 @@ def section_quality(args: argparse.Namespace) -> str:
         md_table(["Set", "System", "nDCG@10", "Recall@100", "vs reference"], rows),
     ]
     return "\n".join(md)
+
+
+def old_section(block: str, title: str) -> str:
+    """The section under `title` in a previous results block, up to the next heading."""
+    if title not in block:
+        return ""
+    body = block.split(title, 1)[1]
+    end = min((i for i in (body.find("\n### "), body.find("\n## ")) if i >= 0), default=len(body))
+    return (title + body[:end]).rstrip()
 
 
 def main() -> None:
@@ -236,20 +263,23 @@ def main() -> None:
     args = p.parse_args()
     import densparse
 
+    text = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    old = text.split(START, 1)[1].split(END, 1)[0] if START in text and END in text else ""
+    # Sections not run this time are kept as the file has them.
+    sections = {key: old_section(old, title) for key, title in TITLES.items()}
+    for s in args.sections.split(","):
+        sections[s] = {"seg": section_seg, "quality": section_quality}[s](args)
     parts = [
         "## Analysis (benches/bench_analysis.py)",
         "",
-        f"- Command: `python3 benches/bench_analysis.py --sections {args.sections} "
-        f"--reps {args.reps}`",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores; "
-        f"Python {platform.python_version()}; densparse {densparse.__version__}",
+        f"Python {platform.python_version()}; densparse {densparse.__version__} "
+        "(each section names the command that made it)",
         "",
     ]
-    for s in args.sections.split(","):
-        parts += [{"seg": section_seg, "quality": section_quality}[s](args), ""]
+    parts += [sections[k] + "\n" for k in TITLES if sections[k]]
     block = START + "\n" + "\n".join(parts).rstrip() + "\n" + END
     print(block)
-    text = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
     if START in text and END in text:
         a, rest = text.split(START, 1)
         text = a + block + rest.split(END, 1)[1]

@@ -182,6 +182,29 @@ def test_tokenize_batch_equals_single_and_threads():
     assert all(v == want for v in out.values())
 
 
+def test_tokenize_reads_every_str_form():
+    # tokenize reads the str's UTF-8 as CPython caches it: ASCII, Latin-1, UCS-2
+    # and UCS-4 strs, the same object twice, a fresh copy, and a text past the
+    # 4,096-byte short-text path must all cut as jieba does.
+    a = segmenter("default", True)
+    texts = [
+        "plain ascii text, v1.2",
+        "café crème brûlée",
+        "我来到北京清华大学，WES-5.4.5型号",
+        "𠮷野家的牛丼和䶮字",
+        "长文本：" + "南京市长江大桥。" * 700,
+    ]
+    for t in texts:
+        want = jieba_ref(t, "default", True)
+        assert a.tokenize(t) == want, t[:40]
+        assert a.tokenize(t) == want, t[:40]
+        assert a.tokenize(t.encode().decode()) == want, t[:40]
+    with pytest.raises(UnicodeEncodeError):
+        a.tokenize("lone \ud800 surrogate")
+    # The error leaves nothing behind: the next call works.
+    assert a.tokenize("我来到北京") == ["我", "来到", "北京"]
+
+
 def test_keywords_tfidf_equal_jieba():
     import jieba.analyse
 

@@ -157,6 +157,36 @@ fn read_with_gil<'a>(py: Python<'_>, lock: &'a RwLock<an::Analyzer>) -> RwLockRe
     }
 }
 
+extern "C" {
+    // In the limited API from 3.10 on, and exported by every CPython 3: pyo3's
+    // abi3-py39 build leaves it out, and falls back to PyUnicode_AsUTF8String,
+    // which copies the text into a new bytes object on every call.
+    fn PyUnicode_AsUTF8AndSize(
+        unicode: *mut pyo3::ffi::PyObject,
+        size: *mut pyo3::ffi::Py_ssize_t,
+    ) -> *const std::ffi::c_char;
+}
+
+/// The UTF-8 of a Python str without a copy: CPython keeps it beside the str
+/// (ASCII strs are their own UTF-8), so a text tokenized again costs nothing
+/// here. Strings CPython cannot encode (lone surrogates) take pyo3's path and
+/// its error.
+fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    let mut n: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live str; the buffer belongs to it and lives as long as
+    // it does, and CPython's UTF-8 is valid UTF-8.
+    unsafe {
+        let p = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut n);
+        if !p.is_null() {
+            let b = std::slice::from_raw_parts(p.cast::<u8>(), n as usize);
+            return Ok(std::borrow::Cow::Borrowed(std::str::from_utf8_unchecked(b)));
+        }
+    }
+    // Clear CPython's error; to_cow raises it again with pyo3's handling.
+    let _ = PyErr::take(s.py());
+    s.to_cow()
+}
+
 /// Text analysis: jieba-identical Chinese segmentation, English words with
 /// stopwords and Snowball stems, mixed text, keywords. Thread-safe.
 #[pyclass(module = "densparse._core", name = "Analyzer", frozen, subclass)]
@@ -178,6 +208,26 @@ pub struct PyAnalyzer {
 struct TokenStrings {
     short: StrMap<u128, Py<PyString>>,
     long: StrMap<String, Py<PyString>>,
+    /// The tokens of the call in progress, kept between calls for its capacity.
+    out: Vec<Py<PyString>>,
+}
+
+/// A list of `items`, which are moved into it (left empty, capacity kept).
+fn list_from<'py>(py: Python<'py>, items: &mut Vec<Py<PyString>>) -> PyResult<Bound<'py, PyList>> {
+    use pyo3::ffi;
+    // SAFETY: a fresh list of length n has n empty slots; PyList_SetItem
+    // takes over each reference and cannot fail for an index below n.
+    unsafe {
+        let list = ffi::PyList_New(items.len() as ffi::Py_ssize_t);
+        if list.is_null() {
+            items.clear();
+            return Err(PyErr::fetch(py));
+        }
+        for (i, s) in items.drain(..).enumerate() {
+            ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, s.into_ptr());
+        }
+        Ok(Bound::from_owned_ptr(py, list).downcast_into_unchecked())
+    }
 }
 
 impl TokenStrings {
@@ -343,19 +393,21 @@ impl PyAnalyzer {
     fn tokenize<'py>(&self, py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let text = text
             .downcast::<PyString>()
-            .map_err(|_| PyTypeError::new_err(format!("text must be str, not {}", text.get_type().name().unwrap())))?
-            .to_cow()?;
+            .map_err(|_| PyTypeError::new_err(format!("text must be str, not {}", text.get_type().name().unwrap())))?;
+        let text = str_utf8(text)?;
         if text.len() <= SHORT_TEXT {
             let a = read_with_gil(py, &self.inner);
             // Short texts: releasing the GIL would cost more than it frees,
             // and tokens go straight into Python strings with no Vec between.
-            let mut out: Vec<Bound<'py, PyString>> = Vec::with_capacity(text.len() / 3 + 1);
             let mut cache = self.strings.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= STRING_CACHE {
                 cache.clear();
             }
-            a.tokenize_into(&text, &mut |t| out.push(cache.get(py, t)));
-            return PyList::new(py, out);
+            let mut out = std::mem::take(&mut cache.out);
+            a.tokenize_into(&text, &mut |t| out.push(cache.get(py, t).unbind()));
+            let list = list_from(py, &mut out);
+            cache.out = out;
+            return list;
         }
         let inner = self.inner.clone();
         let toks = py.guarded(|| inner.read().unwrap_or_else(|e| e.into_inner()).tokenize(&text))?;

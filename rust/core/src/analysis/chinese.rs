@@ -73,9 +73,10 @@ fn is_wider_han(c: char) -> bool {
     (c as u32) >= 0x3400 && !matches!(c, '\u{4E00}'..='\u{9FD5}') && crate::analysis::is_han(c)
 }
 
-/// Could `text` hold a [`is_wider_han`] character? A byte scan (no UTF-8
-/// decoding) for the lead bytes of U+3400..U+4DFF, U+9FD6..U+9FFF,
-/// U+F900..U+FAFF and planes 2-3; false positives are settled by the caller.
+/// Could `text` hold a [`is_wider_han`] character? A scan of lead bytes only
+/// (no decoding; continuation bytes are stepped over) for those of
+/// U+3400..U+4DFF, U+9FD6..U+9FFF, U+F900..U+FAFF and planes 2-3; false
+/// positives are settled by the caller.
 #[inline]
 fn may_have_wider_han(text: &str) -> bool {
     let b = text.as_bytes();
@@ -83,21 +84,30 @@ fn may_have_wider_han(text: &str) -> bool {
     let mut i = 0;
     while i < n {
         let c = b[i];
-        if c >= 0xE3 {
-            let c1 = b.get(i + 1).copied().unwrap_or(0);
-            let hit = match c {
-                0xE3 => c1 >= 0x90,
-                0xE4 => c1 < 0xB8,
-                0xE9 => c1 == 0xBF && b.get(i + 2).copied().unwrap_or(0) >= 0x96,
-                0xEF => (0xA4..=0xAB).contains(&c1),
-                0xF0 => (0xA0..=0xB3).contains(&c1),
-                _ => false,
+        if c < 0xE3 {
+            // ASCII, 2-byte or U+0800..U+2FFF (a `str` is valid UTF-8).
+            i += if c < 0x80 {
+                1
+            } else if c < 0xE0 {
+                2
+            } else {
+                3
             };
-            if hit {
-                return true;
-            }
+            continue;
         }
-        i += 1;
+        let c1 = b.get(i + 1).copied().unwrap_or(0);
+        let hit = match c {
+            0xE3 => c1 >= 0x90,
+            0xE4 => c1 < 0xB8,
+            0xE9 => c1 == 0xBF && b.get(i + 2).copied().unwrap_or(0) >= 0x96,
+            0xEF => (0xA4..=0xAB).contains(&c1),
+            0xF0 => (0xA0..=0xB3).contains(&c1),
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+        i += if c < 0xF0 { 3 } else { 4 };
     }
     false
 }
@@ -555,8 +565,12 @@ mod tests {
         for cp in 0..0x40000u32 {
             if let Some(c) = char::from_u32(cp) {
                 if is_wider_han(c) {
-                    let t = format!("a{c}b");
-                    assert!(may_have_wider_han(&t), "{cp:#x}");
+                    // After characters of every UTF-8 length, so the lead
+                    // byte steps are checked too.
+                    for pre in ["", "a", "é", "、", "中", "\u{10000}", "aé、中"] {
+                        let t = format!("{pre}{c}b");
+                        assert!(may_have_wider_han(&t), "{pre:?} {cp:#x}");
+                    }
                 }
             }
         }

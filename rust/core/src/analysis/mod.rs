@@ -57,6 +57,16 @@ pub fn is_han(c: char) -> bool {
         | '\u{20000}'..='\u{2EBEF}' | '\u{2F800}'..='\u{2FA1F}' | '\u{30000}'..='\u{3134F}')
 }
 
+/// Does `w` start with a character that is surely not whitespace (ASCII
+/// alphanumeric, or U+4000 and up: all Han)? Most tokens do, and the byte
+/// test spares decoding them.
+#[inline]
+fn starts_non_space(w: &str) -> bool {
+    w.as_bytes()
+        .first()
+        .is_some_and(|&b| b >= 0xE4 || b.is_ascii_alphanumeric())
+}
+
 /// An analysis pipeline. Immutable once built, so one analyzer serves many threads.
 pub struct Analyzer {
     pub language: Language,
@@ -203,7 +213,7 @@ impl Analyzer {
         if self.keep_punctuation && !self.lowercase && self.stemmer.is_none() && self.stopwords.is_empty() {
             // The jieba-compatible configuration: every token but whitespace, as is.
             return self.segmenter.cut_each(text, self.mode, self.hmm, &mut |w: &str| {
-                if !w.chars().all(char::is_whitespace) {
+                if starts_non_space(w) || !w.chars().all(char::is_whitespace) {
                     emit(w);
                 }
             });
