@@ -97,7 +97,7 @@ fn few_matches_and_empty_queries_maxscore() {
     for _ in 0..70 {
         // Two rare terms (high ids are rare under the Zipf law) and maybe a common one.
         let mut t = vec![4000 + (r.next() % 1000) as u32, 4000 + (r.next() % 1000) as u32];
-        if r.next() % 2 == 0 {
+        if r.next().is_multiple_of(2) {
             t.push((r.next() % 5) as u32);
         }
         t.sort_unstable();
