@@ -35,9 +35,13 @@ const LONG_LIST: usize = 8;
 /// Relative margin of every pruning test (see the module docs).
 const MARGIN: f64 = 1.0 + 2e-6;
 
+/// Below this threshold nothing is pruned: the margin argument needs scores
+/// that round to normal f32 (subnormals are spaced wider than the margin).
+const MIN_THETA: f64 = 1e-30;
+
 #[inline]
 fn prunable(bound: f64, theta: f64) -> bool {
-    bound * MARGIN < theta
+    bound * MARGIN < theta && theta > MIN_THETA
 }
 
 /// The k-th largest of `vals` (len >= k >= 1), reordering them.
@@ -92,7 +96,7 @@ impl SparseIndex {
             let mut high: Vec<u32> = Vec::new();
             let mut vals: Vec<f64> = Vec::new();
             let mut i = 0;
-            while i < m && !(theta > 0.0 && rest[i] < STOP_FRACTION * theta) {
+            while i < m && !(theta > MIN_THETA && rest[i] < STOP_FRACTION * theta) {
                 let (qw, meta, _) = terms[i];
                 if (meta.df as usize) * LONG_LIST <= n {
                     // A short list: documents that reach the threshold are

@@ -288,3 +288,26 @@ fn automatic_ids_stop_at_i64_max() {
     assert!(err.contains("2**63 - 1"), "{err}");
     assert_eq!(idx.len(), 1);
 }
+
+/// Scores that round to subnormal float32 (spaced wider than the pruning
+/// margin) and ties among them: MaxScore prunes nothing there and still
+/// returns the exhaustive hits.
+#[test]
+fn subnormal_scores_maxscore() {
+    let scale = |v: Vec<SparseVec>, s: f32| -> Vec<SparseVec> {
+        v.into_iter()
+            .map(|(t, w)| (t, w.into_iter().map(|x| x * s).collect()))
+            .collect()
+    };
+    let d = scale(docs(3000, 400, 21, true), 1e-22);
+    let qs = scale(docs(60, 400, 22, true), 1e-22);
+    let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
+    idx.add_rows(d, None).unwrap();
+    for k in [1, 10] {
+        let opts = SearchOptions {
+            k,
+            ..Default::default()
+        };
+        check_equal(&mut idx, &qs, &opts, None);
+    }
+}
