@@ -15,14 +15,16 @@ Per vocabulary:
   and bm25s-style CSC accumulation (sum the query terms' columns with ``np.bincount``);
 * with pruning: documents pruned to their 64 largest weights (doc_top_n=64), queries
   pruned (query_top_n=10; query_cut=0.1): queries/s and recall@10 vs the exact top-10;
-* batches: all ``--queries`` queries in one call (densparse ``search(Q, k=10)``, which
-  shares postings decoding across the batch) against scipy's batched product
+* batches of each ``--batch-sizes`` size (first queries) in one call (densparse
+  ``search(Q, k=10)``: one MaxScore task per query) against scipy's batched product
   ``Q @ D.T`` (``D.T`` converted to CSR once, outside the timing) in chunks of
   ``--scipy-chunk`` queries (the product's output is nearly dense) + a per-row top-k
   (argpartition over the row's non-zeros).
 
     python3 benches/bench_sparse.py            # real sizes (1M docs x 2 vocabularies)
     python3 benches/bench_sparse.py --quick    # tiny smoke test, numbers meaningless
+    python3 benches/bench_sparse.py --docs 200000 --vocabs 30522,250000 --queries 200 \
+        --batch-docs 1000000                   # + batches on 1M documents
 
 Results go to ``--out`` (benches/RESULTS.md) between ``<!-- bench_sparse:start -->`` and
 ``<!-- bench_sparse:end -->``. Progress goes to stderr.
@@ -168,6 +170,70 @@ def recall(got: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, exact)]))
 
 
+def measure_batches(args: argparse.Namespace, X, rows, vocab: int, label: str) -> dict:
+    """Batches of each size in ``--batch-sizes``: scipy's batched product + per-row top-k
+    against densparse float32 ``search(Q[:b], k)`` (1 thread and all threads)."""
+    XT = X.T.tocsr()
+    ix = densparse.SparseIndex(dtype="float32")
+    ix.add(X)
+    out: dict = {"label": label, "sizes": [], "agree": []}
+    for b in args.batch_size_list:
+        b = min(b, len(rows))
+        Qb = pairs_to_csr(rows[:b], vocab)
+        log(f"  {label}: batch of {b}: scipy batched Q @ D.T, densparse float32")
+        peer: dict = {}
+
+        def run_scipy_batch(XT=XT, Qb=Qb, peer=peer):
+            peer["ids"] = scipy_batch_topk(XT, Qb, args.scipy_chunk)
+
+        sc = Row(
+            f"scipy Q @ D.T + per-row argpartition, batch of {b}",
+            "1",
+            b,
+            timed_runs(run_scipy_batch, args.reps, 120),
+        )
+        ours = []
+        for tlabel, threads in [("1", 1), (f"all ({args.cores})", None)]:
+            got: dict = {}
+
+            def run(threads=threads, got=got, Qb=Qb):
+                got["ids"] = ix.search(Qb, k=K, threads=threads)[0]
+
+            ours.append(
+                Row(f"densparse float32, batch of {b}", tlabel, b, timed_runs(run, args.reps, 60))
+            )
+            out["agree"].append(recall(got["ids"], peer["ids"]))
+            log(f"    {tlabel} thread(s): {ours[-1].rate:,.0f} q/s vs scipy {sc.rate:,.0f} q/s")
+        out["sizes"].append((b, sc, ours))
+    ix = None
+    del XT
+    gc.collect()
+    return out
+
+
+def render_batches(args: argparse.Namespace, bt: dict) -> list[str]:
+    lines = [
+        f"Batches in one call vs scipy's batched product ({bt['label']}; top-10 sets agree "
+        f"{100 * min(bt['agree']):.2f}% or more):",
+        "",
+    ]
+    rows = []
+    for _, sc, ours in bt["sizes"]:
+        rows += [sc, *ours]
+    lines += [rate_table(rows, "queries", "queries/s"), ""]
+    for b, sc, ours in bt["sizes"]:
+        for r in ours:
+            lines.append(
+                goal_line(
+                    f"{bt['label']}: batch of {b}, densparse float32 ({r.threads} thread(s)) / "
+                    "scipy batched Q @ D.T + top-k (1 thread)",
+                    r.rate / sc.rate,
+                    10,
+                )
+            )
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------- one vocabulary
 def run_vocab(args: argparse.Namespace, vocab: int) -> dict:
     res: dict = {"vocab": vocab}
@@ -207,26 +273,6 @@ def run_vocab(args: argparse.Namespace, vocab: int) -> dict:
         del Xc
         gc.collect()
 
-    log(
-        f"  scipy batched Q @ D.T + per-row top-k ({len(rows)} queries, "
-        f"chunks of {args.scipy_chunk})"
-    )
-    XT = X.T.tocsr()
-    batch_peer = {}
-
-    def run_scipy_batch(XT=XT):
-        batch_peer["ids"] = scipy_batch_topk(XT, Q, args.scipy_chunk)
-
-    batch_rows = [
-        Row(
-            "scipy Q @ D.T + per-row argpartition (batched)",
-            "1",
-            len(rows),
-            timed_runs(run_scipy_batch, args.reps, 120),
-        )
-    ]
-    del XT
-    gc.collect()
     ours: list[Row] = []
     builds = []
     exact_ids = None
@@ -257,11 +303,8 @@ def run_vocab(args: argparse.Namespace, vocab: int) -> dict:
 
             times = timed_runs(run, args.reps, 60)
             r = Row(name, label, len(rows), times)
-            if dtype == "float32" and top_n is None:
-                r.extra["batch"] = True
             if dtype == "float32" and top_n is None and threads == 1:
                 exact_ids = got["ids"]
-                res["agree_scipy_batch"] = recall(exact_ids, batch_peer["ids"])
                 # Agreement with scipy (ties aside): the same top-10 sets.
                 res["agree_scipy"] = recall(exact_ids[:n_peer], exact_peer)
             r.extra["recall"] = recall(got["ids"], exact_ids)
@@ -285,13 +328,15 @@ def run_vocab(args: argparse.Namespace, vocab: int) -> dict:
                 log(f"    {qname}: {r.rate:,.0f} q/s, recall@10 {r.extra['recall']:.4f}")
         ix = None
         gc.collect()
-    res.update(peers=peers, ours=ours, builds=builds, batch_peers=batch_rows)
+    res.update(peers=peers, ours=ours, builds=builds)
+    label = f"{args.docs:,} documents, vocabulary {vocab:,}"
+    res["batches"] = measure_batches(args, X, rows, vocab, label)
     X = None
     gc.collect()
     return res
 
 
-def render(args, info, results, t_total) -> str:
+def render(args, info, results, big, t_total) -> str:
     lines = [MARK_START, "## Learned sparse: exact top-10 (densparse.SparseIndex vs scipy)", ""]
     lines += run_header(info, f" (run took {t_total / 60:.1f} min)")
     lines += [
@@ -333,16 +378,7 @@ def render(args, info, results, t_total) -> str:
             )
         )
         lines += ["", ratio_table(res["ours"], res["peers"]), ""]
-        batch_ours = [r for r in res["ours"] if r.extra.get("batch")]
-        lines += [
-            f"Batch of {args.queries} queries in one call vs scipy's batched product "
-            f"(top-10 sets agree {100 * res.get('agree_scipy_batch', float('nan')):.2f}%):",
-            "",
-            rate_table(res["batch_peers"] + batch_ours, "queries", "queries/s"),
-            "",
-            ratio_table(batch_ours, res["batch_peers"]),
-            "",
-        ]
+        lines += render_batches(args, res["batches"])
         lines.append(
             md_table(
                 ["Index", "build (s)", "docs/s", "bytes/posting", "postings", "postings MiB"],
@@ -350,7 +386,6 @@ def render(args, info, results, t_total) -> str:
             )
         )
         scipy_row = res["peers"][0]
-        sb = res["batch_peers"][0]
         one = next(r for r in res["ours"] if r.name == "densparse float32" and r.threads == "1")
         allr = next(
             (r for r in res["ours"] if r.name == "densparse float32" and r.threads != "1"), None
@@ -371,16 +406,9 @@ def render(args, info, results, t_total) -> str:
                     10,
                 )
             )
-        for r in res["ours"]:
-            if r.extra.get("batch"):
-                lines.append(
-                    goal_line(
-                        f"vocab {v:,}: batch of {args.queries}, densparse float32 ({r.threads} "
-                        "thread(s)) / scipy batched Q @ D.T + top-k",
-                        r.rate / sb.rate,
-                        10,
-                    )
-                )
+    if big is not None:
+        lines += ["", f"### {big['label']}", "", f"Data generated in {big['gen_s']:.1f}s.", ""]
+        lines += render_batches(args, big)
     lines += ["", MARK_END]
     return "\n".join(lines)
 
@@ -396,13 +424,23 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-csc", action="store_true", help="skip the CSC accumulation peer")
     p.add_argument("--scipy-chunk", type=int, default=64, help="queries per scipy batched product")
     p.add_argument("--reps", type=int, default=3, help="timed runs per densparse measurement")
+    p.add_argument("--batch-sizes", default="64,200", help="batch sizes compared with scipy")
+    p.add_argument(
+        "--batch-docs",
+        type=int,
+        default=0,
+        help="also compare batches on this many documents (first vocabulary); 0: skip",
+    )
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--out", type=Path, default=REPO / "benches" / "RESULTS.md")
     a = p.parse_args(argv)
     if a.quick:
         a.docs, a.queries, a.peer_queries, a.reps = 20_000, 100, 10, 1
         a.vocabs = "3000"
+        a.batch_sizes = "64,100"
+        a.batch_docs = min(a.batch_docs, 40_000)
     a.vocab_list = [int(v) for v in a.vocabs.split(",")]
+    a.batch_size_list = [int(v) for v in a.batch_sizes.split(",")]
     return a
 
 
@@ -414,7 +452,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     args.cores = info["usable_cores"]
     log(f"machine: {info['cpu']}, {info['cores']} cores, load {info['loadavg']}")
     results = [run_vocab(args, v) for v in args.vocab_list]
-    section = render(args, info, results, time.perf_counter() - t0)
+    big = None
+    if args.batch_docs:
+        vocab = args.vocab_list[0]
+        log(f"=== batches on {args.batch_docs:,} documents, vocabulary {vocab:,}")
+        t = time.perf_counter()
+        X = splade_like(args.batch_docs, vocab, args.nnz, 0.5, args.seed)
+        gen_s = time.perf_counter() - t
+        rows = queries_like(max(args.batch_size_list), vocab, args.seed + 1)
+        label = f"{args.batch_docs:,} documents, vocabulary {vocab:,}"
+        big = measure_batches(args, X, rows, vocab, label)
+        big["gen_s"] = gen_s
+        X = None
+        gc.collect()
+    section = render(args, info, results, big, time.perf_counter() - t0)
     write_results(args.out, section, MARK_START, MARK_END)
     log(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min in all)")
 

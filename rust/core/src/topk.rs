@@ -65,6 +65,12 @@ impl<I: Copy + Ord> TopK<I> {
         }
     }
 
+    /// How many hits are kept (the k).
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.k
+    }
+
     #[inline]
     pub fn is_full(&self) -> bool {
         self.heap.len() >= self.k

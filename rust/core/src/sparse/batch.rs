@@ -3,6 +3,8 @@
 //! time over tiles of rows, adding every posting to each query of the group
 //! that has the term. A posting list is decoded once per group rather than once
 //! per query, and the group's accumulator (rows x queries) stays in cache.
+//! It is exhaustive, so it serves indexes whose segments are all small (there
+//! the per-query path is exhaustive too); large segments are pruned per query.
 //!
 //! Scores are the per-query path's: each query's products (query weight x
 //! stored weight, exact in f64) are summed in f64 in increasing term order, as

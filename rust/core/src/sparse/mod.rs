@@ -1,6 +1,6 @@
 //! An inverted index for sparse vectors: learned sparse (BGE-M3 lexical
 //! weights, SPLADE) and BM25 vectors. Exact top-k by dot product with
-//! block-max MaxScore pruning.
+//! MaxScore pruning.
 //!
 //! # Design
 //!
@@ -18,8 +18,11 @@
 //! - `remove` sets tombstones (removed rows are never returned); when a
 //!   quarter of the rows are tombstones (or on `compact`), all segments are
 //!   rewritten into one without them.
-//! - Search runs MaxScore with block-max bounds per segment, sharing one
-//!   top-k heap (and so its threshold) across segments.
+//! - Search runs term-at-a-time MaxScore with block-max lookups on large
+//!   segments (see `maxscore.rs`) and exhaustive term-at-a-time scoring on
+//!   small ones, sharing one top-k heap (and so its threshold) across
+//!   segments. A batch is one task per query, except when every segment is
+//!   small: then groups of queries share postings decoding (`batch.rs`).
 //!
 //! # Weights
 //!
@@ -43,6 +46,7 @@
 
 mod batch;
 pub mod io;
+mod maxscore;
 pub mod search;
 
 #[cfg(test)]

@@ -1,21 +1,19 @@
-//! Exact top-k by dot product: block-max MaxScore per segment with one heap
-//! across segments, exhaustive scoring (the reference), batches on rayon.
+//! Exact top-k by dot product: MaxScore on large segments (`maxscore.rs`),
+//! term at a time on small ones, one heap across segments; exhaustive
+//! scoring (the reference); batches on rayon.
 
 use super::{Segment, SparseIndex, SparseVec};
 use crate::error::{Error, Result};
 use crate::mask::DocMask;
-use crate::postings::{for_each_block, Cursor, Weights, END};
+use crate::postings::for_each_block;
 use crate::topk::caller_hits;
 
 /// Segments up to this many rows are searched term at a time.
 pub const DENSE_ROWS: usize = 1 << 16;
 
-/// Rows per MaxScore window (its accumulator stays in L1/L2).
-const WINDOW: usize = 8192;
-
 thread_local! {
     /// Dense score accumulator (kept zeroed between queries).
-    static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    pub(crate) static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Ranked hits of one query: (id, score), best first; -1 / -inf pads rows
@@ -164,9 +162,10 @@ impl SparseIndex {
         Ok(self.search_prepared(&opts.prune_query(q), opts.k.min(self.len()), &el))
     }
 
-    /// Many queries in parallel on `pool` (or rayon's global pool). Batches of
+    /// Many queries in parallel on `pool` (or rayon's global pool), one task
+    /// per query; when every segment is small, batches of
     /// [`BATCH_MIN`](super::batch::BATCH_MIN) or more queries share postings
-    /// decoding across queries (same hits as searching them one by one).
+    /// decoding across queries instead. Same hits as searching them one by one.
     pub fn search_batch(
         &self,
         queries: &[SparseVec],
@@ -180,7 +179,12 @@ impl SparseIndex {
         }
         let el = self.eligible(mask);
         let k = opts.k.min(self.len());
-        if queries.len() >= super::batch::BATCH_MIN && self.shared_batches {
+        // The shared path scores exhaustively, as the per-query path does on
+        // small segments; large segments are pruned per query (MaxScore),
+        // so there each query is a task of its own: no work is wasted on
+        // documents that cannot rank, and the scores are the per-query ones.
+        let all_small = self.segments.iter().all(|s| s.n_rows as usize <= self.dense_rows);
+        if queries.len() >= super::batch::BATCH_MIN && self.shared_batches && all_small {
             let pruned: Vec<Vec<(u32, f32)>> = queries.iter().map(|q| opts.prune_query(q)).collect();
             return Ok(self.search_batch_shared(&pruned, k, &el, pool));
         }
@@ -196,7 +200,7 @@ impl SparseIndex {
                 if seg.n_rows as usize <= self.dense_rows {
                     self.search_segment_dense(seg, q, &mut top, el);
                 } else {
-                    self.search_segment(seg, q, &mut top, el);
+                    self.search_segment_maxscore(seg, q, &mut top, el);
                 }
             }
         }
@@ -276,128 +280,6 @@ impl SparseIndex {
                 }
             }
         });
-    }
-
-    /// Block-max MaxScore over one segment in windows of rows, feeding the
-    /// shared heap. Per window: each term's bound is the largest block max
-    /// overlapping the window; a window whose bounds cannot reach the
-    /// threshold is skipped whole; otherwise the terms are split MaxScore
-    /// style by those window bounds, the essential ones are accumulated term
-    /// at a time into a window-sized array, and only documents whose partial
-    /// score plus the other terms' bounds can still enter the top k look the
-    /// other terms up.
-    fn search_segment(&self, seg: &Segment, q: &[(u32, f32)], top: &mut IdTop, el: &Eligible) {
-        let store = seg.store.bytes();
-        let dtype = self.dtype;
-        // With ids increasing along rows a document whose bound equals the
-        // threshold loses the tie, so it can be pruned.
-        let strict = self.ids_sorted;
-        // Otherwise an equal f32 score may still win on a lower id: keep a
-        // margin larger than the rounding of the f64 sum to f32.
-        let prunable = |ub: f64, theta: f64| if strict { ub <= theta } else { ub * (1.0 + 1e-6) < theta };
-        let mut terms: Vec<(f64, Cursor<Weights>)> = q
-            .iter()
-            .filter_map(|&(t, qw)| {
-                let m = seg.find(t)?;
-                Some((qw as f64, Cursor::new(store, m.postings(), m.weights(dtype))))
-            })
-            .filter(|x| x.0 > 0.0)
-            .collect();
-        if terms.is_empty() {
-            return;
-        }
-        let m = terms.len();
-        let n = seg.n_rows;
-        let base_row = seg.base;
-        let ids = &self.ids;
-        let mut acc = vec![0f64; WINDOW];
-        let mut touched = vec![0u64; WINDOW / 64];
-        let check_rows = el.0.is_some() || self.n_deleted > 0;
-        let mut order: Vec<usize> = (0..m).collect();
-        let mut wb = vec![0f64; m];
-        let mut prefix = vec![0f64; m];
-        let mut lo = terms.iter().map(|t| t.1.doc).min().unwrap_or(END);
-        while lo < n {
-            let hi = lo.saturating_add(WINDOW as u32).min(n);
-            let theta = top.threshold() as f64;
-            for (i, t) in terms.iter().enumerate() {
-                wb[i] = t.0 * t.1.window_bound(hi) as f64;
-            }
-            order.sort_by(|&a, &b| wb[a].total_cmp(&wb[b]));
-            let mut s = 0.0;
-            for (j, &i) in order.iter().enumerate() {
-                s += wb[i];
-                // Over-estimate slightly so rounding (also the final f32) never prunes a real hit.
-                prefix[j] = s * (1.0 + 1e-6);
-            }
-            if prunable(prefix[m - 1], theta) {
-                // Nothing in this window can enter the top k.
-                for t in terms.iter_mut() {
-                    t.1.advance(hi);
-                }
-            } else {
-                let mut ne = 0; // order[..ne] are non-essential
-                while ne < m && prunable(prefix[ne], theta) {
-                    ne += 1;
-                }
-                for &i in &order[ne..] {
-                    let (qw, c) = &mut terms[i];
-                    let qw = *qw;
-                    c.for_each_until(hi, |d, w| {
-                        let o = (d - lo) as usize;
-                        acc[o] += qw * w as f64;
-                        touched[o / 64] |= 1 << (o % 64);
-                    });
-                }
-                let words = (hi - lo).div_ceil(64) as usize;
-                let mut theta = top.threshold() as f64;
-                let ne_bound = if ne > 0 { prefix[ne - 1] } else { 0.0 };
-                for (wi, tw) in touched.iter_mut().enumerate().take(words) {
-                    let mut x = *tw;
-                    *tw = 0;
-                    while x != 0 {
-                        let o = wi * 64 + x.trailing_zeros() as usize;
-                        x &= x - 1;
-                        let mut score = acc[o];
-                        acc[o] = 0.0;
-                        if prunable(score + ne_bound, theta) {
-                            continue;
-                        }
-                        let d = lo + o as u32;
-                        let row = base_row + d;
-                        if check_rows && (!el.ok(row) || self.is_deleted(row)) {
-                            continue;
-                        }
-                        let mut alive = true;
-                        for j in (0..ne).rev() {
-                            if prunable(score + prefix[j], theta) {
-                                alive = false;
-                                break;
-                            }
-                            let rest = if j > 0 { prefix[j - 1] } else { 0.0 };
-                            let (qw, c) = &mut terms[order[j]];
-                            if prunable((score + *qw * c.bound_at(d) as f64) * (1.0 + 1e-6) + rest, theta) {
-                                alive = false;
-                                break;
-                            }
-                            c.advance(d);
-                            if c.doc == d {
-                                score += *qw * c.value() as f64;
-                            }
-                        }
-                        let id = ids[row as usize];
-                        if alive && score > 0.0 && top.accepts(id, score as f32) {
-                            top.push(id, score as f32);
-                            theta = top.threshold() as f64;
-                        }
-                    }
-                }
-                for &i in &order[..ne] {
-                    terms[i].1.advance(hi);
-                }
-            }
-            lo = terms.iter().map(|t| t.1.doc).min().unwrap_or(END);
-        }
     }
 }
 

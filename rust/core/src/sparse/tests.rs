@@ -32,7 +32,11 @@ fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOption
             let b = idx.search_exhaustive(q, opts, mask).unwrap();
             assert_eq!(a.len(), b.len());
             for (x, y) in a.iter().zip(&b) {
-                assert!((x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0), "{a:?} vs {b:?}");
+                // (Padding is -inf in both.)
+                assert!(
+                    x.1 == y.1 || (x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0),
+                    "{a:?} vs {b:?}"
+                );
             }
             let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
             let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
@@ -43,31 +47,81 @@ fn check_equal(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOption
     check_batch(idx, queries, opts, mask);
 }
 
-/// A batch (the shared path when it is large enough: groups of queries, row
-/// ranges split over threads) returns the per-query hits: same ids in the
-/// same order, scores within 1e-6.
+/// A batch returns the per-query hits: same ids in the same order. With every
+/// segment small a large batch takes the shared path (groups of queries, row
+/// ranges split over threads; scores within 1e-6); with large segments
+/// (forced: `dense_rows` 0) each query runs the MaxScore path as a task of its
+/// own, and the scores are bit for bit the per-query ones.
 fn check_batch(idx: &mut SparseIndex, queries: &[SparseVec], opts: &SearchOptions, mask: Option<DocMask>) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-    // Batch sizes below, at and above the shared path's minimum and one group.
-    for n in [batch::BATCH_MIN - 1, batch::BATCH_MIN, 65, 150] {
-        let qs = &queries[..n.min(queries.len())];
-        let one: Vec<Hits> = qs.iter().map(|q| idx.search(q, opts, mask).unwrap()).collect();
-        for (p, shared) in [(None, true), (Some(&pool), true), (Some(&pool), false)] {
-            idx.set_shared_batches(shared);
-            let got = idx.search_batch(qs, opts, mask, p).unwrap();
-            idx.set_shared_batches(true);
-            assert_eq!(got.len(), one.len());
-            for (a, b) in got.iter().zip(&one) {
-                let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
-                let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
-                assert_eq!(ai, bi);
-                for (x, y) in a.iter().zip(b) {
-                    assert!(
-                        x.1 == y.1 || (x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0),
-                        "{a:?} vs {b:?}"
-                    );
+    for dense_rows in [search::DENSE_ROWS, 0] {
+        idx.set_dense_rows(dense_rows);
+        // Batch sizes below, at and above the shared path's minimum and one group.
+        for n in [batch::BATCH_MIN - 1, batch::BATCH_MIN, 65, 150] {
+            let qs = &queries[..n.min(queries.len())];
+            let one: Vec<Hits> = qs.iter().map(|q| idx.search(q, opts, mask).unwrap()).collect();
+            for (p, shared) in [(None, true), (Some(&pool), true), (Some(&pool), false)] {
+                idx.set_shared_batches(shared);
+                let got = idx.search_batch(qs, opts, mask, p).unwrap();
+                idx.set_shared_batches(true);
+                assert_eq!(got.len(), one.len());
+                for (a, b) in got.iter().zip(&one) {
+                    let ai: Vec<i64> = a.iter().map(|h| h.0).collect();
+                    let bi: Vec<i64> = b.iter().map(|h| h.0).collect();
+                    assert_eq!(ai, bi);
+                    for (x, y) in a.iter().zip(b) {
+                        if dense_rows == 0 {
+                            assert_eq!(x.1.to_bits(), y.1.to_bits(), "{a:?} vs {b:?}");
+                        } else {
+                            assert!(
+                                x.1 == y.1 || (x.1 - y.1).abs() <= 1e-6 * y.1.abs().max(1.0),
+                                "{a:?} vs {b:?}"
+                            );
+                        }
+                    }
                 }
             }
+        }
+    }
+    idx.set_dense_rows(search::DENSE_ROWS);
+}
+
+/// Queries whose terms match fewer documents than k (rare terms, empty
+/// queries, terms no document has), on one large segment and on several:
+/// the MaxScore path pads like the exhaustive one, and batches agree.
+#[test]
+fn few_matches_and_empty_queries_maxscore() {
+    let d = docs(4000, 5000, 7, false);
+    let mut qs: Vec<SparseVec> = vec![(vec![], vec![]), (vec![999_999], vec![1.0])];
+    let mut r = Lcg(77);
+    for _ in 0..70 {
+        // Two rare terms (high ids are rare under the Zipf law) and maybe a common one.
+        let mut t = vec![4000 + (r.next() % 1000) as u32, 4000 + (r.next() % 1000) as u32];
+        if r.next().is_multiple_of(2) {
+            t.push((r.next() % 5) as u32);
+        }
+        t.sort_unstable();
+        t.dedup();
+        let w = t.iter().map(|_| 0.1 + r.unit()).collect();
+        qs.push((t, w));
+    }
+    for split in [false, true] {
+        let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
+        if split {
+            idx.add_rows(d[..3000].to_vec(), None).unwrap();
+            idx.add_rows(d[3000..].to_vec(), None).unwrap();
+        } else {
+            idx.add_rows(d.clone(), None).unwrap();
+        }
+        idx.remove(&[0, 5, 17]).unwrap();
+        for k in [3, 50, 4500] {
+            let opts = SearchOptions {
+                k,
+                ..Default::default()
+            };
+            check_equal(&mut idx, &qs, &opts, None);
+            let mask: Vec<u8> = (0..4000).map(|i| (i % 4 != 1) as u8).collect();
+            check_equal(&mut idx, &qs, &opts, Some(DocMask::new(&mask)));
         }
     }
 }
@@ -233,4 +287,27 @@ fn automatic_ids_stop_at_i64_max() {
     let err = idx.add_rows(vec![v], None).unwrap_err().to_string();
     assert!(err.contains("2**63 - 1"), "{err}");
     assert_eq!(idx.len(), 1);
+}
+
+/// Scores that round to subnormal float32 (spaced wider than the pruning
+/// margin) and ties among them: MaxScore prunes nothing there and still
+/// returns the exhaustive hits.
+#[test]
+fn subnormal_scores_maxscore() {
+    let scale = |v: Vec<SparseVec>, s: f32| -> Vec<SparseVec> {
+        v.into_iter()
+            .map(|(t, w)| (t, w.into_iter().map(|x| x * s).collect()))
+            .collect()
+    };
+    let d = scale(docs(3000, 400, 21, true), 1e-22);
+    let qs = scale(docs(60, 400, 22, true), 1e-22);
+    let mut idx = SparseIndex::new(Dtype::F32, None).unwrap();
+    idx.add_rows(d, None).unwrap();
+    for k in [1, 10] {
+        let opts = SearchOptions {
+            k,
+            ..Default::default()
+        };
+        check_equal(&mut idx, &qs, &opts, None);
+    }
 }
