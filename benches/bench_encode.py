@@ -494,7 +494,7 @@ def render_throughput(prec: str, res: dict, threads: int) -> tuple[list[str], di
             "float32). sentence-transformers runs torch dynamic int8 (quantize_dynamic on "
             "nn.Linear, per tensor, int8 activations) of the fp32 checkpoint, and `densparse "
             "Encoder, own int8 export` runs `export_model(..., int8=True)` (onnxruntime dynamic "
-            "int8, per channel, feed-forward down-projections kept float32): "
+            "int8, u8s8, 7-bit per-channel weights, feed-forward down-projections kept float32): "
             "**three different int8 models, not bit-identical** (see the cosines below)."
         )
         lines.append("")
