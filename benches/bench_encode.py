@@ -14,6 +14,10 @@ Sections (``--sections``, comma separated; default: all):
 * ``int8``  densparse Encoder on the shared int8 ONNX vs the plain loop on the same file vs
             sentence-transformers after ``torch.ao.quantization.quantize_dynamic`` on nn.Linear
             (a different int8 model: NOT bit-identical to the ONNX one).
+* ``latency`` one short query per call (SciFact queries of 8-12 word pieces, special tokens
+            excluded), as a search service encodes them: densparse Encoder on the fp32 export and on
+            the int8 export vs ``SentenceTransformer.encode([query])`` (torch fp32, the same
+            model); p50 / p95 per call, the engines interleaved query by query.
 * ``mem``   peak RSS (VmHWM, one subprocess per engine) while encoding long documents
             (consecutive SciFact documents joined until >= 2,000 tokens, truncated to 256), and
             densparse late chunking (``chunk_embed``, 64-token chunks, overlapping windows) of them.
@@ -69,7 +73,7 @@ from _common import (
 set_log_name("bench_encode")
 MARK_START, MARK_END = "<!-- bench_encode:start -->", "<!-- bench_encode:end -->"
 SECTION_TITLE = "## Encoding on CPU (bench_encode.py)"
-SECTIONS = ("fp32", "int8", "mem")
+SECTIONS = ("fp32", "int8", "latency", "mem")
 MAX_LENGTH = 256
 SHARED = REPO.parent / "shared"
 
@@ -296,6 +300,90 @@ def section_throughput(prec: str, args, shared: Path, texts: list[str]) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- latency
+def short_queries(path: Path, tokenizer_json: Path, n: int, lo: int = 8, hi: int = 12) -> list[str]:
+    """SciFact queries of ``lo``-``hi`` word pieces (special tokens excluded), file order."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.no_truncation()
+    tok.no_padding()
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)["text"]
+            if lo <= len(tok.encode(q, add_special_tokens=False).ids) <= hi:
+                out.append(q)
+                if len(out) >= n:
+                    break
+    return out
+
+
+def section_latency(args, shared: Path) -> dict:
+    st_dir = shared / "models" / "minilm-l6-fp32"
+    queries = short_queries(
+        shared / "data" / "scifact" / "queries.jsonl", st_dir / "tokenizer.json", args.lat_queries
+    )
+    t = args.threads
+    specs: list[tuple[str, Any]] = [
+        ("densparse Encoder, fp32 export", lambda: Densparse(fp32_onnx_dir(args, shared), t)),
+        ("densparse Encoder, int8 export", lambda: Densparse(int8_export_dir(args, shared), t)),
+        ("sentence-transformers (torch fp32)", lambda: SentTransformers(st_dir, t)),
+    ]
+    engines = [(name, make()) for name, make in specs]
+    for _, eng in engines:  # warm-up
+        for q in queries[:20]:
+            eng.encode([q], 1)
+    times: dict = {name: [] for name, _ in engines}
+    for _ in range(args.lat_reps):
+        for q in queries:
+            for name, eng in engines:
+                t0 = time.perf_counter()
+                eng.encode([q], 1)
+                times[name].append(time.perf_counter() - t0)
+    for name, ts in times.items():
+        log(f"latency {name}: p50 {np.percentile(ts, 50) * 1e3:.2f} ms")
+    return {"times": times, "n_queries": len(queries)}
+
+
+def render_latency(lat: dict, threads: int) -> tuple[list[str], dict]:
+    lines = [
+        f"### Short-query latency: one query per call ({lat['n_queries']} SciFact queries of "
+        "8-12 word pieces)",
+        "",
+        "Each call encodes one query (`Encoder.encode([q])` / `SentenceTransformer.encode([q])`), "
+        f"{threads} threads; engines interleaved query by query.",
+        "",
+    ]
+    st = "sentence-transformers (torch fp32)"
+    st50 = float(np.percentile(lat["times"][st], 50))
+    body, ratios = [], {}
+    for name, ts in lat["times"].items():
+        ms = np.asarray(ts) * 1e3
+        p50 = float(np.percentile(ms, 50))
+        ratio = p50 / (st50 * 1e3)
+        if name != st:
+            ratios[name] = ratio
+        body.append(
+            [
+                name,
+                f"{len(ms):,}",
+                fmt_num(p50),
+                fmt_num(float(np.percentile(ms, 95))),
+                fmt_num(float(ms.mean())),
+                "1" if name == st else f"{ratio:.2f}",
+            ]
+        )
+    lines.append(
+        md_table(
+            ["engine", "calls", "p50 (ms)", "p95 (ms)", "mean (ms)", "p50 / sentence-transformers"],
+            body,
+        )
+    )
+    lines.append("")
+    return lines, ratios
+
+
 # --------------------------------------------------------------------------- memory
 MEM_ENGINES = {
     "densparse-int8": "densparse Encoder, int8 ONNX, encode",
@@ -406,7 +494,7 @@ def render_throughput(prec: str, res: dict, threads: int) -> tuple[list[str], di
             "float32). sentence-transformers runs torch dynamic int8 (quantize_dynamic on "
             "nn.Linear, per tensor, int8 activations) of the fp32 checkpoint, and `densparse "
             "Encoder, own int8 export` runs `export_model(..., int8=True)` (onnxruntime dynamic "
-            "int8, per channel, feed-forward down-projections kept float32): "
+            "int8, u8s8, 7-bit per-channel weights, feed-forward down-projections kept float32): "
             "**three different int8 models, not bit-identical** (see the cosines below)."
         )
         lines.append("")
@@ -457,7 +545,9 @@ def render_throughput(prec: str, res: dict, threads: int) -> tuple[list[str], di
     return lines, ratios
 
 
-def render(args, info, vers, thr: dict, mem: Optional[dict], t_total: float) -> str:
+def render(
+    args, info, vers, thr: dict, lat: Optional[dict], mem: Optional[dict], t_total: float
+) -> str:
     lines = [MARK_START, SECTION_TITLE, ""]
     lines += run_header(info, f" (run took {t_total / 60:.1f} min)")
     lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
@@ -482,6 +572,14 @@ def render(args, info, vers, thr: dict, mem: Optional[dict], t_total: float) -> 
             if o != "densparse Encoder" and not peer.startswith("sentence"):
                 continue  # a different graph than the plain loop's: no like-for-like goal
             goals.append(goal_line(f"{prec} docs/s, {o} vs {peer}, best vs best", r, target))
+    if lat is not None:
+        body, lratios = render_latency(lat, args.threads)
+        lines += body
+        for name, r in lratios.items():
+            goals.append(
+                f"- Goal: short-query p50, {name} / sentence-transformers <= 0.5: measured "
+                f"{r:.2f} — {'**met**' if r <= 0.5 else '**NOT met**'}"
+            )
     if mem is not None and mem["rows"]:
         lines.append(
             f"### Peak memory on long documents ({mem['n_docs']} documents of >= 2,000 tokens, "
@@ -538,6 +636,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--mem-docs", type=int, default=200, help="long documents for peak RSS")
     ap.add_argument("--late-docs", type=int, default=50, help="long documents late-chunked")
     ap.add_argument("--mem-bs", type=int, default=32)
+    ap.add_argument("--lat-queries", type=int, default=100, help="short queries for latency")
+    ap.add_argument("--lat-reps", type=int, default=3, help="passes over the short queries")
     ap.add_argument("--mem-precisions", default="int8,fp32")
     ap.add_argument("--work-dir", type=Path, default=REPO / "benches" / ".cache" / "encode")
     ap.add_argument("--out", type=Path, default=REPO / "benches" / "RESULTS.md")
@@ -560,6 +660,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     if a.quick:
         a.n, a.batch_sizes, a.reps = 48, [16, 32], 1
         a.mem_docs, a.late_docs = 4, 2
+        a.lat_queries, a.lat_reps = 10, 1
     return a
 
 
@@ -582,10 +683,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     if "fp32" in thr and "int8" in thr:
         ref = thr["fp32"]["vecs"]["densparse Encoder"]
         thr["int8"]["vs_fp32"] = {n: cos_rows(ref, v) for n, v in thr["int8"]["vecs"].items()}
+    lat = section_latency(args, shared) if "latency" in args.sections else None
     mem = None
     if "mem" in args.sections:
         mem = section_mem(args, shared, load_corpus(corpus_path, None))
-    section = render(args, info, vers, thr, mem, time.perf_counter() - t0)
+    section = render(args, info, vers, thr, lat, mem, time.perf_counter() - t0)
     print(section)
     write_results(args.out, section, MARK_START, MARK_END)
     log(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min in all)")

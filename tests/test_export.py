@@ -237,6 +237,48 @@ def test_optimize_and_fp16_on_tiny_bert(bert, work):
     assert (half * fp32).sum(1).min() >= 0.999
 
 
+def test_int8_format_on_tiny_bert(bert, work):
+    """The int8 graph: u8s8 integer MatMuls (weights signed, 7-bit, per output channel), the
+    feed-forward down-projections float32, and outputs close to the float32 export."""
+    import onnx
+    from onnx import numpy_helper
+
+    from densparse.export.optimize import ffn_down_projections
+
+    src, _, out, _ = bert
+    dst = work / "bert-int8"
+    rep = export_model(src, dst, kind="bge", int8=True, show_progress=False)
+    assert rep.precision == "int8" and rep.min_cosine["last_hidden_state"] >= 0.99
+    m = onnx.load(str(dst / "model.onnx"))
+    g = m.graph
+    layers = tiny_bert_config(10).num_hidden_layers
+    ops = [n.op_type for n in g.node]
+    # per layer: Q, K, V, attention output, feed-forward up -> MatMulInteger
+    assert ops.count("MatMulInteger") == 5 * layers
+    assert ops.count("DynamicQuantizeLinear") >= 3 * layers
+    down = ffn_down_projections(m)
+    assert len(down) == layers
+    inits = {t.name: t for t in g.initializer}
+    for n in g.node:
+        if n.name in down:  # float32 weights, not quantised
+            assert n.op_type == "MatMul"
+            assert inits[n.input[1]].data_type == onnx.TensorProto.FLOAT
+        if n.op_type == "MatMulInteger":
+            w = inits[n.input[1]]
+            assert w.data_type == onnx.TensorProto.INT8  # u8 activations x s8 weights
+            v = numpy_helper.to_array(w)
+            assert v.min() >= -64 and v.max() <= 64  # 7 bits: no vpmaddubsw saturation
+            assert v.max() >= 60 or v.min() <= -60  # and the range is used
+            if len(n.input) > 3 and n.input[3]:  # symmetric weights: zero points 0
+                assert not numpy_helper.to_array(inits[n.input[3]]).any()
+    # per-channel: one weight scale per output column
+    scales = [t for t in g.initializer if t.name.endswith("_scale") and t.dims]
+    assert scales and all(t.dims[0] > 1 for t in scales)
+    a = Encoder.from_pretrained(dst, provider="cpu").encode(TEXTS)
+    b = Encoder.from_pretrained(out, provider="cpu").encode(TEXTS)
+    assert (a * b).sum(1).min() >= 0.99
+
+
 def test_fp16_on_cuda(bert, work):
     """fp16 graphs are meant for the CUDA provider; skipped where CUDA does not come up."""
     src, _, out, _ = bert
