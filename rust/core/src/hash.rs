@@ -32,9 +32,7 @@ impl Interner {
     /// String `id`.
     #[inline]
     pub fn get_str(&self, id: u32) -> &str {
-        let i = id as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
+        interned(&self.ends, &self.bytes, id)
     }
 
     /// The id of `s`, and whether it is new (then numbered `len() - 1`).
@@ -47,11 +45,7 @@ impl Interner {
             bytes,
             hasher,
         } = self;
-        let str_of = |id: u32| {
-            let i = id as usize;
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            &bytes[start..ends[i]]
-        };
+        let str_of = |id: u32| interned(ends, bytes, id);
         if let Some(&id) = table.find(h, |&id| str_of(id) == s) {
             return (id, false);
         }
@@ -66,6 +60,15 @@ impl Interner {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         (0..self.len() as u32).map(|i| self.get_str(i))
     }
+}
+
+/// String `id` of an [`Interner`]'s buffer (a free function: `intern`
+/// borrows the table mutably while it reads the strings).
+#[inline]
+fn interned<'a>(ends: &[usize], bytes: &'a str, id: u32) -> &'a str {
+    let i = id as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &bytes[start..ends[i]]
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! cursor can say about the values ahead of it from the headers alone
 //! (nothing decoded), for MaxScore-style pruning.
 
-use super::block::{Header, Payload};
+use super::block::Payload;
 use super::cursor::Cursor;
 use super::END;
 
@@ -14,25 +14,10 @@ pub fn round_up(x: f32) -> f32 {
 
 impl<P: Payload> Cursor<'_, P> {
     /// Upper bound of what this term can give document `target` (the bound
-    /// of the block that would hold it; 0 if none can).
-    #[inline]
-    pub fn bound_at(&self, target: u32) -> f32 {
-        if self.doc == END || self.doc > target {
-            return 0.0;
-        }
-        let mut bi = self.block;
-        while bi < self.n_blocks && self.header(bi).last() < target {
-            bi += 1;
-        }
-        if bi == self.n_blocks {
-            return 0.0;
-        }
-        self.header(bi).bound()
-    }
-
-    /// [`Self::bound_at`] for increasing targets: `hint` remembers the block
-    /// reached (start it at 0), so headers are walked once per query however
-    /// many targets are asked about while the cursor stays behind.
+    /// of the block that would hold it; 0 if none can). For increasing
+    /// targets: `hint` remembers the block reached (start it at 0), so headers
+    /// are walked once per query however many targets are asked about while
+    /// the cursor stays behind.
     #[inline]
     pub fn bound_at_from(&self, hint: &mut usize, target: u32) -> f32 {
         if self.doc == END || self.doc > target {
@@ -63,25 +48,5 @@ impl<P: Payload> Cursor<'_, P> {
             let h = self.header(self.block);
             (h.bound(), h.last().saturating_add(1))
         }
-    }
-
-    /// Upper bound of this term's values over docs `< hi` from the cursor on
-    /// (max of the overlapping blocks' bounds; 0 if none).
-    #[inline]
-    pub fn window_bound(&self, hi: u32) -> f32 {
-        if self.doc >= hi {
-            return 0.0;
-        }
-        let mut m = 0f32;
-        let mut bi = self.block;
-        while bi < self.n_blocks {
-            let h: Header = self.header(bi);
-            m = m.max(h.bound());
-            if h.last() >= hi {
-                break;
-            }
-            bi += 1;
-        }
-        m
     }
 }

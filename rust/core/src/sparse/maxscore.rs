@@ -160,11 +160,13 @@ impl SparseIndex {
                 let (qw, meta, _) = terms[j];
                 let after = rest[j + 1];
                 let mut c = Cursor::new(store, meta.postings(), meta.weights(dtype));
+                // Candidates come in doc order: bounds read through one hint.
+                let mut hint = 0;
                 cands.retain_mut(|(d, v)| {
                     if prunable(*v + rest[j], theta) {
                         return false;
                     }
-                    if prunable(*v + qw * c.bound_at(*d) as f64 + after, theta) {
+                    if prunable(*v + qw * c.bound_at_from(&mut hint, *d) as f64 + after, theta) {
                         return false;
                     }
                     c.advance(*d);
