@@ -216,9 +216,10 @@ class Segment:
         bm25: _core.BM25Index,
     ) -> Segment:
         """One segment of the live documents of ``sources`` ((segment, live mask) pairs), in
-        order. Records are copied in Rust and vectors one source segment at a time, so
-        memory holds the new segment, never a Python object per document; ``bm25`` is the
-        BM25 index merged from the sources' postings."""
+        order. Records are copied in Rust and dense vectors in chunks, one source segment at
+        a time, with no Python object per document; sparse and ColBERT vectors are read per
+        document (as their indexes are built from them). ``bm25`` is the BM25 index merged
+        from the sources' postings."""
         writer = _core.RecordStoreWriter()
         dense = sparse = None
         if cfg.dense_dim is not None:
