@@ -38,6 +38,7 @@ struct Entry<I> {
 impl<I: Ord> Eq for Entry<I> {}
 
 impl<I: Ord> Ord for Entry<I> {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         // Lower score is worse; at equal scores the higher id is worse.
         other.score.total_cmp(&self.score).then(self.id.cmp(&other.id))
@@ -45,6 +46,7 @@ impl<I: Ord> Ord for Entry<I> {
 }
 
 impl<I: Ord> PartialOrd for Entry<I> {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }

@@ -56,36 +56,84 @@ fn to_py(e: Error) -> PyErr {
 
 /// A list of str, with an error naming the first item that is not one.
 fn str_list(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
-    if obj.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be a list of str, not a single str"
-        )));
-    }
     let mut out = Vec::new();
-    for (i, item) in obj
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a list of str")))?
-        .enumerate()
-    {
-        let item = item?;
-        match item.downcast::<PyString>() {
-            Ok(s) => out.push(s.to_cow()?.into_owned()),
-            Err(_) => {
-                return Err(PyTypeError::new_err(format!(
-                    "{what}[{i}] is {}, expected str",
-                    item.get_type().name()?
-                )))
-            }
-        }
-    }
+    for_each_str(obj, &|| what.to_string(), |s| {
+        out.push(s.to_cow()?.into_owned());
+        Ok(())
+    })?;
     Ok(out)
 }
 
-/// A list of token lists.
+/// Call `f` on each item of the iterable `obj`, which must hold str only (a
+/// single str is refused); `what` names it in errors and is only called then.
+fn for_each_str<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &dyn Fn() -> String,
+    mut f: impl FnMut(Bound<'py, PyString>) -> PyResult<()>,
+) -> PyResult<()> {
+    if obj.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{} must be a list of str, not a single str",
+            what()
+        )));
+    }
+    let mut each = |i: usize, item: Bound<'py, PyAny>| match item.downcast_into::<PyString>() {
+        Ok(s) => f(s),
+        Err(e) => Err(PyTypeError::new_err(format!(
+            "{}[{i}] is {}, expected str",
+            what(),
+            e.into_inner().get_type().name()?
+        ))),
+    };
+    // A list is read by index, without an iterator object.
+    if let Ok(list) = obj.downcast::<PyList>() {
+        for (i, item) in list.iter().enumerate() {
+            each(i, item)?;
+        }
+        return Ok(());
+    }
+    let items = obj
+        .try_iter()
+        .map_err(|_| PyTypeError::new_err(format!("{} must be a list of str", what())))?;
+    for (i, item) in items.enumerate() {
+        each(i, item?)?;
+    }
+    Ok(())
+}
+
+/// A list of token lists (for each list, the same checks and errors as [`str_list`]).
 fn token_lists(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Vec<String>>> {
     let mut out = Vec::new();
     for (i, item) in obj.try_iter()?.enumerate() {
         out.push(str_list(&item?, &format!("{what}[{i}]"))?);
+    }
+    Ok(out)
+}
+
+/// Queries given as token lists, resolved against `idx` as they are read: the
+/// tokens' UTF-8 is borrowed from the str objects, not copied (the same checks
+/// and errors as [`token_lists`]).
+fn bm25_token_queries<'py>(obj: &Bound<'py, PyAny>, idx: &Bm25Index, what: &str) -> PyResult<Vec<Query>> {
+    let mut out = Vec::new();
+    let mut strs: Vec<Bound<'py, PyString>> = Vec::new();
+    let mut resolve = |i: usize, item: &Bound<'py, PyAny>| -> PyResult<()> {
+        strs.clear();
+        for_each_str(item, &|| format!("{what}[{i}]"), |s| {
+            strs.push(s);
+            Ok(())
+        })?;
+        let tokens = strs.iter().map(str_utf8).collect::<PyResult<Vec<_>>>()?;
+        out.push(idx.query(&tokens));
+        Ok(())
+    };
+    if let Ok(list) = obj.downcast::<PyList>() {
+        for (i, item) in list.iter().enumerate() {
+            resolve(i, &item)?;
+        }
+    } else {
+        for (i, item) in obj.try_iter()?.enumerate() {
+            resolve(i, &item?)?;
+        }
     }
     Ok(out)
 }
@@ -746,15 +794,14 @@ impl PyBm25Index {
         mask: Option<&Bound<'_, PyAny>>,
         global_stats: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SearchResult<'py>> {
-        let qs = token_lists(queries, "queries")?;
+        let inner = self.inner.clone();
+        let queries = bm25_token_queries(queries, &inner, "queries")?;
         let mask = mask_arg(mask)?;
         let stats = stats_arg(global_stats)?;
-        let inner = self.inner.clone();
         let k = k.min(inner.n_docs());
         let hits = py.guarded(|| -> Result<_, Error> {
             let pool = thread_pool(threads)?;
             let pool = pool.as_deref();
-            let queries: Vec<Query> = qs.iter().map(|q| inner.query(q)).collect();
             if mask.is_none() && stats.is_none() {
                 return Ok(inner.search_batch(&queries, k, pool));
             }

@@ -307,6 +307,7 @@ impl Bm25Index {
                 n_blocks: e.n_blocks,
                 offset: store.len() as u64,
                 max_tf_weight: e.max_tf_weight,
+                idf: params.method.idf(e.df as f64, doc_lens.len() as f64),
             });
             store.extend_from_slice(&e.bytes);
             if renumber {

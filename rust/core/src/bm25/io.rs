@@ -166,6 +166,7 @@ impl Bm25Index {
                 n_blocks: nb,
                 offset: off,
                 max_tf_weight: f32::from_bits(mx),
+                idf: params.method.idf(df as f64, n_docs as f64),
             };
             let last =
                 validate_term(store, info.postings(), df as usize, info.max_tf_weight, Tf).map_err(|e| bad(&e))?;

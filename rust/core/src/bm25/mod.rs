@@ -28,6 +28,8 @@ pub(crate) struct TermInfo {
     pub offset: u64,
     /// Largest (tfpart - tfpart0) over the term's postings, rounded up.
     pub max_tf_weight: f32,
+    /// The method's idf of this term in this index (kept: a query needs it per term).
+    pub idf: f64,
 }
 
 impl TermInfo {
@@ -122,9 +124,7 @@ impl Bm25Index {
     }
 
     pub(crate) fn idf(&self, term: u32) -> f64 {
-        self.params
-            .method
-            .idf(self.terms[term as usize].df as f64, self.n_docs() as f64)
+        self.terms[term as usize].idf
     }
 }
 

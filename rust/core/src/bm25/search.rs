@@ -13,6 +13,102 @@ use crate::topk::TopK;
 /// Corpora up to this size are always searched term at a time.
 const DENSE_DOCS: usize = 1 << 16;
 
+/// Accumulator entries checked at once against the entry gate.
+const SCAN_CHUNK: usize = 16;
+
+/// Most accumulator entries per block of the first pass, whose best scores
+/// set a floor under the k-th best score.
+const FLOOR_BLOCK: usize = 256;
+
+/// Largest value of `xs` (-inf if empty), in four lanes so that it vectorises.
+fn block_max(xs: &[f64]) -> f64 {
+    let mut m = [f64::NEG_INFINITY; 4];
+    let (quads, rest) = xs.as_chunks::<4>();
+    for q in quads {
+        for l in 0..4 {
+            m[l] = if q[l] > m[l] { q[l] } else { m[l] };
+        }
+    }
+    for &x in rest {
+        m[0] = if x > m[0] { x } else { m[0] };
+    }
+    m[0].max(m[1]).max(m[2].max(m[3]))
+}
+
+/// An accumulator value `g` such that every x <= g scores at most `theta`:
+/// (x + base) as f32 <= theta, as rounding is monotonic. A lower gate only
+/// costs time, so when a few steps of about one ulp do not settle it there is
+/// none (-inf).
+fn entry_gate(theta: f32, base: f64) -> f64 {
+    let t = theta as f64;
+    if !t.is_finite() {
+        return t;
+    }
+    let step = t.abs().max(base.abs()) * f64::EPSILON;
+    let mut g = t - base;
+    for _ in 0..4 {
+        if g + base <= t {
+            return g;
+        }
+        g -= step;
+    }
+    f64::NEG_INFINITY
+}
+
+/// Top k (k >= 1) of `(acc[d] + base) as f32` over the documents `f` allows
+/// (ties by lower id), zeroing `acc` on the way.
+///
+/// With every document eligible, a first pass takes the best score of each
+/// block: k blocks reach their k-th best, so k distinct documents do, and no
+/// document below it is in the top k. The scan then reads a chunk entry by
+/// entry only if some value in it passes the gate of that floor and of the
+/// running threshold (one vectorised comparison per chunk).
+fn scan_top<F: Filter>(acc: &mut [f64], base: f64, k: usize, f: F) -> TopK {
+    let score = |x: f64| (x + base) as f32;
+    let mut floor = f32::NEG_INFINITY;
+    // About 8k blocks (a floor near the k-th best score), each whole chunks.
+    let block = (acc.len() / (8 * k)).clamp(SCAN_CHUNK, FLOOR_BLOCK) / SCAN_CHUNK * SCAN_CHUNK;
+    if F::ALL && k <= acc.len() / block {
+        let mut best: Vec<f32> = acc.chunks(block).map(|b| score(block_max(b))).collect();
+        floor = *best.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1;
+    }
+    let floor_gate = if floor.is_finite() {
+        entry_gate(floor.next_down(), base)
+    } else {
+        f64::NEG_INFINITY
+    };
+    let mut top = TopK::new(k);
+    let mut theta = f32::NEG_INFINITY;
+    let mut gate = floor_gate;
+    // Entry by entry; returns the gate, raised as the threshold rises.
+    let mut visit = |first: u32, chunk: &[f64], gate: f64| -> f64 {
+        let mut gate = gate;
+        for (d, &x) in (first..).zip(chunk) {
+            let s = score(x);
+            // Ids rise through the scan: a score equal to the threshold never enters.
+            if s > theta && s >= floor && f.ok(d) {
+                top.push(d, s);
+                let t = top.threshold();
+                if t != theta {
+                    theta = t;
+                    gate = floor_gate.max(entry_gate(t, base));
+                }
+            }
+        }
+        gate
+    };
+    let (chunks, rest) = acc.as_chunks_mut::<SCAN_CHUNK>();
+    for (i, chunk) in chunks.iter_mut().enumerate() {
+        if chunk.iter().fold(false, |hit, &x| hit | (x > gate)) {
+            gate = visit((i * SCAN_CHUNK) as u32, chunk, gate);
+        }
+        *chunk = [0.0; SCAN_CHUNK];
+    }
+    visit((chunks.len() * SCAN_CHUNK) as u32, rest, gate);
+    rest.fill(0.0);
+    top
+}
+
 thread_local! {
     /// Dense score accumulator (kept zeroed between queries).
     static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -94,6 +190,8 @@ struct Plan {
 
 /// Which documents may be returned.
 trait Filter: Copy {
+    /// Every document is eligible.
+    const ALL: bool = false;
     fn ok(&self, d: u32) -> bool;
     /// The first eligible doc >= d, END if none.
     fn next_ok(&self, d: u32) -> u32;
@@ -103,6 +201,7 @@ trait Filter: Copy {
 struct All;
 
 impl Filter for All {
+    const ALL: bool = true;
     #[inline(always)]
     fn ok(&self, _: u32) -> bool {
         true
@@ -228,7 +327,9 @@ impl Bm25Index {
         }
         // Longer ones through hash maps (linear in the query length, however many distinct
         // tokens); terms keep the order of their first occurrence.
-        let mut term_at: rustc_hash::FxHashMap<u32, usize> = Default::default();
+        let cap = tokens.len();
+        let mut term_at: rustc_hash::FxHashMap<u32, usize> =
+            rustc_hash::FxHashMap::with_capacity_and_hasher(cap, Default::default());
         let mut unknown_at: rustc_hash::FxHashMap<&str, usize> = Default::default();
         for t in tokens {
             let t = t.as_ref();
@@ -563,18 +664,9 @@ impl Bm25Index {
             for &(t, w) in &plan.terms {
                 self.accumulate(store, t, w, kn, impacts, &mut acc[..n]);
             }
-            // One branch-light scan: documents that matched nothing score
-            // `base` and, ranked by id, fill in exactly as in `get_scores`.
-            let mut top = TopK::new(k);
-            let mut theta = f32::NEG_INFINITY;
-            for (d, &x) in acc[..n].iter().enumerate() {
-                let s = (x + base) as f32;
-                if s > theta && f.ok(d as u32) {
-                    top.push(d as u32, s);
-                    theta = top.threshold();
-                }
-            }
-            acc[..n].fill(0.0);
+            // Documents that matched nothing score `base` and, ranked by id,
+            // fill in exactly as in `get_scores`.
+            let top = scan_top(&mut acc[..n], base, k, f);
             self.fill(top.into_sorted(), k, base, f)
         })
     }
