@@ -5,7 +5,7 @@ dense nDCG@10 on the test queries, fp32 vs int8 variants of all-MiniLM-L6-v2.
 Variants (``--variants``, comma separated):
 
 * ``fp32``      ``export_model(..., kind="st")`` (the reference).
-* ``int8``      ``export_model(..., int8=True)``: what densparse ships (dynamic int8, signed
+* ``int8``      ``export_model(..., int8=True)``: what densparse ships (dynamic int8, signed 7-bit
                 per-channel weights, feed-forward down-projections in float32).
 * ``int8-all``  every MatMul quantised, weights 7-bit (``reduce_range=True``; no vpmaddubsw
                 saturation on AVX2), the down-projections included: the fastest graph, less
@@ -13,7 +13,8 @@ Variants (``--variants``, comma separated):
 
 Documents are ``title + " " + text``, max_length 256; retrieval is exact inner product over the
 L2-normalised vectors; nDCG@10 with ``densparse.eval.evaluate`` (trec_eval's definition).
-Embeddings are cached under ``--work-dir`` as .npy.
+Embeddings are cached under ``--work-dir`` as .npy. The table and the goals go to ``--out``
+(benches/RESULTS.md) between ``<!-- quality_int8:start -->`` and its end marker.
 
     python3 benches/quality_int8.py            # 3 x 5,183 documents: 10-30 min on 2 cores
     python3 benches/quality_int8.py --variants fp32,int8
@@ -30,9 +31,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, densparse, log, set_log_name
+from _common import (
+    REPO,
+    densparse,
+    log,
+    machine_info,
+    md_table,
+    run_header,
+    set_log_name,
+    write_results,
+)
 
 set_log_name("quality_int8")
+MARK_START, MARK_END = "<!-- quality_int8:start -->", "<!-- quality_int8:end -->"
 SHARED = REPO.parent / "shared"
 MAX_LENGTH = 256
 
@@ -76,7 +87,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-docs", type=int, default=None, help="first N corpus documents only")
     ap.add_argument("--work-dir", type=Path, default=REPO / "benches" / ".cache" / "encode")
+    ap.add_argument("--out", type=Path, default=REPO / "benches" / "RESULTS.md")
     args = ap.parse_args()
+    info, t_start = machine_info(), time.perf_counter()
     from densparse.eval import evaluate, load_beir
 
     ds = load_beir(SHARED / "data" / "scifact", split="test")
@@ -84,7 +97,7 @@ def main() -> None:
     texts = [f"{d['title']} {d['text']}".strip() for d in (ds.corpus[i] for i in ids)]
     qids = list(ds.queries)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    vecs, rows = {}, []
+    vecs, rows, cached = {}, [], []
     for v in args.variants.split(","):
         d = model_dir(v, args.work_dir)
         cache = args.work_dir / f"scifact_{v}_{len(ids)}.npy"
@@ -94,6 +107,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if cache.is_file():
             docs = np.load(cache)
+            cached.append(v)
         else:
             docs = enc.encode(texts, batch_size=32, show_progress=False)
             np.save(cache, docs)
@@ -116,11 +130,40 @@ def main() -> None:
             + f" ({time.perf_counter() - t0:.0f}s)"
         )
     head = f"SciFact nDCG@10 ({len(qids)} test queries, {len(ids):,} docs)"
-    print(f"| variant | {head} | cosine to fp32 min | mean |")
-    print("|---|---|---|---|")
-    for v, ndcg, cos in rows:
-        c = ("1", "1") if cos is None else (f"{cos.min():.4f}", f"{cos.mean():.4f}")
-        print(f"| {v} | {ndcg:.4f} | {c[0]} | {c[1]} |")
+    table = md_table(
+        ["variant", head, "cosine to fp32: min", "mean"],
+        [
+            [v, f"{n:.4f}"] + (["1", "1"] if c is None else [f"{c.min():.4f}", f"{c.mean():.4f}"])
+            for v, n, c in rows
+        ],
+    )
+    print(table)
+    lines = [MARK_START, "## int8 export fidelity on SciFact (benches/quality_int8.py)", ""]
+    lines += run_header(info, f" (run took {(time.perf_counter() - t_start) / 60:.1f} min)")
+    lines.append(
+        f"- Model all-MiniLM-L6-v2, max_length {MAX_LENGTH}, {args.threads} threads; exact "
+        "inner product over L2-normalised vectors; nDCG@10 by `densparse.eval.evaluate`."
+    )
+    if cached:
+        lines.append(
+            "- Document vectors of " + ", ".join(cached) + " were read from this script's cache "
+            "(`--work-dir`), made by an earlier run on the same model files; the queries were "
+            "encoded in this run."
+        )
+    ndcg = {v: n for v, n, _ in rows}
+    low = {v: c.min() for v, _, c in rows if c is not None}
+    if "fp32" in ndcg and "int8" in ndcg:
+        gap = ndcg["fp32"] - ndcg["int8"]
+        met = "**met**" if gap <= 0.005 else "**NOT met**"
+        lines.append(f"- Goal: int8 nDCG@10 within 0.005 of fp32: {gap:+.4f} — {met}")
+    if "int8" in low:
+        met = "**met**" if low["int8"] >= 0.99 else "**NOT met**"
+        lines.append(
+            f"- Goal: int8 cosine to fp32 >= 0.99 on every document: min {low['int8']:.4f} — {met}"
+        )
+    lines += ["", table, "", MARK_END]
+    write_results(args.out, "\n".join(lines), MARK_START, MARK_END)
+    log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
