@@ -62,6 +62,74 @@ impl Interner {
     }
 }
 
+/// Look-up of a vocabulary's words by string, the words themselves kept by
+/// the caller (ids are positions in its `Vec<String>`). Each slot holds the
+/// word's length and first 8 bytes, so a word of up to 8 bytes (most stems
+/// and Chinese words) is found without reading the caller's string.
+#[derive(Default)]
+pub struct VocabIndex {
+    table: hashbrown::HashTable<VocabSlot>,
+    hasher: foldhash::fast::FixedState,
+}
+
+#[derive(Clone, Copy)]
+struct VocabSlot {
+    head: u64,
+    len: u32,
+    id: u32,
+}
+
+/// Up to the first 8 bytes of `s`, zero-padded, as one integer.
+#[inline]
+fn head8(s: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s[..n]);
+    u64::from_le_bytes(b)
+}
+
+impl VocabIndex {
+    /// The index of `vocab`; `Err(i)` if word `i` repeats an earlier one.
+    pub fn new(vocab: &[String]) -> Result<Self, usize> {
+        let mut ix = VocabIndex {
+            table: hashbrown::HashTable::with_capacity(vocab.len()),
+            hasher: Default::default(),
+        };
+        for (i, w) in vocab.iter().enumerate() {
+            let h = ix.hasher.hash_one(w.as_str());
+            if ix.find(vocab, w, h).is_some() {
+                return Err(i);
+            }
+            let slot = VocabSlot {
+                head: head8(w.as_bytes()),
+                len: w.len() as u32,
+                id: i as u32,
+            };
+            let hasher = &ix.hasher;
+            ix.table
+                .insert_unique(h, slot, |e| hasher.hash_one(vocab[e.id as usize].as_str()));
+        }
+        Ok(ix)
+    }
+
+    /// The id of `s` in `vocab` (the vocabulary this index was built from).
+    #[inline]
+    pub fn get(&self, vocab: &[String], s: &str) -> Option<u32> {
+        self.find(vocab, s, self.hasher.hash_one(s))
+    }
+
+    #[inline]
+    fn find(&self, vocab: &[String], s: &str, h: u64) -> Option<u32> {
+        let b = s.as_bytes();
+        let (head, len) = (head8(b), b.len());
+        self.table
+            .find(h, |e| {
+                e.len as usize == len && e.head == head && (len <= 8 || vocab[e.id as usize].as_bytes()[8..] == b[8..])
+            })
+            .map(|e| e.id)
+    }
+}
+
 /// String `id` of an [`Interner`]'s buffer (a free function: `intern`
 /// borrows the table mutably while it reads the strings).
 #[inline]
@@ -73,7 +141,32 @@ fn interned<'a>(ends: &[usize], bytes: &'a str, id: u32) -> &'a str {
 
 #[cfg(test)]
 mod tests {
-    use super::Interner;
+    use super::{Interner, VocabIndex};
+
+    #[test]
+    fn vocab_index_finds_every_word_and_no_other() {
+        let mut vocab: Vec<String> = ["", "a", "abcdefgh", "abcdefghi", "abcdefghj", "é", "中文", "abcdefg\0"]
+            .map(String::from)
+            .to_vec();
+        vocab.extend((0..5000).map(|i| format!("word{i}")));
+        let ix = VocabIndex::new(&vocab).unwrap();
+        for (i, w) in vocab.iter().enumerate() {
+            assert_eq!(ix.get(&vocab, w), Some(i as u32), "{w:?}");
+        }
+        for w in [
+            "b",
+            "abcdefg",
+            "abcdefghk",
+            "abcdefghij",
+            "word5000",
+            "中",
+            "abcdefgh\0",
+        ] {
+            assert_eq!(ix.get(&vocab, w), None, "{w:?}");
+        }
+        let dup = ["x", "y", "x"].map(String::from).to_vec();
+        assert_eq!(VocabIndex::new(&dup).err(), Some(2));
+    }
 
     #[test]
     fn interner_numbers_in_order_of_first_appearance() {

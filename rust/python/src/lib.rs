@@ -110,29 +110,64 @@ fn token_lists(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Vec<String>>>
     Ok(out)
 }
 
+/// The UTF-8 of every item of a list of str, through borrowed pointers: no
+/// reference count is touched per item. None if an item is not a str or has no
+/// UTF-8 (a lone surrogate); the caller then takes the checked path, which
+/// raises the right error.
+fn borrowed_strs<'a>(list: &'a Bound<'_, PyList>) -> Option<Vec<&'a str>> {
+    let n = list.len();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: the GIL is held and i < len. The item is borrowed from the list, which
+        // `list` keeps alive; nothing here runs Python code, so the list cannot change
+        // while the returned slices are in use (they live as long as the borrow of `list`).
+        // CPython's UTF-8 of a str lives as long as the str and is valid UTF-8.
+        unsafe {
+            let item = pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t);
+            if item.is_null() || pyo3::ffi::PyUnicode_Check(item) == 0 {
+                let _ = PyErr::take(list.py());
+                return None;
+            }
+            let mut size: pyo3::ffi::Py_ssize_t = 0;
+            let p = PyUnicode_AsUTF8AndSize(item, &mut size);
+            if p.is_null() {
+                let _ = PyErr::take(list.py());
+                return None;
+            }
+            out.push(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                p.cast::<u8>(),
+                size as usize,
+            )));
+        }
+    }
+    Some(out)
+}
+
 /// Queries given as token lists, resolved against `idx` as they are read: the
 /// tokens' UTF-8 is borrowed from the str objects, not copied (the same checks
 /// and errors as [`token_lists`]).
 fn bm25_token_queries<'py>(obj: &Bound<'py, PyAny>, idx: &Bm25Index, what: &str) -> PyResult<Vec<Query>> {
-    let mut out = Vec::new();
     let mut strs: Vec<Bound<'py, PyString>> = Vec::new();
-    let mut resolve = |i: usize, item: &Bound<'py, PyAny>| -> PyResult<()> {
+    let mut resolve = |i: usize, item: &Bound<'py, PyAny>| -> PyResult<Query> {
+        if let Some(tokens) = item.downcast::<PyList>().ok().and_then(borrowed_strs) {
+            return Ok(idx.query(&tokens));
+        }
         strs.clear();
         for_each_str(item, &|| format!("{what}[{i}]"), |s| {
             strs.push(s);
             Ok(())
         })?;
         let tokens = strs.iter().map(str_utf8).collect::<PyResult<Vec<_>>>()?;
-        out.push(idx.query(&tokens));
-        Ok(())
+        Ok(idx.query(&tokens))
     };
+    let mut out = Vec::new();
     if let Ok(list) = obj.downcast::<PyList>() {
         for (i, item) in list.iter().enumerate() {
-            resolve(i, &item)?;
+            out.push(resolve(i, &item)?);
         }
     } else {
         for (i, item) in obj.try_iter()?.enumerate() {
-            resolve(i, &item?)?;
+            out.push(resolve(i, &item?)?);
         }
     }
     Ok(out)

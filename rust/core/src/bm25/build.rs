@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::analysis::Analyzer;
-use crate::hash::{Interner, StrMap};
+use crate::hash::{Interner, StrMap, VocabIndex};
 
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
@@ -255,15 +255,7 @@ impl Bm25Index {
                 }
             })
             .collect();
-        Ok(Self::assemble(
-            params,
-            vocab,
-            term_ids,
-            encoded,
-            doc_lens,
-            kn,
-            String::new(),
-        ))
+        Ok(Self::assemble(params, vocab, encoded, doc_lens, kn, String::new()))
     }
 }
 
@@ -276,14 +268,12 @@ pub(super) struct EncodedTerm {
 }
 
 impl Bm25Index {
-    /// The index from its vocabulary (with `term_ids`, each word's position in it) and each
-    /// word's encoded postings (same order); words with no postings (df 0) are left out and
-    /// the rest renumbered. `kn` is what the postings' bounds were computed with, from
+    /// The index from its vocabulary and each word's encoded postings (same
+    /// order); words with no postings (df 0) are left out and the rest renumbered. `kn` is what the postings' bounds were computed with, from
     /// `doc_lens` and their average.
     pub(super) fn assemble(
         params: Params,
         vocab: Vec<String>,
-        term_ids: StrMap<String, u32>,
         encoded: Vec<EncodedTerm>,
         doc_lens: Vec<u32>,
         kn: Vec<f32>,
@@ -292,9 +282,6 @@ impl Bm25Index {
         let total: usize = encoded.iter().map(|e| e.bytes.len()).sum();
         let mut store = Vec::with_capacity(total + TAIL_PAD);
         let mut terms = Vec::with_capacity(encoded.len());
-        // The caller's map stays valid unless words are left out: then it is rebuilt.
-        let renumber = encoded.iter().any(|e| e.df == 0);
-        let mut term_ids = if renumber { StrMap::default() } else { term_ids };
         let mut kept = Vec::with_capacity(vocab.len());
         for (word, e) in vocab.into_iter().zip(encoded) {
             if e.df == 0 {
@@ -310,15 +297,13 @@ impl Bm25Index {
                 idf: params.method.idf(e.df as f64, doc_lens.len() as f64),
             });
             store.extend_from_slice(&e.bytes);
-            if renumber {
-                term_ids.insert(word.clone(), t);
-            }
             kept.push(word);
         }
         store.extend_from_slice(&[0u8; TAIL_PAD]);
         let total_tokens: u64 = doc_lens.iter().map(|&l| l as u64).sum();
         let avgdl = total_tokens as f64 / doc_lens.len() as f64;
         let v = kept.len();
+        let term_ids = VocabIndex::new(&kept).expect("the vocabulary's words are distinct");
         Bm25Index {
             params,
             vocab: kept,

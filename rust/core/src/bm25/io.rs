@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::hash::StrMap;
+use crate::hash::VocabIndex;
 
 use super::{Bm25Index, Method, Params, TermInfo};
 use crate::error::{Error, Result};
@@ -121,8 +121,6 @@ impl Bm25Index {
             .take(*offs.last().unwrap_or(&0) as usize)
             .ok_or_else(|| bad("vocab text"))?;
         let mut vocab = Vec::with_capacity(nv);
-        let mut term_ids = StrMap::default();
-        term_ids.reserve(nv);
         if offs[0] != 0 {
             return Err(bad("vocab offsets"));
         }
@@ -135,11 +133,9 @@ impl Bm25Index {
             let w = std::str::from_utf8(&text[s as usize..e as usize])
                 .map_err(|_| bad("vocab is not UTF-8"))?
                 .to_string();
-            if term_ids.insert(w.clone(), i as u32).is_some() {
-                return Err(bad("a word appears twice in the vocabulary"));
-            }
             vocab.push(w);
         }
+        let term_ids = VocabIndex::new(&vocab).map_err(|_| bad("a word appears twice in the vocabulary"))?;
 
         let prange = r.range("postings")?;
         let store = &r.blob[prange.clone()];

@@ -108,14 +108,6 @@ impl Bm25Index {
             .collect();
         // Terms only deleted documents had get df 0 and are left out, as a fresh build
         // would not know them.
-        Ok(Self::assemble(
-            params,
-            vocab,
-            term_ids,
-            encoded,
-            doc_lens,
-            kn,
-            first.meta.clone(),
-        ))
+        Ok(Self::assemble(params, vocab, encoded, doc_lens, kn, first.meta.clone()))
     }
 }

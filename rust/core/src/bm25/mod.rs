@@ -10,8 +10,6 @@ mod search;
 pub use scoring::{Method, Params};
 pub use search::{thread_pool, GlobalStats, Hits, Query, SearchOpts};
 
-use crate::hash::StrMap;
-
 use crate::postings::{PostingsStore, TermRef};
 
 /// A term's decoded (doc, tf weight) pairs, built on first use.
@@ -47,7 +45,7 @@ impl TermInfo {
 pub struct Bm25Index {
     params: Params,
     vocab: Vec<String>,
-    term_ids: StrMap<String, u32>,
+    term_ids: crate::hash::VocabIndex,
     terms: Vec<TermInfo>,
     doc_lens: Vec<u32>,
     /// k1 * (1 - b + b * len / avgdl) per document, for the tf part.
@@ -88,7 +86,7 @@ impl Bm25Index {
     }
 
     pub fn term_id(&self, token: &str) -> Option<u32> {
-        self.term_ids.get(token).copied()
+        self.term_ids.get(&self.vocab, token)
     }
 
     pub fn doc_lens(&self) -> &[u32] {

@@ -306,15 +306,28 @@ impl Bm25Index {
     pub fn query<S: AsRef<str>>(&self, tokens: &[S]) -> Query {
         let mut terms: Vec<(u32, u32)> = Vec::with_capacity(tokens.len());
         let mut unknown: Vec<(String, u32)> = Vec::new();
-        // Short queries (the common case) count by a linear scan of what was
-        // seen so far: cheaper than building two hash maps per query.
+        // Short queries (the common case) count through a small table on the
+        // stack (open addressing, at most half full): no hash map is built.
         if tokens.len() <= 64 {
+            const SLOTS: usize = 128;
+            let mut slot = [u32::MAX; SLOTS];
             for t in tokens {
                 let t = t.as_ref();
                 if let Some(id) = self.term_id(t) {
-                    match terms.iter_mut().find(|x| x.0 == id) {
-                        Some(x) => x.1 += 1,
-                        None => terms.push((id, 1)),
+                    let mut h = (id.wrapping_mul(0x9E37_79B1) >> 25) as usize;
+                    loop {
+                        match slot[h] {
+                            u32::MAX => {
+                                slot[h] = terms.len() as u32;
+                                terms.push((id, 1));
+                                break;
+                            }
+                            j if terms[j as usize].0 == id => {
+                                terms[j as usize].1 += 1;
+                                break;
+                            }
+                            _ => h = (h + 1) % SLOTS,
+                        }
                     }
                 } else {
                     match unknown.iter_mut().find(|x| x.0 == t) {
