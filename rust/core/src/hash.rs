@@ -8,12 +8,40 @@ pub type StrSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
 
 use std::hash::BuildHasher;
 
+/// A table slot: a string's id with its length and first 8 bytes, so that a
+/// string of up to 8 bytes (most words) is compared without reading it.
+#[derive(Clone, Copy)]
+struct Slot {
+    head: u64,
+    /// Length, saturated at u32::MAX (longer strings are compared whole).
+    len: u32,
+    id: u32,
+}
+
+impl Slot {
+    #[inline]
+    fn new(s: &[u8], id: u32) -> Self {
+        Slot {
+            head: head8(s),
+            len: s.len().min(u32::MAX as usize) as u32,
+            id,
+        }
+    }
+
+    /// Whether this slot holds `s`, whose own slot is `probe`; `stored(id)`
+    /// gives the bytes of a string longer than 8 bytes.
+    #[inline]
+    fn holds<'a>(&self, probe: &Slot, s: &[u8], stored: impl Fn(u32) -> &'a [u8]) -> bool {
+        self.len == probe.len && self.head == probe.head && (s.len() <= 8 || stored(self.id)[8..] == s[8..])
+    }
+}
+
 /// Strings numbered in order of first appearance, their bytes kept end to
-/// end in one buffer: no allocation per string, and a look-up touches one
-/// table slot and the bytes (what indexing does once per token).
+/// end in one buffer: no allocation per string, and a look-up of a short
+/// string touches one table slot only (what indexing does once per token).
 #[derive(Default)]
 pub struct Interner {
-    table: hashbrown::HashTable<u32>,
+    table: hashbrown::HashTable<Slot>,
     /// Where each string ends in `bytes` (string i starts where i - 1 ends).
     ends: Vec<usize>,
     bytes: String,
@@ -46,11 +74,12 @@ impl Interner {
             hasher,
         } = self;
         let str_of = |id: u32| interned(ends, bytes, id);
-        if let Some(&id) = table.find(h, |&id| str_of(id) == s) {
-            return (id, false);
+        let probe = Slot::new(s.as_bytes(), 0);
+        if let Some(e) = table.find(h, |e| e.holds(&probe, s.as_bytes(), |id| str_of(id).as_bytes())) {
+            return (e.id, false);
         }
         let id = ends.len() as u32;
-        table.insert_unique(h, id, |&id| hasher.hash_one(str_of(id)));
+        table.insert_unique(h, Slot { id, ..probe }, |e| hasher.hash_one(str_of(e.id)));
         bytes.push_str(s);
         ends.push(bytes.len());
         (id, true)
@@ -63,20 +92,12 @@ impl Interner {
 }
 
 /// Look-up of a vocabulary's words by string, the words themselves kept by
-/// the caller (ids are positions in its `Vec<String>`). Each slot holds the
-/// word's length and first 8 bytes, so a word of up to 8 bytes (most stems
-/// and Chinese words) is found without reading the caller's string.
+/// the caller (ids are positions in its `Vec<String>`); a word of up to 8
+/// bytes (most stems and Chinese words) is found without reading its string.
 #[derive(Default)]
 pub struct VocabIndex {
-    table: hashbrown::HashTable<VocabSlot>,
+    table: hashbrown::HashTable<Slot>,
     hasher: foldhash::fast::FixedState,
-}
-
-#[derive(Clone, Copy)]
-struct VocabSlot {
-    head: u64,
-    len: u32,
-    id: u32,
 }
 
 /// Up to the first 8 bytes of `s`, zero-padded, as one integer.
@@ -100,14 +121,10 @@ impl VocabIndex {
             if ix.find(vocab, w, h).is_some() {
                 return Err(i);
             }
-            let slot = VocabSlot {
-                head: head8(w.as_bytes()),
-                len: w.len() as u32,
-                id: i as u32,
-            };
             let hasher = &ix.hasher;
-            ix.table
-                .insert_unique(h, slot, |e| hasher.hash_one(vocab[e.id as usize].as_str()));
+            ix.table.insert_unique(h, Slot::new(w.as_bytes(), i as u32), |e| {
+                hasher.hash_one(vocab[e.id as usize].as_str())
+            });
         }
         Ok(ix)
     }
@@ -121,11 +138,9 @@ impl VocabIndex {
     #[inline]
     fn find(&self, vocab: &[String], s: &str, h: u64) -> Option<u32> {
         let b = s.as_bytes();
-        let (head, len) = (head8(b), b.len());
+        let probe = Slot::new(b, 0);
         self.table
-            .find(h, |e| {
-                e.len as usize == len && e.head == head && (len <= 8 || vocab[e.id as usize].as_bytes()[8..] == b[8..])
-            })
+            .find(h, |e| e.holds(&probe, b, |id| vocab[id as usize].as_bytes()))
             .map(|e| e.id)
     }
 }
@@ -194,6 +209,13 @@ mod tests {
         for i in (0..10_000).step_by(97) {
             assert_eq!(it.get_str(5 + i), format!("w{i}"));
             assert_eq!(it.intern(&format!("w{i}")), (5 + i, false));
+        }
+        // Longer than the 8 bytes a slot keeps: equal heads, different tails.
+        let long = ["abcdefghij", "abcdefghik", "abcdefgh", "abcdefghij-k"];
+        let ids: Vec<(u32, bool)> = long.iter().map(|w| it.intern(w)).collect();
+        assert_eq!(ids, [(10_005, true), (10_006, true), (10_007, true), (10_008, true)]);
+        for (i, w) in long.iter().enumerate() {
+            assert_eq!(it.intern(w), (10_005 + i as u32, false));
         }
     }
 }

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::analysis::Analyzer;
-use crate::hash::{Interner, StrMap, VocabIndex};
+use crate::hash::{Interner, VocabIndex};
 
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::postings::{encode_term, PostingsStore, Tf, TAIL_PAD};
 /// Documents per parallel work unit: large enough that local vocabularies
 /// repeat little, small enough that every core gets several units.
 fn chunk_size(n_docs: usize) -> usize {
-    (n_docs / (4 * rayon::current_num_threads())).clamp(256, 8192)
+    (n_docs / (4 * rayon::current_num_threads())).clamp(256, 32768)
 }
 
 /// One chunk's documents as (local term id, tf) lists plus its local vocabulary.
@@ -25,6 +25,51 @@ struct ChunkCounts {
     /// Where each document's pairs end in `terms`.
     ends: Vec<usize>,
     doc_lens: Vec<u32>,
+}
+
+/// One chunk's postings by local term id: documents (global ids) ascending.
+struct ChunkPostings {
+    /// Where each local term's postings start in `docs` / `tfs` (one past the last: the end).
+    start: Vec<usize>,
+    docs: Vec<u32>,
+    tfs: Vec<u32>,
+}
+
+impl ChunkPostings {
+    /// Transpose `c`, whose first document is `first`.
+    fn of(c: ChunkCounts, first: u32) -> Self {
+        let nv = c.words.len();
+        let mut start = vec![0usize; nv + 1];
+        for &(t, _) in &c.terms {
+            start[t as usize + 1] += 1;
+        }
+        for t in 0..nv {
+            start[t + 1] += start[t];
+        }
+        let mut fill = start[..nv].to_vec();
+        let mut docs = vec![0u32; c.terms.len()];
+        let mut tfs = vec![0u32; c.terms.len()];
+        let mut from = 0;
+        for (doc, &end) in (first..).zip(&c.ends) {
+            for &(t, tf) in &c.terms[from..end] {
+                let i = &mut fill[t as usize];
+                docs[*i] = doc;
+                tfs[*i] = tf;
+                *i += 1;
+            }
+            from = end;
+        }
+        ChunkPostings { start, docs, tfs }
+    }
+
+    fn df(&self, t: usize) -> u32 {
+        (self.start[t + 1] - self.start[t]) as u32
+    }
+
+    fn term(&self, t: usize) -> (&[u32], &[u32]) {
+        let r = self.start[t]..self.start[t + 1];
+        (&self.docs[r.clone()], &self.tfs[r])
+    }
 }
 
 /// Counts a chunk's tokens document by document. Term frequencies live in a
@@ -176,84 +221,85 @@ impl Bm25Index {
             .collect();
 
         // Global ids in order of first appearance (deterministic for any thread count).
-        let mut term_ids: StrMap<String, u32> = StrMap::default();
-        let mut vocab: Vec<String> = Vec::new();
-        let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(chunks.len());
-        for c in &chunks {
-            let remap = c
-                .words
-                .iter()
-                .map(|w| match term_ids.get(w) {
-                    Some(&id) => id,
-                    None => {
-                        let id = vocab.len() as u32;
-                        term_ids.insert(w.to_string(), id);
-                        vocab.push(w.to_string());
-                        id
-                    }
-                })
-                .collect();
-            remaps.push(remap);
-        }
+        let mut global = Interner::default();
+        let remaps: Vec<Vec<u32>> = chunks
+            .iter()
+            .map(|c| c.words.iter().map(|w| global.intern(w).0).collect())
+            .collect();
+        let vocab: Vec<String> = global.iter().map(String::from).collect();
+        drop(global);
         let doc_lens: Vec<u32> = chunks.iter().flat_map(|c| c.doc_lens.iter().copied()).collect();
         let total_tokens: u64 = doc_lens.iter().map(|&l| l as u64).sum();
         let avgdl = total_tokens as f64 / n_docs as f64;
 
-        // Transpose doc -> terms into term -> docs (CSR), docs ascending.
+        // Each chunk turned term-major on its own (in parallel); what stays
+        // serial is one pass over the chunks' vocabularies, not their postings.
+        let mut first_doc = Vec::with_capacity(chunks.len());
+        let mut next = 0u32;
+        for c in &chunks {
+            first_doc.push(next);
+            next += c.ends.len() as u32;
+        }
+        let posts: Vec<ChunkPostings> = chunks
+            .into_par_iter()
+            .zip(first_doc)
+            .map(|(c, first)| ChunkPostings::of(c, first))
+            .collect();
+        // For each global term, the (chunk, local term) holding its postings, chunk by
+        // chunk: documents ascend through them.
         let v = vocab.len();
         let mut df = vec![0u32; v];
-        for (c, remap) in chunks.iter().zip(&remaps) {
-            for &(t, _) in &c.terms {
-                df[remap[t as usize] as usize] += 1;
+        let mut part_start = vec![0usize; v + 1];
+        for remap in &remaps {
+            for &g in remap {
+                part_start[g as usize + 1] += 1;
             }
         }
-        let mut start = Vec::with_capacity(v + 1);
-        let mut acc = 0usize;
-        start.push(0);
-        for &d in &df {
-            acc += d as usize;
-            start.push(acc);
+        for g in 0..v {
+            part_start[g + 1] += part_start[g];
         }
-        let mut fill = start.clone();
-        let mut post_docs = vec![0u32; acc];
-        let mut post_tfs = vec![0u32; acc];
-        let mut doc = 0u32;
-        for (c, remap) in chunks.iter().zip(&remaps) {
-            let mut from = 0;
-            for &end in &c.ends {
-                for &(t, tf) in &c.terms[from..end] {
-                    let g = remap[t as usize] as usize;
-                    post_docs[fill[g]] = doc;
-                    post_tfs[fill[g]] = tf;
-                    fill[g] += 1;
-                }
-                from = end;
-                doc += 1;
+        let mut fill = part_start[..v].to_vec();
+        let mut parts = vec![(0u32, 0u32); part_start[v]];
+        for (ci, (remap, p)) in remaps.iter().zip(&posts).enumerate() {
+            for (t, &g) in remap.iter().enumerate() {
+                let g = g as usize;
+                parts[fill[g]] = (ci as u32, t as u32);
+                fill[g] += 1;
+                df[g] += p.df(t);
             }
         }
-        drop(chunks);
+        drop((fill, remaps));
 
         let kn: Vec<f32> = doc_lens.iter().map(|&l| params.kn(l, avgdl)).collect();
-        // Encode terms in parallel, then lay the regions end to end.
+        // Gather and encode terms in parallel, then lay the regions end to end.
         let encoded: Vec<EncodedTerm> = (0..v)
             .into_par_iter()
-            .map(|t| {
-                let (s, e) = (start[t], start[t + 1]);
-                let mut buf = Vec::new();
-                let (nb, mx) = encode_term(
-                    &post_docs[s..e],
-                    &post_tfs[s..e],
-                    Tf,
-                    |d, tf| params.tf_weight(tf as f32, kn[d as usize]),
-                    &mut buf,
-                );
-                EncodedTerm {
-                    bytes: buf,
-                    df: df[t],
-                    n_blocks: nb,
-                    max_tf_weight: mx,
-                }
-            })
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(docs, tfs), g| {
+                    docs.clear();
+                    tfs.clear();
+                    for &(ci, t) in &parts[part_start[g]..part_start[g + 1]] {
+                        let (d, f) = posts[ci as usize].term(t as usize);
+                        docs.extend_from_slice(d);
+                        tfs.extend_from_slice(f);
+                    }
+                    let mut buf = Vec::new();
+                    let (nb, mx) = encode_term(
+                        docs,
+                        tfs,
+                        Tf,
+                        |d, tf| params.tf_weight(tf as f32, kn[d as usize]),
+                        &mut buf,
+                    );
+                    EncodedTerm {
+                        bytes: buf,
+                        df: df[g],
+                        n_blocks: nb,
+                        max_tf_weight: mx,
+                    }
+                },
+            )
             .collect();
         Ok(Self::assemble(params, vocab, encoded, doc_lens, kn, String::new()))
     }
@@ -269,8 +315,9 @@ pub(super) struct EncodedTerm {
 
 impl Bm25Index {
     /// The index from its vocabulary and each word's encoded postings (same
-    /// order); words with no postings (df 0) are left out and the rest renumbered. `kn` is what the postings' bounds were computed with, from
-    /// `doc_lens` and their average.
+    /// order); words with no postings (df 0) are left out and the rest renumbered.
+    /// `kn` is what the postings' bounds were computed with, from `doc_lens` and
+    /// their average.
     pub(super) fn assemble(
         params: Params,
         vocab: Vec<String>,
