@@ -63,6 +63,17 @@ impl Interner {
         interned(&self.ends, &self.bytes, id)
     }
 
+    /// The id of `s`, if it was interned.
+    #[inline]
+    pub fn get(&self, s: &str) -> Option<u32> {
+        let probe = Slot::new(s.as_bytes(), 0);
+        self.table
+            .find(self.hasher.hash_one(s), |e| {
+                e.holds(&probe, s.as_bytes(), |id| self.get_str(id).as_bytes())
+            })
+            .map(|e| e.id)
+    }
+
     /// The id of `s`, and whether it is new (then numbered `len() - 1`).
     #[inline]
     pub fn intern(&mut self, s: &str) -> (u32, bool) {
@@ -202,6 +213,7 @@ mod tests {
             ]
         );
         assert_eq!(it.iter().collect::<Vec<_>>(), ["b", "", "a", "ab", "é"]);
+        assert_eq!((it.get("ab"), it.get("é"), it.get("c")), (Some(3), Some(4), None));
         // Past many resizes every id still maps back to its string.
         for i in 0..10_000 {
             assert_eq!(it.intern(&format!("w{i}")), (5 + i, true));

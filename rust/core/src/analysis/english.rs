@@ -1,6 +1,6 @@
 //! Latin-script analysis: Unicode (UAX #29) words, lowercase, Snowball stems.
 
-use crate::hash::StrMap;
+use crate::hash::Interner;
 use rust_stemmers::{Algorithm, Stemmer};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -42,12 +42,29 @@ pub struct NamedStemmer {
 /// Words cached per thread and algorithm before the cache is emptied.
 const STEM_CACHE: usize = 1 << 20;
 
+/// Words and their stems, both kept end to end (no allocation per word).
+#[derive(Default)]
+struct StemCache {
+    words: Interner,
+    /// Where the stem of word i ends in `stems` (it starts where i - 1's ends).
+    ends: Vec<usize>,
+    stems: String,
+}
+
+impl StemCache {
+    #[inline]
+    fn stem_of(&self, id: u32) -> &str {
+        let i = id as usize;
+        &self.stems[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
+    }
+}
+
 thread_local! {
     /// Stems are a pure function of (algorithm, word) and vocabularies are
     /// Zipfian, so most tokens are stemmed once per thread (bm25s likewise
     /// stems each distinct word once).
-    static STEMS: std::cell::RefCell<Vec<StrMap<Box<str>, Box<str>>>> =
-        std::cell::RefCell::new((0..=STEMMERS.len()).map(|_| StrMap::default()).collect());
+    static STEMS: std::cell::RefCell<Vec<StemCache>> =
+        std::cell::RefCell::new((0..=STEMMERS.len()).map(|_| StemCache::default()).collect());
 }
 
 impl NamedStemmer {
@@ -91,16 +108,18 @@ impl NamedStemmer {
         STEMS.with(|c| {
             let mut caches = c.borrow_mut();
             let cache = &mut caches[self.algo];
-            if let Some(s) = cache.get(word) {
-                f(s);
+            if let Some(id) = cache.words.get(word) {
+                f(cache.stem_of(id));
                 return;
             }
-            if cache.len() >= STEM_CACHE {
-                cache.clear();
+            if cache.words.len() >= STEM_CACHE {
+                *cache = StemCache::default();
             }
-            let s: Box<str> = self.stem(word).into();
+            let s = self.stem(word);
             f(&s);
-            cache.insert(word.into(), s);
+            cache.words.intern(word);
+            cache.stems.push_str(&s);
+            cache.ends.push(cache.stems.len());
         })
     }
 }
