@@ -27,28 +27,62 @@ impl Slot {
             id,
         }
     }
-
-    /// Whether this slot holds `s`, whose own slot is `probe`; `stored(id)`
-    /// gives the bytes of a string longer than 8 bytes.
-    #[inline]
-    fn holds<'a>(&self, probe: &Slot, s: &[u8], stored: impl Fn(u32) -> &'a [u8]) -> bool {
-        self.len == probe.len && self.head == probe.head && (s.len() <= 8 || stored(self.id)[8..] == s[8..])
-    }
 }
 
-/// Strings numbered in order of first appearance, their bytes kept end to
-/// end in one buffer: no allocation per string, and a look-up of a short
-/// string touches one table slot only (what indexing does once per token).
+/// Up to the first 8 bytes of `s`, zero-padded, as one integer.
+#[inline]
+fn head8(s: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// Ids of strings kept elsewhere, found by the string: the one hash table
+/// behind [`Interner`] and [`VocabIndex`]. `stored(id)` reads string `id`
+/// back; a string of up to 8 bytes is matched from its slot alone.
 #[derive(Default)]
-pub struct Interner {
+struct SlotTable {
     table: hashbrown::HashTable<Slot>,
-    /// Where each string ends in `bytes` (string i starts where i - 1 ends).
-    ends: Vec<usize>,
-    bytes: String,
     hasher: foldhash::fast::FixedState,
 }
 
-impl Interner {
+impl SlotTable {
+    #[inline]
+    fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
+    }
+
+    /// The id of `s`, whose hash is `h`.
+    #[inline]
+    fn find<'a>(&self, h: u64, s: &str, stored: impl Fn(u32) -> &'a str) -> Option<u32> {
+        let b = s.as_bytes();
+        let probe = Slot::new(b, 0);
+        self.table
+            .find(h, |e| {
+                e.len == probe.len && e.head == probe.head && (b.len() <= 8 || stored(e.id).as_bytes()[8..] == b[8..])
+            })
+            .map(|e| e.id)
+    }
+
+    /// Add `s` (not present, hash `h`) as `id`.
+    #[inline]
+    fn insert<'a>(&mut self, h: u64, s: &str, id: u32, stored: impl Fn(u32) -> &'a str) {
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(h, Slot::new(s.as_bytes(), id), |e| hasher.hash_one(stored(e.id)));
+    }
+}
+
+/// Strings end to end in one buffer, numbered in order (no allocation per string).
+#[derive(Default)]
+pub struct StrList {
+    /// Where each string ends in `bytes` (string i starts where i - 1 ends).
+    ends: Vec<usize>,
+    bytes: String,
+}
+
+impl StrList {
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -59,40 +93,61 @@ impl Interner {
 
     /// String `id`.
     #[inline]
+    pub fn get(&self, id: u32) -> &str {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// Add `s` as string `len()`.
+    #[inline]
+    pub fn push(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+    }
+}
+
+/// Strings numbered in order of first appearance, kept in a [`StrList`]: a
+/// look-up of a short string touches one table slot only (what indexing does
+/// once per token).
+#[derive(Default)]
+pub struct Interner {
+    table: SlotTable,
+    strings: StrList,
+}
+
+impl Interner {
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+
+    /// String `id`.
+    #[inline]
     pub fn get_str(&self, id: u32) -> &str {
-        interned(&self.ends, &self.bytes, id)
+        self.strings.get(id)
     }
 
     /// The id of `s`, if it was interned.
     #[inline]
     pub fn get(&self, s: &str) -> Option<u32> {
-        let probe = Slot::new(s.as_bytes(), 0);
-        self.table
-            .find(self.hasher.hash_one(s), |e| {
-                e.holds(&probe, s.as_bytes(), |id| self.get_str(id).as_bytes())
-            })
-            .map(|e| e.id)
+        self.table.find(self.table.hash(s), s, |id| self.strings.get(id))
     }
 
     /// The id of `s`, and whether it is new (then numbered `len() - 1`).
     #[inline]
     pub fn intern(&mut self, s: &str) -> (u32, bool) {
-        let h = self.hasher.hash_one(s);
-        let Interner {
-            table,
-            ends,
-            bytes,
-            hasher,
-        } = self;
-        let str_of = |id: u32| interned(ends, bytes, id);
-        let probe = Slot::new(s.as_bytes(), 0);
-        if let Some(e) = table.find(h, |e| e.holds(&probe, s.as_bytes(), |id| str_of(id).as_bytes())) {
-            return (e.id, false);
+        let h = self.table.hash(s);
+        let strings = &self.strings;
+        if let Some(id) = self.table.find(h, s, |id| strings.get(id)) {
+            return (id, false);
         }
-        let id = ends.len() as u32;
-        table.insert_unique(h, Slot { id, ..probe }, |e| hasher.hash_one(str_of(e.id)));
-        bytes.push_str(s);
-        ends.push(bytes.len());
+        let id = strings.len() as u32;
+        self.table.insert(h, s, id, |id| strings.get(id));
+        self.strings.push(s);
         (id, true)
     }
 
@@ -107,62 +162,32 @@ impl Interner {
 /// bytes (most stems and Chinese words) is found without reading its string.
 #[derive(Default)]
 pub struct VocabIndex {
-    table: hashbrown::HashTable<Slot>,
-    hasher: foldhash::fast::FixedState,
-}
-
-/// Up to the first 8 bytes of `s`, zero-padded, as one integer.
-#[inline]
-fn head8(s: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = s.len().min(8);
-    b[..n].copy_from_slice(&s[..n]);
-    u64::from_le_bytes(b)
+    table: SlotTable,
 }
 
 impl VocabIndex {
     /// The index of `vocab`; `Err(i)` if word `i` repeats an earlier one.
     pub fn new(vocab: &[String]) -> Result<Self, usize> {
-        let mut ix = VocabIndex {
+        let mut table = SlotTable {
             table: hashbrown::HashTable::with_capacity(vocab.len()),
             hasher: Default::default(),
         };
+        let stored = |id: u32| vocab[id as usize].as_str();
         for (i, w) in vocab.iter().enumerate() {
-            let h = ix.hasher.hash_one(w.as_str());
-            if ix.find(vocab, w, h).is_some() {
+            let h = table.hash(w);
+            if table.find(h, w, stored).is_some() {
                 return Err(i);
             }
-            let hasher = &ix.hasher;
-            ix.table.insert_unique(h, Slot::new(w.as_bytes(), i as u32), |e| {
-                hasher.hash_one(vocab[e.id as usize].as_str())
-            });
+            table.insert(h, w, i as u32, stored);
         }
-        Ok(ix)
+        Ok(VocabIndex { table })
     }
 
     /// The id of `s` in `vocab` (the vocabulary this index was built from).
     #[inline]
     pub fn get(&self, vocab: &[String], s: &str) -> Option<u32> {
-        self.find(vocab, s, self.hasher.hash_one(s))
+        self.table.find(self.table.hash(s), s, |id| vocab[id as usize].as_str())
     }
-
-    #[inline]
-    fn find(&self, vocab: &[String], s: &str, h: u64) -> Option<u32> {
-        let b = s.as_bytes();
-        let probe = Slot::new(b, 0);
-        self.table
-            .find(h, |e| e.holds(&probe, b, |id| vocab[id as usize].as_bytes()))
-            .map(|e| e.id)
-    }
-}
-
-/// String `id` of an [`Interner`]'s buffer (a free function: `intern`
-/// borrows the table mutably while it reads the strings).
-#[inline]
-fn interned<'a>(ends: &[usize], bytes: &'a str, id: u32) -> &'a str {
-    let i = id as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] };
-    &bytes[start..ends[i]]
 }
 
 #[cfg(test)]

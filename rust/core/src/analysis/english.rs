@@ -1,6 +1,6 @@
 //! Latin-script analysis: Unicode (UAX #29) words, lowercase, Snowball stems.
 
-use crate::hash::Interner;
+use crate::hash::{Interner, StrList};
 use rust_stemmers::{Algorithm, Stemmer};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -42,21 +42,12 @@ pub struct NamedStemmer {
 /// Words cached per thread and algorithm before the cache is emptied.
 const STEM_CACHE: usize = 1 << 20;
 
-/// Words and their stems, both kept end to end (no allocation per word).
+/// Words and their stems (stem i of word i), both kept end to end: no
+/// allocation per word.
 #[derive(Default)]
 struct StemCache {
     words: Interner,
-    /// Where the stem of word i ends in `stems` (it starts where i - 1's ends).
-    ends: Vec<usize>,
-    stems: String,
-}
-
-impl StemCache {
-    #[inline]
-    fn stem_of(&self, id: u32) -> &str {
-        let i = id as usize;
-        &self.stems[if i == 0 { 0 } else { self.ends[i - 1] }..self.ends[i]]
-    }
+    stems: StrList,
 }
 
 thread_local! {
@@ -109,7 +100,7 @@ impl NamedStemmer {
             let mut caches = c.borrow_mut();
             let cache = &mut caches[self.algo];
             if let Some(id) = cache.words.get(word) {
-                f(cache.stem_of(id));
+                f(cache.stems.get(id));
                 return;
             }
             if cache.words.len() >= STEM_CACHE {
@@ -118,8 +109,7 @@ impl NamedStemmer {
             let s = self.stem(word);
             f(&s);
             cache.words.intern(word);
-            cache.stems.push_str(&s);
-            cache.ends.push(cache.stems.len());
+            cache.stems.push(&s);
         })
     }
 }
