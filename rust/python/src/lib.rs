@@ -77,26 +77,36 @@ fn for_each_str<'py>(
             what()
         )));
     }
-    let mut each = |i: usize, item: Bound<'py, PyAny>| match item.downcast_into::<PyString>() {
-        Ok(s) => f(s),
-        Err(e) => Err(PyTypeError::new_err(format!(
-            "{}[{i}] is {}, expected str",
-            what(),
-            e.into_inner().get_type().name()?
-        ))),
-    };
-    // A list is read by index, without an iterator object.
+    for_each_item(
+        obj,
+        |_| PyTypeError::new_err(format!("{} must be a list of str", what())),
+        |i, item| match item.downcast_into::<PyString>() {
+            Ok(s) => f(s),
+            Err(e) => Err(PyTypeError::new_err(format!(
+                "{}[{i}] is {}, expected str",
+                what(),
+                e.into_inner().get_type().name()?
+            ))),
+        },
+    )
+}
+
+/// Call `f(i, item)` on each item of the iterable `obj`; a list is read by
+/// index, without an iterator object. `not_iterable` turns the error of an
+/// object that cannot be iterated into the caller's.
+fn for_each_item<'py>(
+    obj: &Bound<'py, PyAny>,
+    not_iterable: impl FnOnce(PyErr) -> PyErr,
+    mut f: impl FnMut(usize, Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<()> {
     if let Ok(list) = obj.downcast::<PyList>() {
         for (i, item) in list.iter().enumerate() {
-            each(i, item)?;
+            f(i, item)?;
         }
         return Ok(());
     }
-    let items = obj
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err(format!("{} must be a list of str", what())))?;
-    for (i, item) in items.enumerate() {
-        each(i, item?)?;
+    for (i, item) in obj.try_iter().map_err(not_iterable)?.enumerate() {
+        f(i, item?)?;
     }
     Ok(())
 }
@@ -121,23 +131,20 @@ fn borrowed_strs<'a>(list: &'a Bound<'_, PyList>) -> Option<Vec<&'a str>> {
         // SAFETY: the GIL is held and i < len. The item is borrowed from the list, which
         // `list` keeps alive; nothing here runs Python code, so the list cannot change
         // while the returned slices are in use (they live as long as the borrow of `list`).
-        // CPython's UTF-8 of a str lives as long as the str and is valid UTF-8.
-        unsafe {
+        let s = unsafe {
             let item = pyo3::ffi::PyList_GetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t);
             if item.is_null() || pyo3::ffi::PyUnicode_Check(item) == 0 {
+                None
+            } else {
+                utf8_of(item)
+            }
+        };
+        match s {
+            Some(s) => out.push(s),
+            None => {
                 let _ = PyErr::take(list.py());
                 return None;
             }
-            let mut size: pyo3::ffi::Py_ssize_t = 0;
-            let p = PyUnicode_AsUTF8AndSize(item, &mut size);
-            if p.is_null() {
-                let _ = PyErr::take(list.py());
-                return None;
-            }
-            out.push(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
-                p.cast::<u8>(),
-                size as usize,
-            )));
         }
     }
     Some(out)
@@ -161,15 +168,14 @@ fn bm25_token_queries<'py>(obj: &Bound<'py, PyAny>, idx: &Bm25Index, what: &str)
         Ok(idx.query(&tokens))
     };
     let mut out = Vec::new();
-    if let Ok(list) = obj.downcast::<PyList>() {
-        for (i, item) in list.iter().enumerate() {
+    for_each_item(
+        obj,
+        |e| e,
+        |i, item| {
             out.push(resolve(i, &item)?);
-        }
-    } else {
-        for (i, item) in obj.try_iter()?.enumerate() {
-            out.push(resolve(i, &item?)?);
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -255,19 +261,25 @@ extern "C" {
 /// here. Strings CPython cannot encode (lone surrogates) take pyo3's path and
 /// its error.
 fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
-    let mut n: pyo3::ffi::Py_ssize_t = 0;
-    // SAFETY: `s` is a live str; the buffer belongs to it and lives as long as
-    // it does, and CPython's UTF-8 is valid UTF-8.
-    unsafe {
-        let p = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut n);
-        if !p.is_null() {
-            let b = std::slice::from_raw_parts(p.cast::<u8>(), n as usize);
-            return Ok(std::borrow::Cow::Borrowed(std::str::from_utf8_unchecked(b)));
-        }
+    // SAFETY: `s` is a live str, and the borrow of it bounds the result.
+    if let Some(u) = unsafe { utf8_of(s.as_ptr()) } {
+        return Ok(std::borrow::Cow::Borrowed(u));
     }
     // Clear CPython's error; to_cow raises it again with pyo3's handling.
     let _ = PyErr::take(s.py());
     s.to_cow()
+}
+
+/// CPython's UTF-8 of the str at `p`, or None (with a Python error set) if it
+/// has none (a lone surrogate).
+///
+/// # Safety
+/// `p` is a live str and stays alive, unchanged, for `'a`; the GIL is held.
+/// The buffer belongs to the str and CPython's UTF-8 is valid UTF-8.
+unsafe fn utf8_of<'a>(p: *mut pyo3::ffi::PyObject) -> Option<&'a str> {
+    let mut n: pyo3::ffi::Py_ssize_t = 0;
+    let b = PyUnicode_AsUTF8AndSize(p, &mut n);
+    (!b.is_null()).then(|| std::str::from_utf8_unchecked(std::slice::from_raw_parts(b.cast::<u8>(), n as usize)))
 }
 
 /// Text analysis: jieba-identical Chinese segmentation, English words with
