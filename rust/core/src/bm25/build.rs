@@ -7,7 +7,7 @@ use crate::hash::{Interner, VocabIndex};
 
 use super::{Bm25Index, Params, TermInfo};
 use crate::error::{Error, Result};
-use crate::postings::{encode_term, PostingsStore, Tf, TAIL_PAD};
+use crate::postings::{bucket_starts, encode_term, PostingsStore, Tf, TAIL_PAD};
 
 /// Documents per parallel work unit: large enough that local vocabularies
 /// repeat little, small enough that every core gets several units.
@@ -39,13 +39,7 @@ impl ChunkPostings {
     /// Transpose `c`, whose first document is `first`.
     fn of(c: ChunkCounts, first: u32) -> Self {
         let nv = c.words.len();
-        let mut start = vec![0usize; nv + 1];
-        for &(t, _) in &c.terms {
-            start[t as usize + 1] += 1;
-        }
-        for t in 0..nv {
-            start[t + 1] += start[t];
-        }
+        let start = bucket_starts(nv, c.terms.iter().map(|&(t, _)| t as usize));
         let mut fill = start[..nv].to_vec();
         let mut docs = vec![0u32; c.terms.len()];
         let mut tfs = vec![0u32; c.terms.len()];
@@ -249,15 +243,7 @@ impl Bm25Index {
         // chunk: documents ascend through them.
         let v = vocab.len();
         let mut df = vec![0u32; v];
-        let mut part_start = vec![0usize; v + 1];
-        for remap in &remaps {
-            for &g in remap {
-                part_start[g as usize + 1] += 1;
-            }
-        }
-        for g in 0..v {
-            part_start[g + 1] += part_start[g];
-        }
+        let part_start = bucket_starts(v, remaps.iter().flatten().map(|&g| g as usize));
         let mut fill = part_start[..v].to_vec();
         let mut parts = vec![(0u32, 0u32); part_start[v]];
         for (ci, (remap, p)) in remaps.iter().zip(&posts).enumerate() {

@@ -42,6 +42,20 @@ pub const TAIL_PAD: usize = 8;
 /// Doc id of an exhausted cursor.
 pub const END: u32 = u32::MAX;
 
+/// Where each bucket's items start when items are grouped by bucket (a
+/// counting sort): one entry per bucket below `n`, then the total. `keys` gives
+/// each item's bucket; how term-major postings are laid out from doc-major ones.
+pub fn bucket_starts(n: usize, keys: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut start = vec![0usize; n + 1];
+    for k in keys {
+        start[k + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    start
+}
+
 /// Where one term's postings are: its region's byte offset in the store and its block count.
 #[derive(Clone, Copy, Debug)]
 pub struct TermRef {

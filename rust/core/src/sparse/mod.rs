@@ -56,7 +56,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::postings::{encode_term, for_each_block, PostingsStore, TermRef, Weights, TAIL_PAD};
+use crate::postings::{bucket_starts, encode_term, for_each_block, PostingsStore, TermRef, Weights, TAIL_PAD};
 
 pub use crate::dtype::Dtype;
 pub use search::{Hits, SearchOptions};
@@ -268,15 +268,10 @@ impl Segment {
                 starts = vec![0];
             }
             Some(mt) if (mt as usize) < (1 << 24).max(4 * nnz) => {
-                let mut counts = vec![0usize; mt as usize + 2];
-                for r in rows {
-                    for &t in &r.0 {
-                        counts[t as usize + 1] += 1;
-                    }
-                }
-                for i in 1..counts.len() {
-                    counts[i] += counts[i - 1];
-                }
+                let counts = bucket_starts(
+                    mt as usize + 1,
+                    rows.iter().flat_map(|r| r.0.iter().map(|&t| t as usize)),
+                );
                 let mut pos = counts.clone();
                 for (d, r) in rows.iter().enumerate() {
                     for (&t, &w) in r.0.iter().zip(&r.1) {
