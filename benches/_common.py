@@ -205,10 +205,15 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def met_mark(ok: bool) -> str:
+    """How a goal line says whether the goal was reached."""
+    return "**met**" if ok else "**NOT met**"
+
+
 def goal_line(text: str, value: Optional[float], target: float) -> str:
     if value is None or math.isnan(value):
         return f"- Goal: {text} >= {target:g}x: **not measured**"
-    met = "**met**" if value >= target else "**NOT met**"
+    met = met_mark(value >= target)
     return f"- Goal: {text} >= {target:g}x: measured {fmt_ratio(value)} — {met}"
 
 

@@ -41,10 +41,12 @@ from _common import (
     densparse,
     fmt_num,
     fmt_ratio,
+    goal_line,
     log,
     machine_info,
     md_table,
     med,
+    met_mark,
     package_versions,
     run_header,
     set_log_name,
@@ -427,7 +429,7 @@ def render(args, info, vers, bw, qres, ms, t_total) -> str:
             ref = bw_of(r["threads"])
             if ref:
                 share = r["bytes"] / med(r["times"]) / 1e9 / ref
-                met = "**met**" if share >= 0.8 else "**NOT met**"
+                met = met_mark(share >= 0.8)
                 goals.append(
                     f"- Goal: one query f32 at {r['n']:,} x {r['d']} "
                     f"({thread_label(r['threads'])} threads) >= 80% of read bandwidth: "
@@ -475,12 +477,8 @@ def render(args, info, vers, bw, qres, ms, t_total) -> str:
                 ratio = med(p[0]["times"]) / med(r["times"]) if p else None
                 row.append(fmt_ratio(ratio))
                 if r["dtype"] == "float32" and ratio is not None and peer != "usearch exact":
-                    target = 1.0
-                    met = "**met**" if ratio >= target else "**NOT met**"
-                    goals.append(
-                        f"- Goal: 64-query batch f32 at {r['n']:,} x {r['d']} vs {peer} "
-                        f">= {target:g}x: measured {fmt_ratio(ratio)} — {met}"
-                    )
+                    what = f"64-query batch f32 at {r['n']:,} x {r['d']} vs {peer}"
+                    goals.append(goal_line(what, ratio, 1.0))
             ratio_rows.append(row)
         lines += [
             "Speed ratio densparse / peer (peers store float32):",

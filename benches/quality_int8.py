@@ -37,6 +37,7 @@ from _common import (
     log,
     machine_info,
     md_table,
+    met_mark,
     run_header,
     set_log_name,
     write_results,
@@ -154,12 +155,13 @@ def main() -> None:
     low = {v: c.min() for v, _, c in rows if c is not None}
     if "fp32" in ndcg and "int8" in ndcg:
         gap = ndcg["fp32"] - ndcg["int8"]
-        met = "**met**" if gap <= 0.005 else "**NOT met**"
-        lines.append(f"- Goal: int8 nDCG@10 within 0.005 of fp32: {gap:+.4f} — {met}")
-    if "int8" in low:
-        met = "**met**" if low["int8"] >= 0.99 else "**NOT met**"
         lines.append(
-            f"- Goal: int8 cosine to fp32 >= 0.99 on every document: min {low['int8']:.4f} — {met}"
+            f"- Goal: int8 nDCG@10 within 0.005 of fp32: {gap:+.4f} — {met_mark(gap <= 0.005)}"
+        )
+    if "int8" in low:
+        lines.append(
+            "- Goal: int8 cosine to fp32 >= 0.99 on every document: "
+            f"min {low['int8']:.4f} — {met_mark(low['int8'] >= 0.99)}"
         )
     lines += ["", table, "", MARK_END]
     write_results(args.out, "\n".join(lines), MARK_START, MARK_END)
